@@ -1,0 +1,68 @@
+"""The exercises of the course: their names, levels and public functions.
+
+One list, read by every tool that walks a submission (``course check``, stub and
+fixture generation, and the grader), so adding an exercise is one entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Exercise:
+    name: str  # folder and module name: exercises/<name>/<name>.py
+    title: str
+    level: str  # beginner, intermediate or advanced
+    functions: tuple[str, ...]  # what the student implements, in teaching order
+
+    @property
+    def module(self) -> str:
+        """The import name of the exercise module."""
+        return f"exercises.{self.name}.{self.name}"
+
+    @property
+    def relpath(self) -> str:
+        """The module's path inside a submission."""
+        return f"{self.name}/{self.name}.py"
+
+
+EXERCISES: tuple[Exercise, ...] = (
+    Exercise(
+        "jax_basics",
+        "JAX basics: grad, jit and vmap",
+        "beginner",
+        ("predict", "mse_loss", "loss_and_grad", "per_example_grads"),
+    ),
+    Exercise(
+        "positional_encoding",
+        "Sinusoidal positional encoding",
+        "beginner",
+        ("sinusoidal_positional_encoding",),
+    ),
+    Exercise(
+        "attention",
+        "Scaled dot-product attention and the causal mask",
+        "intermediate",
+        ("causal_mask", "scaled_dot_product_attention"),
+    ),
+    Exercise(
+        "loss",
+        "Cross-entropy and next-token loss",
+        "intermediate",
+        ("cross_entropy_loss", "next_token_loss"),
+    ),
+)
+
+
+def get(name: str) -> Exercise:
+    """The exercise called ``name``.
+
+    Raises:
+      KeyError: no exercise has that name; the message lists those that do.
+    """
+    for exercise in EXERCISES:
+        if exercise.name == name:
+            return exercise
+    known = ", ".join(e.name for e in EXERCISES)
+    raise KeyError(f"exercise: no exercise named {name!r} (known: {known})")

@@ -1,0 +1,110 @@
+"""``course check``: run the visible tests of every exercise against a submission.
+
+The tests are the course's own (``exercises/<name>/test_*.py`` of this
+repository); the code under test is the submission's, switched in through
+``COURSE_SUBMISSION``. pytest runs in a child process so that the submission's
+imports never touch this one, and reports through pytest-json-report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from course import catalog, submission
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    nodeid: str
+    outcome: str  # passed, failed, error or skipped
+    message: str  # the first line of the failure, empty when passed
+
+
+@dataclass(frozen=True)
+class ExerciseCheck:
+    exercise: catalog.Exercise
+    outcomes: tuple[TestOutcome, ...]
+
+    @property
+    def passed(self) -> int:
+        return sum(o.outcome == "passed" for o in self.outcomes)
+
+    @property
+    def total(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def ok(self) -> bool:
+        return self.total > 0 and self.passed == self.total
+
+    @property
+    def first_failure(self) -> TestOutcome | None:
+        return next((o for o in self.outcomes if o.outcome != "passed"), None)
+
+
+def _first_line(report: dict) -> str:
+    """The most telling line of a failed test's report."""
+    for stage in ("setup", "call", "teardown"):
+        longrepr = report.get(stage, {}).get("longrepr")
+        crash = report.get(stage, {}).get("crash", {}).get("message")
+        if crash:
+            return crash.strip().splitlines()[0]
+        if longrepr:
+            lines = [line for line in longrepr.strip().splitlines() if line.startswith("E ")]
+            return (lines[0][1:] if lines else longrepr.strip().splitlines()[-1]).strip()
+    return report.get("outcome", "")
+
+
+def run_visible_tests(
+    target: str | os.PathLike[str] | None = None,
+    names: list[str] | None = None,
+    *,
+    timeout: float = 600.0,
+) -> list[ExerciseCheck]:
+    """Runs the visible tests of the chosen exercises against ``target``.
+
+    Args:
+      target: a submission directory; ``None`` for the repository's ``exercises/``.
+      names: exercise names (default: every exercise of the catalogue).
+      timeout: seconds for the whole pytest run.
+
+    Returns:
+      One :class:`ExerciseCheck` per exercise, in catalogue order.
+
+    Raises:
+      KeyError: an unknown exercise name.
+      FileNotFoundError, NotADirectoryError: ``target`` is not a directory.
+      RuntimeError: pytest could not run the tests (no report written).
+    """
+    root = submission.repo_root()
+    chosen = [catalog.get(n) for n in names] if names else list(catalog.EXERCISES)
+    target_dir = submission.resolve(target) if target is not None else submission.default_submission()
+    env = {**os.environ, submission.ENV_VAR: str(target_dir), "PYTHONDONTWRITEBYTECODE": "1"}
+    with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
+        report_path = Path(tmp) / "report.json"
+        command = [
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--continue-on-collection-errors", "--timeout=120",
+            f"--rootdir={root}", "--json-report", f"--json-report-file={report_path}",
+            "--json-report-omit=log,warnings,keywords,streams",
+            *(str(root / "exercises" / e.name) for e in chosen),
+        ]
+        completed = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+        if not report_path.is_file():
+            raise RuntimeError(f"pytest did not run (exit {completed.returncode}):\n{completed.stdout}{completed.stderr}")
+        report = json.loads(report_path.read_text())
+    by_exercise: dict[str, list[TestOutcome]] = {e.name: [] for e in chosen}
+    for test in report.get("tests", []):
+        name = test["nodeid"].split("/")[1]
+        message = "" if test["outcome"] == "passed" else _first_line(test)
+        by_exercise[name].append(TestOutcome(test["nodeid"], test["outcome"], message))
+    for collector in report.get("collectors", []):
+        if collector.get("outcome") == "failed":  # an import error: every test of that exercise is lost
+            name = collector["nodeid"].split("/")[1]
+            by_exercise[name].append(TestOutcome(collector["nodeid"], "error", collector.get("longrepr", "").strip().splitlines()[-1]))
+    return [ExerciseCheck(e, tuple(by_exercise[e.name])) for e in chosen]

@@ -1,0 +1,81 @@
+"""Visible tests for exercises/jax_basics: run them with ``pytest exercises/jax_basics``."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from course.fixtures import unflatten_params
+from course.testing import assert_close, load_fixtures
+from exercises.jax_basics.jax_basics import loss_and_grad, mse_loss, per_example_grads, predict
+
+FX = load_fixtures(__file__)
+PARAMS = unflatten_params(FX, "params")
+BATCH = (jnp.asarray(FX["inputs"]), jnp.asarray(FX["targets"]))
+
+
+def assert_params_close(actual, expected, what):
+    __tracebackhide__ = True
+    if not isinstance(actual, list | tuple) or len(actual) != len(expected):
+        raise AssertionError(f"{what}: expected a list of {len(expected)} (dW, db) pairs like params, got {type(actual).__name__}")
+    for layer, (got, want) in enumerate(zip(actual, expected)):
+        assert_close(got[0], want[0], what=f"{what}[{layer}] (dW)")
+        assert_close(got[1], want[1], what=f"{what}[{layer}] (db)")
+
+
+def test_predict_matches_reference():
+    assert_close(predict(PARAMS, BATCH[0]), FX["predict.output"], what="predict(params, inputs)")
+
+
+def test_predict_last_layer_is_linear():
+    # Scaling the last layer scales a linear output exactly; tanh would squash it.
+    scaled = PARAMS[:-1] + [(PARAMS[-1][0] * 3.0, PARAMS[-1][1] * 3.0)]
+    assert_close(predict(scaled, BATCH[0]), 3.0 * FX["predict.output"], what="predict with the last layer scaled by 3")
+
+
+def test_predict_leading_batch_dimensions():
+    inputs = BATCH[0].reshape(2, 3, -1)
+    assert_close(predict(PARAMS, inputs), FX["predict.output"].reshape(2, 3, -1), what="predict on inputs [2, 3, d_0]")
+
+
+def test_mse_loss_matches_reference():
+    assert_close(mse_loss(PARAMS, BATCH), FX["mse_loss.output"], what="mse_loss(params, batch)")
+
+
+def test_mse_loss_is_a_mean():
+    doubled = (jnp.concatenate([BATCH[0]] * 2), jnp.concatenate([BATCH[1]] * 2))
+    assert_close(mse_loss(PARAMS, doubled), FX["mse_loss.output"], what="mse_loss on the batch repeated twice (a mean does not change)")
+
+
+def test_loss_and_grad_matches_reference():
+    loss, grads = loss_and_grad(PARAMS, BATCH)
+    assert_close(loss, FX["loss_and_grad.loss"], what="loss")
+    assert_params_close(grads, unflatten_params(FX, "loss_and_grad.grads"), "grads")
+
+
+def test_loss_and_grad_is_jit_compiled():
+    assert hasattr(loss_and_grad, "lower"), "loss_and_grad should be wrapped in jax.jit (decorate it with @jax.jit)"
+    loss_and_grad(PARAMS, BATCH)  # the stub must still fail here as not implemented
+
+
+def test_per_example_grads_matches_reference():
+    assert_params_close(per_example_grads(PARAMS, BATCH), unflatten_params(FX, "per_example_grads.grads"), "per_example_grads")
+
+
+def test_per_example_grads_average_to_the_batch_gradient():
+    # The batch loss is the mean of the per-example losses, so its gradient is their mean.
+    per_example = per_example_grads(PARAMS, BATCH)
+    n = BATCH[0].shape[0]
+    for layer, (dW, db) in enumerate(per_example):
+        assert dW.shape == (n, *PARAMS[layer][0].shape), f"per_example_grads[{layer}] dW: expected shape {(n, *PARAMS[layer][0].shape)}, got {dW.shape}"
+        assert db.shape == (n, *PARAMS[layer][1].shape), f"per_example_grads[{layer}] db: expected shape {(n, *PARAMS[layer][1].shape)}, got {db.shape}"
+    mean = [(dW.mean(0), db.mean(0)) for dW, db in per_example]
+    assert_params_close(mean, unflatten_params(FX, "loss_and_grad.grads"), "mean of per_example_grads")
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
+def test_predict_keeps_the_dtype(dtype):
+    params = jax.tree.map(lambda x: x.astype(dtype), PARAMS)
+    out = predict(params, BATCH[0].astype(dtype))
+    assert out.dtype == dtype, f"predict on {jnp.dtype(dtype)} inputs: expected a {jnp.dtype(dtype)} output, got {out.dtype}"
+    assert_close(out, FX["predict.output"], what=f"predict in {jnp.dtype(dtype)}")

@@ -1,0 +1,1 @@
+"""The reference solutions: a complete submission, shaped like ``exercises/``. Hidden from students."""

@@ -1,0 +1,53 @@
+"""The visible tests' comparison helpers explain what is wrong."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from course.testing import assert_close, assert_shape_dtype, tolerance
+
+
+def test_equal_values_pass():
+    assert_close(jnp.ones((2, 3)), np.ones((2, 3), np.float32), what="x")
+    assert_close(jnp.ones((2, 3)) + 1e-6, np.ones((2, 3), np.float32), what="x")
+
+
+def test_largest_error_is_located():
+    got = np.zeros((3, 4), np.float32)
+    got[2, 1] = 0.5
+    got[0, 0] = 0.1
+    with pytest.raises(AssertionError, match=r"weights: 2 of 12 values differ.*Largest error 0.5 at index \(2, 1\): got 0.5, expected 0"):
+        assert_close(got, np.zeros((3, 4), np.float32), what="weights")
+
+
+def test_shape_mismatch_is_named():
+    with pytest.raises(AssertionError, match=r"output: expected shape \(2, 3\), got \(3, 2\)"):
+        assert_close(np.zeros((3, 2)), np.zeros((2, 3)), what="output")
+
+
+def test_nan_is_reported_as_such():
+    with pytest.raises(AssertionError, match="NaN or infinite"):
+        assert_close(np.array([1.0, np.nan], np.float32), np.ones(2, np.float32), what="loss")
+
+
+def test_booleans_compare_exactly():
+    with pytest.raises(AssertionError, match=r"mask: 1 of 4 entries differ; first at index \(0, 1\)"):
+        assert_close(np.array([[True, True], [True, True]]), np.tril(np.ones((2, 2), bool)), what="mask")
+
+
+def test_non_arrays_are_rejected():
+    with pytest.raises(AssertionError, match="expected an array, got list"):
+        assert_close([1.0], np.ones(1), what="x")
+
+
+def test_bfloat16_gets_its_own_tolerance():
+    assert tolerance(jnp.bfloat16)["atol"] > tolerance(jnp.float32)["atol"]
+    assert_close(jnp.asarray([1.01], jnp.bfloat16), np.ones(1, np.float32), what="x")
+    with pytest.raises(AssertionError):
+        assert_close(jnp.asarray([1.01], jnp.float32), np.ones(1, np.float32), what="x")
+
+
+def test_shape_and_dtype():
+    assert_shape_dtype(jnp.ones((2, 2), bool), (2, 2), bool, what="m")
+    with pytest.raises(AssertionError, match="expected dtype bool, got float32"):
+        assert_shape_dtype(jnp.ones((2, 2)), (2, 2), bool, what="m")
