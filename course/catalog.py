@@ -52,6 +52,24 @@ EXERCISES: tuple[Exercise, ...] = (
         "intermediate",
         ("cross_entropy_loss", "next_token_loss"),
     ),
+    Exercise(
+        "transformer",
+        "Multi-head attention, feed-forward and the decoder block (Flax NNX)",
+        "intermediate",
+        ("MultiHeadAttention", "FeedForward", "DecoderBlock"),
+    ),
+    Exercise(
+        "training",
+        "The train step, on one device and data-parallel",
+        "advanced",
+        ("train_step", "shard_batch"),
+    ),
+    Exercise(
+        "generation",
+        "Sampling and autoregressive generation",
+        "intermediate",
+        ("sample_next_token", "generate"),
+    ),
 )
 
 

@@ -20,9 +20,13 @@ from types import ModuleType
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import nnx
 
 from course import catalog, submission
+from course.params import load_param_arrays, module_vjp, param_arrays
 from course.testing import FIXTURES_FILE
+from course.toy_model import BigramMLP
 
 Arrays = dict[str, np.ndarray]
 
@@ -126,11 +130,78 @@ def _loss(ref: ModuleType, rng: np.random.Generator) -> Arrays:
     return out
 
 
+def random_params(module: nnx.Module, rng: np.random.Generator, scale: float = 0.5) -> Arrays:
+    """Numpy-drawn values for every parameter of ``module``: biases and LayerNorm offsets
+    small normals, kernels and embeddings ``scale / sqrt(fan_in)`` normals, LayerNorm scales near one."""
+    out = {}
+    for name, value in param_arrays(module).items():
+        if name.endswith("scale"):
+            out[name] = (1.0 + 0.1 * rng.standard_normal(value.shape)).astype(np.float32)
+        elif name.endswith("bias"):
+            out[name] = normal(rng, *value.shape) * np.float32(0.1)
+        else:
+            out[name] = normal(rng, *value.shape) * np.float32(scale / np.sqrt(value.shape[0]))
+    return out
+
+
+def _transformer(ref: ModuleType, rng: np.random.Generator) -> Arrays:
+    B, T, S, d_model, heads, d_ff = 2, 5, 7, 16, 4, 24
+    x, context = normal(rng, B, T, d_model), normal(rng, B, S, d_model)
+    out: Arrays = {"x": x, "context": context, "cotangent": normal(rng, B, T, d_model)}
+    causal = np.tril(np.ones((T, T), bool))
+    cases = {
+        "mha_self": (lambda r: ref.MultiHeadAttention(d_model, heads, rngs=r), lambda m, x: m(x)),
+        "mha_causal": (lambda r: ref.MultiHeadAttention(d_model, heads, rngs=r), lambda m, x: m(x, mask=jnp.asarray(causal))),
+        "mha_cross": (lambda r: ref.MultiHeadAttention(d_model, heads, rngs=r), lambda m, x: m(x, context=jnp.asarray(context))),
+        "ffn": (lambda r: ref.FeedForward(d_model, d_ff, rngs=r), lambda m, x: m(x)),
+        "block": (lambda r: ref.DecoderBlock(d_model, heads, d_ff, rngs=r), lambda m, x: m(x, jnp.asarray(causal))),
+    }
+    for case, (make, call) in cases.items():
+        module = make(nnx.Rngs(0))  # the structure only: every value is replaced from numpy
+        weights = random_params(module, rng)
+        load_param_arrays(module, weights)
+        output, d_x, d_params = module_vjp(module, call, jnp.asarray(x), jnp.asarray(out["cotangent"]))
+        out |= {f"{case}.params.{k}": v for k, v in weights.items()}
+        out |= {f"{case}.output": output, f"{case}.grad_x": d_x}
+        out |= {f"{case}.grad_params.{k}": v for k, v in d_params.items()}
+    return out
+
+
+TOY = {"vocab_size": 11, "d_hidden": 16, "max_seq_len": 12}
+
+
+def _training(ref: ModuleType, rng: np.random.Generator) -> Arrays:
+    model = BigramMLP(**TOY, rngs=nnx.Rngs(0))
+    weights = random_params(model, rng, scale=1.0)
+    load_param_arrays(model, weights)
+    optimizer = nnx.Optimizer(model, optax.adam(0.05), wrt=nnx.Param)
+    batches = rng.integers(0, TOY["vocab_size"], (3, 4, 10)).astype(np.int32)
+    losses = [np.asarray(ref.train_step(model, optimizer, jnp.asarray(b))) for b in batches]
+    return {
+        "tokens": batches,
+        "losses": np.stack(losses),
+        **{f"params.{k}": v for k, v in weights.items()},
+        **{f"trained.{k}": v for k, v in param_arrays(model).items()},
+    }
+
+
+def _generation(ref: ModuleType, rng: np.random.Generator) -> Arrays:
+    model = BigramMLP(**TOY, rngs=nnx.Rngs(0))
+    weights = random_params(model, rng, scale=3.0)
+    load_param_arrays(model, weights)
+    prompt = rng.integers(0, TOY["vocab_size"], (3, 4)).astype(np.int32)
+    greedy = ref.generate(model, jnp.asarray(prompt), 10, jax.random.key(0), temperature=0.0)
+    return {"prompt": prompt, "greedy": np.asarray(greedy), **{f"params.{k}": v for k, v in weights.items()}}
+
+
 BUILDERS: dict[str, Callable[[ModuleType, np.random.Generator], Arrays]] = {
     "jax_basics": _jax_basics,
     "positional_encoding": _positional_encoding,
     "attention": _attention,
     "loss": _loss,
+    "transformer": _transformer,
+    "training": _training,
+    "generation": _generation,
 }
 
 

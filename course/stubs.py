@@ -7,11 +7,12 @@ solution is a block of lines inside a function, between two marker comments::
     ...
     # END SOLUTION
 
-The stub is the same file with each block replaced by one ``raise
-NotImplementedError("not implemented yet: implement <function> in
-exercises/<name>/<name>.py (hint: ...)")`` at the block's indentation. Module
-docstrings, imports, signatures, type hints and docstrings stay exactly as in
-the reference.
+The stub is the same file with each block inside a function replaced by one
+``raise NotImplementedError("not implemented yet: implement <function> in
+exercises/<name>/<name>.py (hint: ...)")`` at the block's indentation. A block
+at module level (a helper that only the solution needs) is removed with no
+replacement, and takes no hint. Module docstrings, imports, signatures, type
+hints and docstrings stay exactly as in the reference.
 """
 
 from __future__ import annotations
@@ -38,11 +39,20 @@ def not_implemented_message(function: str, relpath: str, hint: str | None) -> st
 
 
 def _enclosing_functions(tree: ast.Module) -> list[tuple[int, int, str]]:
-    """``(first_line, last_line, name)`` of every function, innermost last."""
+    """``(first_line, last_line, qualified_name)`` of every function, outermost first."""
     spans = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            spans.append((node.lineno, node.end_lineno, node.name))
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                name = f"{prefix}{child.name}"
+                if not isinstance(child, ast.ClassDef):
+                    spans.append((child.lineno, child.end_lineno, name))
+                visit(child, f"{name}.")
+            else:
+                visit(child, prefix)
+
+    visit(tree, "")
     return sorted(spans)
 
 
@@ -58,8 +68,8 @@ def make_stub(source: str, relpath: str) -> str:
       The stub module's text.
 
     Raises:
-      MarkerError: a block is unclosed, nested, outside a function, or the
-        module has no block at all.
+      MarkerError: a block is unclosed or nested, a module-level block has a
+        hint, or the module has no block at all.
     """
     functions = _enclosing_functions(ast.parse(source))
     lines = source.splitlines(keepends=True)
@@ -72,10 +82,11 @@ def make_stub(source: str, relpath: str) -> str:
             if block_start is not None:
                 raise MarkerError(f"{relpath}:{number}: BEGIN SOLUTION inside the block opened at line {block_start}")
             owners = [name for first, last, name in functions if first < number <= last]
-            if not owners:
-                raise MarkerError(f"{relpath}:{number}: a solution block must be inside a function")
-            message = not_implemented_message(owners[-1], relpath, begin["hint"])
-            out.append(f"{begin['indent']}raise NotImplementedError({message!r})\n")
+            if owners:
+                message = not_implemented_message(owners[-1], relpath, begin["hint"])
+                out.append(f"{begin['indent']}raise NotImplementedError({message!r})\n")
+            elif begin["hint"]:
+                raise MarkerError(f"{relpath}:{number}: a module-level block is removed from the stub, so its hint would never be shown")
             block_start, blocks = number, blocks + 1
         elif end:
             if block_start is None:

@@ -1,10 +1,21 @@
 """Pytest settings for the visible tests.
 
 A stub raises ``NotImplementedError("not implemented yet: implement ...")``.
-This hook turns that into one clear line per test instead of a traceback.
+The hook below turns that into one clear line per test instead of a traceback.
+
+The data-parallel test of the training exercise needs several devices; on a
+CPU, XLA can split itself into virtual devices, which must be asked for before
+JAX starts its backends (JAX starts them lazily, at the first computation, so
+setting the flag here is early enough).
 """
 
+import os
+
 import pytest
+
+VIRTUAL_CPU_DEVICES = "--xla_force_host_platform_device_count=8"
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {VIRTUAL_CPU_DEVICES}".strip()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -22,6 +22,28 @@ def double(x: jnp.ndarray) -> jnp.ndarray:
 '''
 
 
+CLASS_AND_HELPER = """
+
+class Doubler:
+    def __call__(self, x):
+        # BEGIN SOLUTION
+        return _helper(x)
+        # END SOLUTION
+
+
+# BEGIN SOLUTION
+def _helper(x):
+    return 2 * x
+# END SOLUTION
+"""
+
+
+def test_module_level_blocks_are_removed_and_methods_are_named_with_their_class():
+    stub = stubs.make_stub(SOURCE + CLASS_AND_HELPER, "demo/demo.py")
+    assert "_helper" not in stub
+    assert "implement Doubler.__call__ in exercises/demo/demo.py')" in stub
+
+
 def test_make_stub_replaces_the_block_with_a_raise():
     stub = stubs.make_stub(SOURCE, "demo/demo.py")
     assert "return 2 * y" not in stub and "BEGIN SOLUTION" not in stub
@@ -40,7 +62,7 @@ def test_make_stub_replaces_the_block_with_a_raise():
         (SOURCE.replace("    # END SOLUTION\n", ""), "never closed"),
         (SOURCE.replace("    # BEGIN SOLUTION (hint: multiply by 2)\n", ""), "without a BEGIN"),
         (SOURCE.replace("    # BEGIN SOLUTION (hint: multiply by 2)\n", "").replace("    # END SOLUTION\n", ""), "no solution block"),
-        ("# BEGIN SOLUTION\nx = 1\n# END SOLUTION\n", "inside a function"),
+        ("# BEGIN SOLUTION (hint: h)\nx = 1\n# END SOLUTION\n", "module-level block"),
         (SOURCE.replace("    return 2 * y\n", "    # BEGIN SOLUTION\n    return 2 * y\n"), "inside the block"),
     ],
 )
@@ -55,15 +77,23 @@ def test_committed_stubs_are_generated_from_the_reference():
 
 
 def _api(path):
-    """Signatures, decorators and docstrings of a module's functions, plus its docstring."""
+    """The module docstring, and the signature, decorators and docstring of every public
+    function, class and method (solution-only private helpers are left out)."""
     tree = ast.parse(path.read_text())
-    functions = {
-        node.name: (ast.unparse(node.args), ast.unparse(node.returns) if node.returns else None,
+    api = {}
+
+    def visit(nodes, prefix):
+        for node in nodes:
+            if isinstance(node, ast.FunctionDef) and (prefix or not node.name.startswith("_")):
+                api[prefix + node.name] = (
+                    ast.unparse(node.args), ast.unparse(node.returns) if node.returns else None,
                     [ast.unparse(d) for d in node.decorator_list], ast.get_docstring(node))
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef)
-    }
-    return ast.get_docstring(tree), functions
+            elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                api[prefix + node.name] = ([ast.unparse(b) for b in node.bases], ast.get_docstring(node))
+                visit(node.body, f"{prefix}{node.name}.")
+
+    visit(tree.body, "")
+    return ast.get_docstring(tree), api
 
 
 @pytest.mark.parametrize("exercise", catalog.EXERCISES, ids=lambda e: e.name)

@@ -26,26 +26,43 @@ def test_stubs_fail_every_visible_test_with_one_clear_message():
             assert f"exercises/{result.exercise.relpath}" in outcome.message, outcome
 
 
-# One realistic mistake per exercise, all in one submission so that one pytest run checks them.
+# One realistic mistake per exercise, all in one submission so that one pytest run checks them:
+# the edit, a visible test that must catch it, and a phrase its message must contain.
 MISTAKES = {
-    "jax_basics/jax_basics.py": ("    W, b = params[-1]\n    return x @ W + b", "    W, b = params[-1]\n    return jnp.tanh(x @ W + b)"),
-    "positional_encoding/positional_encoding.py": (
-        "jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1).reshape(seq_len, d_model)",
-        "jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)",
+    "jax_basics": (
+        ("    W, b = params[-1]\n    return x @ W + b", "    W, b = params[-1]\n    return jnp.tanh(x @ W + b)"),
+        "test_predict_last_layer_is_linear", "values differ from the expected ones",
     ),
-    "attention/attention.py": ("/ math.sqrt(query.shape[-1])", ""),
-    "loss/loss.py": ("    targets = tokens[:, 1:]\n", "    targets = tokens[:, :-1]\n"),
+    "positional_encoding": (
+        ("jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1).reshape(seq_len, d_model)",
+         "jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)"),
+        "test_sin_and_cos_are_interleaved", "column 1 (should be cos(p), right after sin(p))",
+    ),
+    "attention": (("/ math.sqrt(query.shape[-1])", ""), "test_attention_matches_reference[unmasked]", "Largest error"),
+    "loss": (("    targets = tokens[:, 1:]\n", "    targets = tokens[:, :-1]\n"), "test_matches_reference[next_token]", "Largest error"),
+    "transformer": (
+        ("        x = x + self.attn(self.ln1(x), mask=mask)", "        x = self.attn(self.ln1(x), mask=mask)"),
+        "test_outputs_and_gradients_match_reference[block]", "block output",
+    ),
+    "training": (("    optimizer.update(model, grads)\n", ""), "test_parameters_change", "parameters not updated"),
+    "generation": (
+        ("logits = logits.astype(jnp.float32) / temperature", "logits = logits.astype(jnp.float32) * temperature"),
+        "test_samples_follow_the_distribution[2.0-None]", "are unlikely under softmax",
+    ),
 }
 
 
 def test_realistic_mistakes_fail_with_a_teaching_message(make_submission):
-    results = {r.exercise.name: r for r in run_visible_tests(make_submission(MISTAKES))}
-    for name, result in results.items():
+    edits = {f"{name}/{name}.py": edit for name, (edit, _, _) in MISTAKES.items()}
+    results = {r.exercise.name: r for r in run_visible_tests(make_submission(edits))}
+    assert results.keys() == MISTAKES.keys()
+    for name, (_, test, phrase) in MISTAKES.items():
+        result = results[name]
         assert 0 < result.passed < result.total, f"{name}: {result.passed}/{result.total} passed"
-        failed = [o for o in result.outcomes if o.outcome == "failed"]
-        assert any("values differ from the expected ones" in o.message and "Largest error" in o.message for o in failed), failed
-        assert not any("not implemented" in o.message for o in failed)
-    assert "test_predict_last_layer_is_linear" in {o.nodeid.split("::")[1] for o in results["jax_basics"].outcomes if o.outcome == "failed"}
+        failed = {o.nodeid.split("::")[1]: o.message for o in result.outcomes if o.outcome == "failed"}
+        assert test in failed, f"{name}: {test} passed; failed: {sorted(failed)}"
+        assert phrase in failed[test], f"{name}: {failed[test]}"
+        assert not any("not implemented" in m for m in failed.values())
 
 
 def test_a_syntax_error_is_reported_not_crashed_on(make_submission):

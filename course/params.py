@@ -1,0 +1,71 @@
+"""An NNX module's parameters as a flat mapping of names to arrays, and back.
+
+This is the seam between a module and everything outside it: fixtures store a
+reference module's weights under these names, and tests and the grader load
+them into a student's module of the same structure (``"attn.query.kernel"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+
+def param_arrays(module: nnx.Module) -> dict[str, np.ndarray]:
+    """``{"<path>": array}`` for every ``nnx.Param`` of ``module``, paths joined by dots."""
+    return _flat(nnx.state(module, nnx.Param))
+
+
+def load_param_arrays(module: nnx.Module, arrays: dict[str, np.ndarray]) -> None:
+    """Overwrites every ``nnx.Param`` of ``module`` with ``arrays`` (as from :func:`param_arrays`).
+
+    Raises:
+      ValueError: the names or shapes differ from the module's; the message
+        lists what is missing, unexpected or misshapen.
+    """
+    state = nnx.state(module, nnx.Param)
+    expected = {".".join(map(str, path)): variable for path, variable in nnx.to_flat_state(state)}
+    missing, unexpected = sorted(expected.keys() - arrays.keys()), sorted(arrays.keys() - expected.keys())
+    if missing or unexpected:
+        raise ValueError(f"module: parameters differ from the expected structure; missing {missing}, unexpected {unexpected}")
+    misshapen = [
+        f"{name}: {tuple(expected[name].get_value().shape)} instead of {tuple(np.shape(array))}"
+        for name, array in arrays.items()
+        if tuple(expected[name].get_value().shape) != tuple(np.shape(array))
+    ]
+    if misshapen:
+        raise ValueError(f"module: parameter shapes differ from the expected ones; {'; '.join(misshapen)}")
+    for name, variable in expected.items():
+        variable.set_value(jnp.asarray(arrays[name], dtype=variable.get_value().dtype))
+    nnx.update(module, state)
+
+
+def _flat(state: nnx.State) -> dict[str, np.ndarray]:
+    return {".".join(map(str, path)): np.asarray(v.get_value()) for path, v in nnx.to_flat_state(state)}
+
+
+def module_vjp(
+    module: nnx.Module,
+    call: Callable[[nnx.Module, jax.Array], jax.Array],
+    x: jax.Array,
+    cotangent: jax.Array,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The output of ``call(module, x)`` and its vector-Jacobian product for ``cotangent``.
+
+    Returns:
+      ``(output, d_x, d_params)``: the output, the gradient of
+      ``sum(output * cotangent)`` with respect to ``x``, and with respect to
+      every ``nnx.Param`` (named as in :func:`param_arrays`).
+    """
+    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+
+    def pure(params, x):
+        return call(nnx.merge(graphdef, params, rest), x)
+
+    output, vjp = jax.vjp(pure, params, x)
+    d_params, d_x = vjp(cotangent)
+    return np.asarray(output), np.asarray(d_x), _flat(d_params)

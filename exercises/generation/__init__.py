@@ -1,0 +1,1 @@
+"""Exercise package: `generation.py` is what you implement; `test_generation.py` checks it."""

@@ -1,0 +1,108 @@
+"""Visible tests for exercises/generation: run them with ``pytest exercises/generation``.
+
+Sampling is random, so beyond exact greedy checks the tests count samples and
+compare them with the intended distribution: a chi-square test whose false
+alarm rate is 1e-6 per test.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from course.fixtures import TOY
+from course.params import load_param_arrays
+from course.testing import assert_close, assert_shape_dtype, chi_square_p_value, load_fixtures
+from course.toy_model import BigramMLP
+from exercises.generation.generation import generate, sample_next_token
+
+FX = load_fixtures(__file__)
+LOGITS = jnp.asarray([[2.0, 0.5, -1.0, 1.0, 0.0], [0.0, 3.0, 1.0, -2.0, 0.3]])
+FALSE_ALARM = 1e-6
+TRACES = []  # one entry each time JAX traces WindowSum (Python runs only while tracing)
+
+
+def toy_model():
+    model = BigramMLP(**TOY, rngs=nnx.Rngs(0))
+    load_param_arrays(model, {k[len("params."):]: v for k, v in FX.items() if k.startswith("params.")})
+    return model
+
+
+class WindowSum(nnx.Module):
+    """Predicts (sum of the tokens it reads up to t) mod V: its answers depend on its context window."""
+
+    def __init__(self, vocab_size=7, max_seq_len=4):
+        self.vocab_size, self.max_seq_len = vocab_size, max_seq_len
+
+    def __call__(self, tokens):
+        TRACES.append(tokens.shape)
+        return 10.0 * jax.nn.one_hot(jnp.cumsum(tokens, axis=-1) % self.vocab_size, self.vocab_size)
+
+
+def test_temperature_zero_is_argmax():
+    tokens = sample_next_token(LOGITS, jax.random.key(0), temperature=0.0)
+    assert_shape_dtype(tokens, (2,), jnp.int32, what="sample_next_token(logits [2, 5])")
+    assert tokens.tolist() == [0, 1], f"greedy tokens: expected [0, 1], got {tokens.tolist()}"
+
+
+def test_top_k_one_is_argmax():
+    keys = jax.random.split(jax.random.key(1), 50)
+    tokens = jax.vmap(lambda k: sample_next_token(LOGITS, k, temperature=5.0, top_k=1))(keys)
+    assert (np.asarray(tokens) == [0, 1]).all(), "top_k=1 must always return the largest logit"
+
+
+@pytest.mark.parametrize(("temperature", "top_k"), [(1.0, None), (2.0, None), (0.5, 3)])
+def test_samples_follow_the_distribution(temperature, top_k):
+    n = 20000
+    keys = jax.random.split(jax.random.key(2), n)
+    tokens = np.asarray(jax.vmap(lambda k: sample_next_token(LOGITS[0], k, temperature, top_k))(keys))
+    logits = np.asarray(LOGITS[0], np.float64) / temperature
+    if top_k is not None:
+        logits = np.where(logits >= np.sort(logits)[-top_k], logits, -np.inf)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    assert set(np.unique(tokens)) <= set(np.flatnonzero(probs)), f"sampled tokens outside the top {top_k}: {sorted(set(np.unique(tokens)))}"
+    counts = np.bincount(tokens, minlength=len(probs))
+    p = chi_square_p_value(counts[probs > 0], probs[probs > 0])
+    assert p > FALSE_ALARM, f"sample counts {counts.tolist()} are unlikely under softmax(logits / {temperature}) (p = {p:.2g}): expected about {np.round(probs * n).astype(int).tolist()}"
+
+
+def test_bad_arguments_raise_value_error():
+    with pytest.raises(ValueError, match="temperature"):
+        sample_next_token(LOGITS, jax.random.key(0), temperature=-1.0)
+    with pytest.raises(ValueError, match="top_k"):
+        sample_next_token(LOGITS, jax.random.key(0), top_k=6)
+
+
+def test_greedy_generation_matches_reference():
+    out = generate(toy_model(), jnp.asarray(FX["prompt"]), 10, jax.random.key(0), temperature=0.0)
+    assert_shape_dtype(out, FX["greedy"].shape, jnp.int32, what="generate(prompt [3, 4], max_new_tokens=10)")
+    assert_close(out, FX["greedy"], what="greedy continuation")
+
+
+def test_the_context_window_slides():
+    model = WindowSum()
+    prompt = jnp.asarray([[1, 2, 3]])
+    out = np.asarray(generate(model, prompt, 6, jax.random.key(0), temperature=0.0))[0].tolist()
+    expected = [1, 2, 3]
+    while len(expected) < 9:
+        expected.append(sum(expected[-model.max_seq_len:]) % model.vocab_size)
+    assert out == expected, f"expected {expected} (each token = sum of the last {model.max_seq_len} tokens mod 7), got {out}"
+
+
+def test_generation_compiles_once():
+    TRACES.clear()
+    generate(WindowSum(max_seq_len=32), jnp.asarray([[1, 2]]), 20, jax.random.key(0), temperature=0.0)
+    assert len(TRACES) <= 2, f"the model was traced {len(TRACES)} times for 20 new tokens: use a fixed-size buffer and a jax.lax loop"
+
+
+def test_sampled_generation_keeps_the_prompt_and_vocabulary():
+    out = np.asarray(generate(toy_model(), jnp.asarray(FX["prompt"]), 8, jax.random.key(3), temperature=1.0, top_k=4))
+    assert (out[:, :4] == FX["prompt"]).all(), "generate must return the prompt unchanged in front of the new tokens"
+    assert ((0 <= out) & (out < TOY["vocab_size"])).all()
+
+
+def test_prompt_longer_than_the_context_raises():
+    with pytest.raises(ValueError, match="prompt"):
+        generate(toy_model(), jnp.zeros((1, TOY["max_seq_len"] + 1), jnp.int32), 2, jax.random.key(0))

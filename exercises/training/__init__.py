@@ -1,0 +1,1 @@
+"""Exercise package: `training.py` is what you implement; `test_training.py` checks it."""

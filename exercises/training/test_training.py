@@ -1,0 +1,96 @@
+"""Visible tests for exercises/training: run them with ``pytest exercises/training``.
+
+The model is :class:`course.toy_model.BigramMLP`, a tiny language model that
+needs none of your other exercises, with weights from the fixture.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+from jax.sharding import Mesh
+
+from course.fixtures import TOY
+from course.params import load_param_arrays, param_arrays
+from course.sharding import data_mesh, replicate
+from course.testing import assert_close, load_fixtures
+from course.toy_model import BigramMLP
+from exercises.training.training import shard_batch, train_step
+
+FX = load_fixtures(__file__)
+
+
+def fresh_model_and_optimizer():
+    model = BigramMLP(**TOY, rngs=nnx.Rngs(0))
+    load_param_arrays(model, {k[len("params."):]: v for k, v in FX.items() if k.startswith("params.")})
+    return model, nnx.Optimizer(model, optax.adam(0.05), wrt=nnx.Param)
+
+
+def test_three_steps_match_reference():
+    model, optimizer = fresh_model_and_optimizer()
+    for step, tokens in enumerate(FX["tokens"]):
+        loss = train_step(model, optimizer, jnp.asarray(tokens))
+        assert_close(loss, FX["losses"][step], what=f"loss returned by step {step} (the loss before that step's update)")
+    for name, value in param_arrays(model).items():
+        assert_close(value, FX[f"trained.{name}"], what=f"parameter {name} after three steps (is optimizer.update(model, grads) called?)")
+
+
+def test_parameters_change():
+    model, optimizer = fresh_model_and_optimizer()
+    before = param_arrays(model)
+    train_step(model, optimizer, jnp.asarray(FX["tokens"][0]))
+    unchanged = [n for n, v in param_arrays(model).items() if np.array_equal(v, before[n])]
+    assert not unchanged, f"parameters not updated by train_step: {unchanged}"
+
+
+def test_train_step_compiles_once():
+    traces = []
+
+    class Counting(BigramMLP):
+        def __call__(self, tokens):
+            traces.append(tokens.shape)  # Python runs only while JAX traces
+            return super().__call__(tokens)
+
+    model = Counting(**TOY, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+    for tokens in FX["tokens"]:
+        train_step(model, optimizer, jnp.asarray(tokens))
+    assert len(traces) == 1, f"the model was traced {len(traces)} times in 3 steps; compile train_step with nnx.jit"
+
+
+def test_shard_batch_splits_rows_over_the_data_axis():
+    mesh = data_mesh()
+    n = len(mesh.devices.flat)
+    tokens = jnp.arange(n * 2 * 3).reshape(n * 2, 3)
+    sharded = shard_batch(tokens, mesh)
+    assert_close(sharded, np.asarray(tokens), what="shard_batch must not change the values")
+    rows = sorted((s.index[0].start or 0, s.data.shape) for s in sharded.addressable_shards)
+    assert rows == [(2 * i, (2, 3)) for i in range(n)], f"shards (first row, shape): expected 2 rows on each of {n} devices, got {rows}"
+
+
+def test_data_parallel_step_equals_single_device_step():
+    devices = jax.local_devices()
+    if devices[0].platform == "cpu":
+        assert len(devices) == 8, "expected 8 virtual CPU devices (exercises/conftest.py sets XLA_FLAGS)"
+    mesh = data_mesh(devices)
+    single_model, single_opt = fresh_model_and_optimizer()
+    parallel_model, parallel_opt = fresh_model_and_optimizer()
+    replicate(mesh, parallel_model, parallel_opt)
+    tokens = jnp.asarray(np.concatenate([FX["tokens"][0]] * len(devices)))  # a batch of 4 * devices rows
+    single_loss = train_step(single_model, single_opt, tokens)
+    parallel_loss = train_step(parallel_model, parallel_opt, shard_batch(tokens, mesh))
+    assert_close(parallel_loss, np.asarray(single_loss), what="data-parallel loss")
+    single = param_arrays(single_model)
+    for name, value in param_arrays(parallel_model).items():
+        assert_close(value, single[name], what=f"parameter {name} after a data-parallel step")
+
+
+def test_shard_batch_bad_input():
+    devices = np.asarray(jax.local_devices()[:1])
+    with pytest.raises(ValueError, match="data"):
+        shard_batch(jnp.zeros((4, 3), jnp.int32), Mesh(devices, ("batch",)))
+    if len(jax.local_devices()) > 1:
+        with pytest.raises(ValueError):
+            shard_batch(jnp.zeros((len(jax.local_devices()) + 1, 3), jnp.int32), data_mesh())
