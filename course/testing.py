@@ -57,7 +57,7 @@ def _describe(x: np.ndarray) -> str:
 
 def describe_mismatch(
     actual, expected, *, what: str, rtol: float | None = None, atol: float | None = None,
-    kind: str = "output", reveal: bool = True,
+    kind: str = "output", reveal: bool = True, tolerance_of=None,
 ) -> str | None:
     """Why ``actual`` does not match ``expected``, in words; ``None`` when it does.
 
@@ -73,10 +73,12 @@ def describe_mismatch(
       kind: the kind of quantity, a key of :data:`TOLERANCES`.
       reveal: name the values at the worst index; ``False`` for hidden
         expected values (the grader), which then never appear in the message.
+      tolerance_of: take the tolerance of this dtype instead of ``actual``'s
+        (a float32 result computed from bfloat16 inputs).
     """
     if not isinstance(actual, jax.Array | np.ndarray | np.generic):
         return f"{what}: expected an array, got {type(actual).__name__}"
-    tol = tolerance(actual.dtype, kind)
+    tol = tolerance(actual.dtype if tolerance_of is None else tolerance_of, kind)
     rtol = tol["rtol"] if rtol is None else rtol
     atol = tol["atol"] if atol is None else atol
     got = np.asarray(jnp.asarray(actual, dtype=jnp.float32) if actual.dtype == jnp.bfloat16 else actual)
@@ -100,7 +102,8 @@ def describe_mismatch(
         )
     error = np.abs(got64 - want64)
     allowed = atol + rtol * np.abs(want64)
-    wrong = ~(error <= allowed) & ~(got64 == want64)
+    # Equal values (infinities included) and NaN where NaN is expected are matches.
+    wrong = ~(error <= allowed) & ~(got64 == want64) & ~(np.isnan(got64) & np.isnan(want64))
     if not wrong.any():
         return None
     index = np.unravel_index(np.argmax(np.where(wrong, error, -1.0)), error.shape)

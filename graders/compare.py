@@ -39,11 +39,13 @@ def _shape(x) -> str:
     return type(x).__name__
 
 
-def mismatch(actual, expected, *, what: str, kind: str = "output", names: Sequence[str] | None = None) -> str | None:
+def mismatch(actual, expected, *, what: str, kind: str = "output", names: Sequence[str] | None = None,
+             tolerance_of=None) -> str | None:
     """Why the tree ``actual`` differs from ``expected`` (``None`` when it matches).
 
     Args:
       names: one name per leaf of ``expected`` for the message (default ``what[i]``).
+      tolerance_of: compare with this dtype's tolerance (default: each actual leaf's dtype).
     """
     got, want = leaves(actual), [np.asarray(x) if x is not None else None for x in leaves(expected)]
     if len(got) != len(want):
@@ -54,14 +56,15 @@ def mismatch(actual, expected, *, what: str, kind: str = "output", names: Sequen
             continue
         if isinstance(g, Unsupported) or not isinstance(g, np.ndarray | np.generic):
             return f"{label}: expected an array, got {_shape(g)}"
-        message = describe_mismatch(g, w, what=label, kind=kind, reveal=False)
+        message = describe_mismatch(g, w, what=label, kind=kind, reveal=False, tolerance_of=tolerance_of)
         if message:
             return message
     return None
 
 
 def check(actual, expected, *, what: str, kind: str = "output", names: Sequence[str] | None = None,
-          mistakes: Mistakes | None = None, mistake_args: tuple = (), mistake_kwargs: dict | None = None) -> None:
+          mistakes: Mistakes | None = None, mistake_args: tuple = (), mistake_kwargs: dict | None = None,
+          tolerance_of=None) -> None:
     """Fails with :class:`Mismatch` unless ``actual`` matches ``expected``.
 
     Args:
@@ -69,26 +72,27 @@ def check(actual, expected, *, what: str, kind: str = "output", names: Sequence[
         called as ``fn(*mistake_args, **mistake_kwargs)`` in this (trusted) process.
     """
     __tracebackhide__ = True
-    message = mismatch(actual, expected, what=what, kind=kind, names=names)
+    message = mismatch(actual, expected, what=what, kind=kind, names=names, tolerance_of=tolerance_of)
     if message is None:
         return
-    hint = find_mistake(actual, mistakes or {}, mistake_args, mistake_kwargs or {}, kind=kind)
+    hint = find_mistake(actual, mistakes or {}, mistake_args, mistake_kwargs or {}, kind=kind, tolerance_of=tolerance_of)
     raise Mismatch(message + (f". Hint: {hint}" if hint else ""), hint=hint)
 
 
-def find_mistake(actual, mistakes: Mistakes, args: tuple, kwargs: dict, *, kind: str = "output") -> str | None:
+def find_mistake(actual, mistakes: Mistakes, args: tuple, kwargs: dict, *, kind: str = "output", tolerance_of=None) -> str | None:
     """The hint of the first known mistake whose outputs ``actual`` matches, or ``None``."""
     for hint, wrong in mistakes.items():
         with np.errstate(all="ignore"):
             expected = transforms.apply(wrong, args, kwargs)
-        if mismatch(actual, expected, what="", kind=kind) is None:
+        if mismatch(actual, expected, what="", kind=kind, tolerance_of=tolerance_of) is None:
             return hint
     return None
 
 
 def expect_like_reference(student, reference: Callable, function: str, args: tuple, kwargs: dict | None = None, *,
                           cotangent=None, outputs: Sequence[str] | None = None, inputs: Sequence[str] | None = None,
-                          mistakes: Mistakes | None = None, transform: str | None = None, in_axes=None):
+                          mistakes: Mistakes | None = None, transform: str | None = None, in_axes=None,
+                          tolerance_of=None):
     """Runs ``function`` in the worker and ``reference`` here on the same inputs, and compares.
 
     With a ``cotangent`` both run as VJPs (the student's function differentiated
@@ -100,6 +104,7 @@ def expect_like_reference(student, reference: Callable, function: str, args: tup
       inputs: names of the positional arguments, for gradient messages.
       mistakes: see :func:`check`; tried on the outputs.
       transform, in_axes: ``"jit"`` or ``"vmap"`` for both sides (not with a cotangent).
+      tolerance_of: see :func:`mismatch` (outputs only).
 
     Returns:
       ``(student_outputs, reference_outputs)`` for further checks.
@@ -115,7 +120,8 @@ def expect_like_reference(student, reference: Callable, function: str, args: tup
     if cotangent is not None:
         (got, got_grads), (want, want_grads) = got, want
     what = f"{function}: " + (", ".join(outputs) if outputs else "output")
-    check(got, want, what=what, names=outputs, mistakes=mistakes, mistake_args=args, mistake_kwargs=kwargs)
+    check(got, want, what=what, names=outputs, mistakes=mistakes, mistake_args=args, mistake_kwargs=kwargs,
+          tolerance_of=tolerance_of)
     if cotangent is not None:
         for i, want_grad in enumerate(want_grads):
             if not any(leaf is not None for leaf in leaves(want_grad)):

@@ -74,7 +74,7 @@ def encode(tree, arrays: dict[str, np.ndarray], *, strict: bool = True):
             if strict:
                 raise TypeError(f"cannot send an array of dtype {array.dtype}")
             return {"$unsupported": f"array of dtype {array.dtype}"}
-        arrays[name] = np.ascontiguousarray(array)
+        arrays[name] = array
         return {"$array": name}
     if isinstance(tree, tuple):
         return {"$tuple": [encode(x, arrays, strict=strict) for x in tree]}
