@@ -5,7 +5,7 @@
 submission and returns a :class:`GradingResult`, written as Gradescope's
 ``results.json``, the raw pytest-json-report and the project's ``score.json``.
 
-Modules: ``grade`` (the entry point), ``plugin`` (pytest markers and
+Modules: ``grading`` (the entry point, ``grade``), ``plugin`` (pytest markers and
 fixtures), ``client`` (the grader's side of the worker), ``sandbox``
 (starting, limiting and stopping the worker), ``runtime`` (what runs in the
 worker), ``compare`` (comparisons and known-mistake hints), ``failures``,
@@ -13,7 +13,7 @@ worker), ``compare`` (comparisons and known-mistake hints), ``failures``,
 readers and writers).
 """
 
-from graders.grade import grade, graded_exercises
+from graders.grading import grade, graded_exercises
 from graders.sandbox import Limits
 from graders.scores import Case, ExerciseScore, GradingResult, load
 

@@ -55,6 +55,7 @@ class Session:
         self.crashes: dict[str, list[str]] = {}
         self.compile_before = 0.0
         self.pending = None  # the answer still to be read, if any
+        self.requests = 0  # numbers the requests; an answer must carry its request's number
 
     # -- the process ---------------------------------------------------------------------------
     def spawn(self) -> None:
@@ -121,6 +122,8 @@ class Session:
             self._stop_process()
             return WorkerCrash(reason)
 
+        self.requests += 1
+        header = {**header, "id": self.requests}
         try:
             wire.write_frame(process.request_w, wire.pack(header, arrays))
         except OSError:
@@ -142,6 +145,8 @@ class Session:
             except wire.ProtocolError as error:
                 reason = f"the worker sent an unreadable answer during {what} ({error})"
             else:
+                if answer[0].get("id") != header["id"]:  # e.g. written by a process the submission forked
+                    raise fail(f"the worker answered out of turn during {what}; the worker was stopped")
                 self.timings.call_seconds += time.monotonic() - started
                 if isinstance(answer[0].get("compile_seconds"), int | float):
                     self.compile_before = float(answer[0]["compile_seconds"])

@@ -149,5 +149,5 @@ def expect_raises(student, function: str, args: tuple, kwargs: dict | None = Non
     except StudentError as raised:
         if error in raised.bases:
             return
-        raise Mismatch(f"{function}: {why} should raise {error}, raised {raised.type_name}") from None
+        raise Mismatch(f"{function}: {why} should raise {error}; instead {raised}") from None
     raise Mismatch(f"{function}: {why} should raise {error}, returned normally")

@@ -21,7 +21,7 @@ Requests (``op``) and their results:
 - ``get_params {handle}`` / ``set_params {handle, params}``.
 
 Every answer is ``{"ok": true, "result": ...}`` or ``{"ok": false, "error":
-{type, bases, message, where}}``, plus ``forbidden`` (the trapped routines the
+{type, bases, message, where}}``, plus the request's ``id``, ``forbidden`` (the trapped routines the
 current exercise has called) and ``compile_seconds`` (time spent compiling).
 """
 
@@ -68,6 +68,7 @@ class Worker:
         self.modules: dict = {}
         self.handles: list = []
         self.compile_seconds = 0.0
+        self.pid = os.getpid()
 
     def on_event(self, event: str, duration: float, **_) -> None:
         if event.startswith("/jax/core/compile/"):
@@ -127,13 +128,17 @@ class Worker:
                 return jax.block_until_ready(result)
         raise ValueError(f"unknown op {op!r}")
 
-    def answer(self, request: dict, arrays: dict) -> bytes:
+    def answer(self, request: dict, arrays: dict) -> bytes | None:
+        """The answer frame; ``None`` in a process the submission forked (only the worker itself answers)."""
         try:
             result = self.handle(request, arrays)
             out: dict = {}
             header = {"ok": True, "result": self.wire.encode(result, out, strict=False)}
         except BaseException as error:  # SystemExit, pytest.exit and the like are the submission's failures too
             out, header = {}, {"ok": False, "error": describe(error, self.config["submission"])}
+        if os.getpid() != self.pid:
+            return None
+        header["id"] = request.get("id")
         header["forbidden"] = sorted(self.traps.CALLED)
         header["compile_seconds"] = self.compile_seconds
         return self.wire.pack(header, out)
@@ -172,4 +177,7 @@ def main() -> None:
             request, arrays = wire.read_frame(request_fd, limit=config["message_bytes"])
         except EOFError:
             return
-        wire.write_frame(response_fd, worker.answer(request, arrays))
+        frame = worker.answer(request, arrays)
+        if frame is None:
+            os._exit(0)
+        wire.write_frame(response_fd, frame)
