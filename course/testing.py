@@ -102,8 +102,9 @@ def describe_mismatch(
         )
     error = np.abs(got64 - want64)
     allowed = atol + rtol * np.abs(want64)
-    # Equal values (infinities included) and NaN where NaN is expected are matches.
-    wrong = ~(error <= allowed) & ~(got64 == want64) & ~(np.isnan(got64) & np.isnan(want64))
+    # Where the expected value is infinite or NaN, only the same value (NaN for NaN) matches.
+    same = (got64 == want64) | (np.isnan(got64) & np.isnan(want64))
+    wrong = np.where(np.isfinite(want64), ~(error <= allowed) & ~same, ~same)
     if not wrong.any():
         return None
     index = np.unravel_index(np.argmax(np.where(wrong, error, -1.0)), error.shape)

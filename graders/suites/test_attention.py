@@ -1,10 +1,10 @@
 """Grader suite for exercises/attention: ``causal_mask`` and ``scaled_dot_product_attention``.
 
 Sizes (drawn once per grading seed, shared by the cases): batch ``B`` in 1..2, heads ``H`` in 1..3,
-``T_q`` and ``T_k`` in 2..8 (equal for causal masks), ``d_k`` and ``d_v`` in
+``T_q`` in 2..8 and ``T_k`` in 3..8 (equal to ``T_q`` for causal masks), ``d_k`` and ``d_v`` in
 1..16 (``d_k`` from 2, where a missing scale shows), standard normal float32 values. Random masks give every query at
-least one key it may attend to and one it may not, so that a mask applied
-upside down is recognisable (and no row is entirely masked: such rows are
+least two keys it may attend to (so that a missing scale shows) and one it may
+not (so that a mask applied upside down is recognisable) (and no row is entirely masked: such rows are
 undefined by the specification).
 """
 
@@ -24,19 +24,19 @@ def _normal(rng, *shape):
 
 
 def _random_mask(rng, lead, T_q, T_k):
-    """``bool[*lead, T_q, T_k]``, every row with at least one True and one False."""
+    """``bool[*lead, T_q, T_k]``, every row with at least two True (so the scale matters) and one False."""
     mask = rng.random((*lead, T_q, T_k)) < 0.5
     rows = mask.reshape(-1, T_k)
     for row in rows:
-        allowed, blocked = rng.choice(T_k, size=2, replace=False)
-        row[allowed], row[blocked] = True, False
+        first, second, blocked = rng.choice(T_k, size=3, replace=False)
+        row[first], row[second], row[blocked] = True, True, False
     return rows.reshape(mask.shape)
 
 
 @pytest.fixture(scope="module")
 def dims(suite_rng):
     """``(B, H, T_q, T_k, d_k, d_v)`` of this grading run."""
-    B, H, T_q, T_k = (int(suite_rng.integers(low, high)) for low, high in ((1, 3), (1, 4), (2, 9), (2, 9)))
+    B, H, T_q, T_k = (int(suite_rng.integers(low, high)) for low, high in ((1, 3), (1, 4), (2, 9), (3, 9)))
     d_k, d_v = int(suite_rng.integers(2, 17)), int(suite_rng.integers(1, 17))  # d_k = 1 would hide the scale
     return B, H, T_q, T_k, d_k, d_v
 
@@ -47,12 +47,9 @@ def _inputs(rng, dims, masking, lead=None):
     if masking == "causal":
         T_k = T_q
     q, k, v = _normal(rng, *lead, T_q, d_k), _normal(rng, *lead, T_k, d_k), _normal(rng, *lead, T_k, d_v)
-    mask = {
-        "none": None,
-        "random": _random_mask(rng, (lead[0], 1, *lead[2:]) if len(lead) > 1 else lead, T_q, T_k),
-        "causal": np.tril(np.ones((T_q, T_k), bool)),
-    }[masking]
-    return q, k, v, mask
+    if masking == "random":
+        return q, k, v, _random_mask(rng, (lead[0], 1, *lead[2:]) if len(lead) > 1 else lead, T_q, T_k)
+    return q, k, v, (np.tril(np.ones((T_q, T_k), bool)) if masking == "causal" else None)
 
 
 def _softmax_over_queries(reference):
