@@ -56,6 +56,7 @@ class Session:
         self.compile_before = 0.0
         self.pending = None  # the answer still to be read, if any
         self.requests = 0  # numbers the requests; an answer must carry its request's number
+        self.made_reachable: list[str] = []  # folders given o+x so that the worker user can run Python
 
     # -- the process ---------------------------------------------------------------------------
     def spawn(self) -> None:
@@ -65,6 +66,7 @@ class Session:
         self._stop_process()
         self.spawned = time.monotonic()
         self.process = sandbox.Process(self.scratch / "submission", self.scratch, limits=self.limits, traps=self.traps)
+        self.made_reachable += self.process.made_reachable
         self.greeted, self.loaded = False, set()
         self.timings.worker_starts += 1
 

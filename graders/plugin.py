@@ -109,7 +109,7 @@ class Grading:
             "device": {"grader": [str(d) for d in jax.devices()], "worker": session.info.get("devices", []),
                        "worker_platform": session.info.get("platform")},
             "versions": {"python": sys.version.split()[0], "jax": jax.__version__, "worker": {k: session.info.get(k) for k in ("python", "jax")}},
-            "worker": {"uid": session.info.get("uid"), "starts": timings.worker_starts,
+            "worker": {"uid": session.info.get("uid"), "starts": timings.worker_starts, "made_searchable": session.made_reachable,
                        "output_bytes": session.output_bytes, "output_tail": session.output_tail},
             "timings": {
                 "grader_imports": round(self.imports_seconds, 3),

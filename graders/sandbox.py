@@ -10,7 +10,10 @@ package ``grader_runtime``) on a copy of the submission, with:
 - when the grader runs as root: the unprivileged ``worker_user`` (``nobody``),
   no supplementary groups, and the repository made unreadable to other users
   (``chmod o-rwx`` on its folder) so the worker can read neither ``reference/``
-  nor ``graders/``; the output folder is root's, so it cannot write scores;
+  nor ``graders/``; the output folder is root's, so it cannot write scores.
+  For ``nobody`` to run Python, the folders above the interpreter get search
+  permission for others (``o+x``, e.g. on ``/root`` for a pyenv Python),
+  recorded in the score file;
 - limits set by the worker on itself before any submission code runs: no core
   files, ``RLIMIT_FSIZE``, ``RLIMIT_NPROC`` (processes and threads of its user;
   root ignores it, hence the user switch), and on CPU ``RLIMIT_DATA``
@@ -72,25 +75,24 @@ def worker_user() -> pwd.struct_passwd | None:
     return pwd.getpwnam("nobody") if os.geteuid() == 0 else None
 
 
-class SetupError(RuntimeError):
-    """The machine does not allow a safe worker (a grading failure, not the submission's)."""
+def make_interpreter_reachable(user: pwd.struct_passwd | None) -> list[str]:
+    """Lets ``user`` run this Python: adds search permission for others (``o+x``, never read) on the folders above it.
 
+    A Python installed under ``/root`` (pyenv, conda) is out of ``nobody``'s
+    reach; only root grading runs as another user, so only then is anything changed.
 
-def check_interpreter(user: pwd.struct_passwd | None) -> None:
-    """Fails unless ``user`` can run this Python: every folder above it must be searchable by others.
-
-    Raises:
-      SetupError: names the folder and the fix.
+    Returns:
+      The folders whose mode changed (recorded in the score file).
     """
     if user is None:
-        return
-    path = Path(sys.executable).resolve()
-    for folder in reversed(path.parents):
-        if not folder.stat().st_mode & 0o001:
-            raise SetupError(
-                f"the worker user {user.pw_name!r} cannot reach the Python interpreter {path}: {folder} is not "
-                f"searchable by other users. Run `chmod o+x {folder}` (search only, not listing), or grade as a non-root user."
-            )
+        return []
+    changed = []
+    for folder in reversed(Path(sys.executable).resolve().parents):
+        mode = folder.stat().st_mode
+        if not mode & 0o001:
+            folder.chmod(mode | 0o001)
+            changed.append(str(folder))
+    return changed
 
 
 def lock_repository(root: Path) -> None:
@@ -132,7 +134,7 @@ class Process:
     def __init__(self, submission: Path, scratch: Path, *, limits: Limits, traps: list[str]):
         self.limits = limits
         user = worker_user()
-        check_interpreter(user)
+        self.made_reachable = make_interpreter_reachable(user)
         work = scratch / "work"
         work.mkdir(exist_ok=True)
         if user is not None:

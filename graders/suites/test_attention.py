@@ -130,6 +130,7 @@ def test_masked_weights_are_exactly_zero(student, rng, dims):
     leaked = np.asarray(weights)[~np.broadcast_to(mask, weights.shape)]
     if (leaked != 0).any():
         raise Mismatch(f"weights: {int((leaked != 0).sum())} masked positions got a nonzero weight; masked weights must be exactly 0")
+    check(np.asarray(weights).sum(-1), np.ones(weights.shape[:-1], np.float32), what="the sum of each row of weights")
 
 
 @pytest.mark.points(1)
