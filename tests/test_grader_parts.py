@@ -130,3 +130,53 @@ def test_the_scratch_copy_leaves_out_links_and_refuses_huge_submissions(tmp_path
     (submission / "big.bin").write_bytes(b"0" * (2 << 20))
     with pytest.raises(ValueError, match="submission: 2 MiB is more than the 1 MiB"):
         sandbox.make_scratch(submission, max_mb=1)
+
+
+TOY = '''
+import jax.numpy as jnp
+from flax import nnx
+
+
+class Mlp(nnx.Module):
+    def __init__(self, d, *, rngs):
+        self.hidden = nnx.Linear(d, d, rngs=rngs)
+        self.out = nnx.Linear(d, 2, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(jnp.tanh(self.hidden(x)))
+'''
+
+
+def test_modules_get_the_reference_weights_and_their_parameter_gradients(tmp_path):
+    """The worker builds an NNX module, takes weights by parameter path and differentiates with respect to them."""
+    import importlib.util
+
+    from flax import nnx
+
+    from graders.client import Session, Student
+    from graders.failures import StudentError
+    from graders.runtime import transforms
+
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "toy.py").write_text(TOY)
+    spec = importlib.util.spec_from_file_location("toy_here", tmp_path / "toy" / "toy.py")
+    here = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(here)
+    reference = here.Mlp(3, rngs=nnx.Rngs(1))
+    weights = {k: np.asarray(v) for k, v in transforms.get_params(reference).items()}
+    rng = np.random.default_rng(0)
+    x, ct = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((4, 2)).astype(np.float32)
+    session = Session(tmp_path, sandbox.Limits(call_seconds=60), traps=[])
+    try:
+        module = Student(session, "toy").construct("Mlp", 3, rngs_seed=0)
+        assert module.params == {k: ("float32", v.shape) for k, v in weights.items()}
+        module.set_params(weights)
+        out, (arg_grads, param_grads) = module.call(x, transform="vjp", cotangent=ct)
+        want, (want_args, want_params) = transforms.apply_module(reference, "__call__", (x,), transform="vjp", cotangent=ct)
+        compare.check(out, want, what="output")
+        compare.check(arg_grads, want_args, what="input gradient", kind="gradient")
+        compare.check(param_grads, {k: np.asarray(v) for k, v in want_params.items()}, what="parameter gradients", kind="gradient")
+        with pytest.raises(StudentError, match="parameter hidden/kernel: expected float32\\[3, 4\\], got float32\\[3, 3\\]"):
+            module.set_params({**weights, "hidden/kernel": np.zeros((3, 4), np.float32)})
+    finally:
+        session.close()

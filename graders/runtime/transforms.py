@@ -149,7 +149,7 @@ def _nnx():
 def get_params(module) -> dict[str, jax.Array]:
     """The ``nnx.Param`` leaves of ``module``, keyed ``"a/b/kernel"``."""
     nnx = _nnx()
-    return {"/".join(map(str, path)): var.get_value() for path, var in nnx.state(module, nnx.Param).flat_state()}
+    return {"/".join(map(str, path)): var.get_value() for path, var in nnx.to_flat_state(nnx.state(module, nnx.Param))}
 
 
 def set_params(module, params: dict[str, np.ndarray]) -> None:
@@ -159,7 +159,7 @@ def set_params(module, params: dict[str, np.ndarray]) -> None:
       StructureError: a path is missing or extra, or a shape or dtype differs.
     """
     nnx = _nnx()
-    current = nnx.state(module, nnx.Param).flat_state()
+    current = nnx.to_flat_state(nnx.state(module, nnx.Param))
     have = {"/".join(map(str, path)): (path, var) for path, var in current}
     if set(have) != set(params):
         raise StructureError(f"the module's parameters are {sorted(have)}; expected {sorted(params)}")
@@ -172,7 +172,7 @@ def set_params(module, params: dict[str, np.ndarray]) -> None:
                 f"got {jnp.dtype(value.dtype).name}{list(value.shape)}"
             )
         new[path] = jnp.asarray(params[key])
-    nnx.update(module, nnx.State.from_flat_path(new))
+    nnx.update(module, nnx.from_flat_state(new))
 
 
 def apply_module(module, method: str, args: tuple = (), kwargs: dict | None = None, *, transform: str | None = None,
@@ -192,5 +192,5 @@ def apply_module(module, method: str, args: tuple = (), kwargs: dict | None = No
         return getattr(nnx.merge(graphdef, params, rest), method)(*a, **k)
 
     outputs, (param_grads, *grads) = apply(call, (params, *args), kwargs, transform="vjp", cotangent=cotangent, compile=compile)
-    flat = {"/".join(map(str, path)): var.get_value() if hasattr(var, "get_value") else var for path, var in param_grads.flat_state()}
+    flat = {"/".join(map(str, path)): var.get_value() if hasattr(var, "get_value") else var for path, var in nnx.to_flat_state(param_grads)}
     return outputs, (tuple(grads), flat)
