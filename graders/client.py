@@ -42,6 +42,7 @@ class Session:
     submission: Path
     limits: sandbox.Limits
     traps: list[str]
+    pid_file: Path | None = None  # where each worker's process id is noted for the process that started the grading
     timings: Timings = field(default_factory=Timings)
     info: dict = field(default_factory=dict)  # the worker's hello: versions, device, uid
     output_bytes: int = 0  # everything the submission printed, over all the worker's lives
@@ -67,6 +68,8 @@ class Session:
         self.spawned = time.monotonic()
         self.process = sandbox.Process(self.scratch / "submission", self.scratch, limits=self.limits, traps=self.traps)
         self.made_reachable += self.process.made_reachable
+        if self.pid_file is not None:
+            sandbox.record(self.pid_file, self.process.process)
         self.greeted, self.loaded = False, set()
         self.timings.worker_starts += 1
 
@@ -75,9 +78,13 @@ class Session:
         self.spawn()
         if self.greeted:
             return
-        header, arrays = self._exchange({"op": "hello"}, {}, timeout=self.limits.startup_seconds, what="starting the worker")
+        # No submission code has run before the hello: a failure here is the grader's (its machine's), not the student's.
+        try:
+            header, arrays = self._exchange({"op": "hello"}, {}, timeout=self.limits.startup_seconds, what="starting the worker")
+        except WorkerCrash as crash:
+            raise RuntimeError(f"the worker did not start: {crash}; its output: {self.output_tail[-2000:]}") from None
         if not header.get("ok"):
-            raise WorkerCrash(f"the worker did not start: {header.get('error', {}).get('message', '')}")
+            raise RuntimeError(f"the worker did not start: {header.get('error', {}).get('message', '')}")
         self.info = wire.decode(header["result"], arrays)
         self.greeted = True
         self.timings.worker_start_seconds += time.monotonic() - self.spawned

@@ -113,7 +113,7 @@ def grade(
         report_path = Path(tmp) / REPORT_FILE
         settings.write_text(json.dumps({
             "submission": str(root), "seed": seed, "limits": asdict(limits), "forbidden": routines,
-            "reference": str(repo / "reference"), "cache_dir": str(cache),
+            "reference": str(repo / "reference"), "cache_dir": str(cache), "pid_file": str(Path(tmp) / "workers"),
         }))
         command = [
             sys.executable, "-m", "pytest", "-q", "-p", "graders.plugin", "-p", "no:cacheprovider",
@@ -134,7 +134,7 @@ def grade(
         except subprocess.TimeoutExpired as expired:
             log = f"the grader's pytest run took longer than {budget:.0f} s and was stopped\n{expired.stdout or ''}"[-20000:]
         pytest_seconds = time.monotonic() - pytest_started
-        sandbox.kill_descendants()
+        sandbox.kill_recorded(Path(tmp) / "workers")  # the pytest process kills its workers; this covers its own death
         report = _read_report(report_path)
     if report is None:
         result = GradingResult(submission=str(submission), seed=seed, exercises=(), status="grader_error",

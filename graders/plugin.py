@@ -69,7 +69,8 @@ class Grading:
         self.seed = int(settings["seed"])
         self.forbidden = {name: tuple(routines) for name, routines in settings["forbidden"].items()}
         traps = sorted({r for routines in self.forbidden.values() for r in routines})
-        self.session = Session(Path(settings["submission"]), Limits(**settings["limits"]), traps)
+        pid_file = Path(settings["pid_file"]) if settings.get("pid_file") else None
+        self.session = Session(Path(settings["submission"]), Limits(**settings["limits"]), traps, pid_file)
         self.session.spawn()  # the worker imports jax while this process collects the suites
         jax.config.update("jax_default_matmul_precision", "highest")
         if settings.get("cache_dir"):

@@ -220,6 +220,33 @@ def kill_descendants(known: list[psutil.Process] = ()) -> None:
         known = []
 
 
+def record(pid_file: Path, process: psutil.Process) -> None:
+    """Notes a worker in ``pid_file``, so that the process that started the grading can kill it if needed."""
+    with open(pid_file, "a") as f:
+        f.write(f"{process.pid} {process.create_time()}\n")
+
+
+def kill_recorded(pid_file: Path) -> None:
+    """Kills the process groups of the workers noted in ``pid_file`` (after the grader's pytest process ended).
+
+    A group is killed only while a member created at or after its worker still
+    exists, so a recycled process id is never hit.
+    """
+    try:
+        lines = pid_file.read_text().split("\n")
+    except OSError:
+        return
+    for line in filter(None, lines):
+        pid, created = int(line.split()[0]), float(line.split()[1])
+        for p in psutil.process_iter(["create_time"]):
+            try:
+                if os.getpgid(p.pid) == pid and p.info["create_time"] >= created:
+                    os.killpg(pid, signal.SIGKILL)
+                    break
+            except (ProcessLookupError, PermissionError, psutil.Error):
+                continue
+
+
 def _process_limit(user, allowed: int) -> int:
     """``RLIMIT_NPROC`` for the worker: the tasks its user already has, plus ``allowed``."""
     uid = os.getuid() if user is None else user.pw_uid

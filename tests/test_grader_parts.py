@@ -180,3 +180,27 @@ def test_modules_get_the_reference_weights_and_their_parameter_gradients(tmp_pat
             module.set_params({**weights, "hidden/kernel": np.zeros((3, 4), np.float32)})
     finally:
         session.close()
+
+
+def test_recorded_workers_are_killed_with_their_process_group(tmp_path):
+    import subprocess
+    import time
+
+    import psutil
+
+    # A stand-in worker that started a child of its own in its process group.
+    worker = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60"], start_new_session=True)
+    child = None
+    for _ in range(100):
+        children = psutil.Process(worker.pid).children()
+        if children:
+            child = children[0]
+            break
+        time.sleep(0.02)
+    assert child is not None
+    sandbox.record(tmp_path / "workers", psutil.Process(worker.pid))
+    sandbox.kill_recorded(tmp_path / "workers")
+    assert worker.wait(timeout=5) == -9
+    child.wait(timeout=5)
+    assert not child.is_running()
+    sandbox.kill_recorded(tmp_path / "missing")  # nothing recorded: nothing to do
