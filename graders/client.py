@@ -116,9 +116,6 @@ class Session:
         The grader computes the reference between the two, while the worker
         computes the submission's outputs: the two processes run in parallel.
         """
-        if self.pending is not None:  # an answer nobody waited for (the grader failed meanwhile): keep in step
-            with contextlib.suppress(WorkerCrash):
-                self.pending()
         process = self.process
         started = time.monotonic()
 
@@ -172,6 +169,9 @@ class Session:
           NotRun: the submission's time is up, or the worker crashed too often on this exercise.
           WorkerCrash: the worker died, hung or ran out of memory on this request.
         """
+        if self.pending is not None:  # an answer nobody waited for (the grader failed meanwhile): keep in step
+            with contextlib.suppress(WorkerCrash):
+                self.pending()
         crashes = self.crashes.setdefault(exercise, [])
         if len(crashes) >= self.limits.crashes:
             raise NotRun(f"not run: the worker failed {len(crashes)} times on this exercise (last: {crashes[-1]})")

@@ -39,7 +39,7 @@ def test_exits_crashes_hangs_and_monkeypatching(tmp_path):
         "positional_encoding/positional_encoding.py": ("    if seq_len <= 0:\n", "    import os\n    os._exit(3)\n    if seq_len <= 0:\n"),
         # an infinite loop in one function; causal_mask stays honest (2 points)
         "attention/attention.py": ("    for name, x in ((\"query\", query)", "    while True:\n        pass\n    for name, x in ((\"query\", query)"),
-        # comparisons patched away in the worker, and wrong (zero) losses
+        # comparisons patched away in the worker, a zero loss, and pytest.exit in a call
         "loss/loss.py": _prepend("loss/loss.py", (
             "import numpy, numpy.testing\n"
             "numpy.allclose = lambda *a, **k: True\nnumpy.testing.assert_allclose = lambda *a, **k: None\n"
@@ -47,22 +47,23 @@ def test_exits_crashes_hangs_and_monkeypatching(tmp_path):
             "def _zero(*a, **k):\n    return jnp.zeros((), jnp.float32)\n"
         )),
     })
-    for name in ("cross_entropy_loss", "next_token_loss"):
-        path = submission / "loss" / "loss.py"
-        path.write_text(path.read_text() + f"\n{name} = _zero\n")
+    path = submission / "loss" / "loss.py"
+    path.write_text(path.read_text() + "\nnext_token_loss = _zero\n"
+                    "def cross_entropy_loss(*args, **kwargs):\n    import pytest\n    pytest.exit('the submission ends the grading')\n")
     out = tmp_path / "out"
     result = graders.grade(submission, out=out, seed=7, limits=LIMITS)
     assert result.status == "ok", result.errors
     assert_valid_score_files(out, seed=7)
     scores = _scores(result)
     assert scores["jax_basics"] == 0 and scores["positional_encoding"] == 0
-    assert scores["attention"] <= 2 and scores["loss"] <= 1  # causal_mask; "nothing counted gives 0"
+    assert scores["attention"] <= 2 and scores["loss"] == 0  # causal_mask is honest
     cases = {(c.exercise, c.name): c for e in result.exercises for c in e.cases}
     assert "SystemExit" in cases["jax_basics", "test_predict_with_gradients"].message
     assert "died" in cases["positional_encoding", "test_matches_reference[paper]"].message
     assert "took longer than 3 s" in cases["attention", "test_matches_reference_with_gradients[none]"].message
     assert cases["attention", "test_bfloat16_inputs_give_bfloat16_outputs"].message.startswith("not run")
     assert cases["attention", "test_causal_mask[random]"].status == "passed"
+    assert "Exit" in cases["loss", "test_cross_entropy_with_gradient[none]"].message
 
 
 CONFTEST = '''
