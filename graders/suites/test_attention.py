@@ -136,8 +136,10 @@ def test_masked_weights_are_exactly_zero(student, rng, dims):
 @pytest.mark.points(1)
 def test_large_scores_stay_finite(student, reference, rng, dims):
     q, k, v, mask = _inputs(rng, dims, "causal")
+    cotangent = (_normal(rng, *q.shape[:-1], v.shape[-1]), _normal(rng, *q.shape[:-1], k.shape[-2]))
     expect_like_reference(student, reference.scaled_dot_product_attention, "scaled_dot_product_attention",
-                          (q * 300, k * 300, v, mask), outputs=("output for scores near 1e5", "weights for scores near 1e5"))
+                          (q * 300, k * 300, v, mask), cotangent=cotangent, inputs=("query", "key", "value", "mask"),
+                          outputs=("output for scores near 1e5", "weights for scores near 1e5"))
 
 
 @pytest.mark.points(1)
