@@ -51,7 +51,7 @@ def grade_once(exercises: list[str], seed: int, cache: Path) -> dict:
         raise SystemExit(f"the reference did not earn full marks: {score['score']}/{score['max_score']}")
     timings = score["timings"]
     cases = sum(c["seconds"] for e in score["exercises"] for c in e["cases"])
-    return {"wall": wall, "grader start": timings["grader_imports"], "worker start": timings["worker_start"],
+    return {"wall": wall, "grader start": timings["grader_start"], "worker start": timings["worker_start"],
             "grader compile": timings["grader_compile"], "worker compile": timings["worker_compile"], "cases": cases}
 
 

@@ -281,22 +281,36 @@ class Student:
         return self._ask("info", f"looking up {function}", function=function)
 
     def construct(self, name: str, *args, kwargs: dict | None = None, rngs_seed: int | None = None) -> Module:
-        """Builds ``name(*args, **kwargs)`` (an NNX module) in the worker; ``rngs=nnx.Rngs(rngs_seed)`` when given."""
+        """Builds ``name(*args, **kwargs)`` in the worker and keeps it there.
+
+        Args:
+          name: an exercise's class or function (``"MultiHeadAttention"``), or a
+            library's by its dotted name (``"optax.sgd"``, ``"flax.nnx.Optimizer"``).
+          args, kwargs: may name earlier objects (``module.ref``) and library
+            attributes (``wire.Ref("flax.nnx.Param")``).
+          rngs_seed: passes ``rngs=nnx.Rngs(rngs_seed)``.
+        """
         result = self._ask("construct", f"constructing {name}", function=name, args=tuple(args), kwargs=dict(kwargs or {}), rngs_seed=rngs_seed)
         return Module(self, name, int(result["handle"]), {k: (v[0], tuple(v[1])) for k, v in result["params"].items()})
 
 
 @dataclass
 class Module:
-    """A module built in the worker: its parameter layout, and calls on it.
+    """An object built in the worker (an NNX module, an optimizer): its parameter layout, and calls on it.
 
-    ``params`` maps each ``nnx.Param`` path (``"blocks/0/kernel"``) to ``(dtype, shape)``.
+    ``params`` maps each ``nnx.Param`` path (``"blocks/0/kernel"``) to
+    ``(dtype, shape)``; it is empty for objects that are not NNX modules.
     """
 
     student: Student
     name: str
     handle: int
     params: dict[str, tuple[str, tuple[int, ...]]]
+
+    @property
+    def ref(self) -> wire.Handle:
+        """Names this object in the arguments of later calls: ``student.train_step(model.ref, optimizer.ref, batch)``."""
+        return wire.Handle(self.handle)
 
     def set_params(self, params: dict) -> None:
         """Copies ``params`` (path to array, e.g. the reference's weights) into the module."""

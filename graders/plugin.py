@@ -43,9 +43,9 @@ import traceback
 import zlib
 from pathlib import Path
 
+import psutil
 import pytest
 
-STARTED = time.monotonic()
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 GRADER_ERROR_MESSAGE = "the grader failed on this case; this is not your fault and has been reported to the course staff"
 
@@ -65,7 +65,6 @@ class Grading:
         from graders.client import Session
         from graders.sandbox import Limits
 
-        self.settings = settings
         self.seed = int(settings["seed"])
         self.forbidden = {name: tuple(routines) for name, routines in settings["forbidden"].items()}
         traps = sorted({r for routines in self.forbidden.values() for r in routines})
@@ -82,7 +81,8 @@ class Grading:
         submission.activate(settings["reference"])  # this process only ever imports the reference's exercises
         self.students: dict = {}
         self.references: dict = {}
-        self.imports_seconds = time.monotonic() - STARTED
+        # From this process's creation: the interpreter, pytest, jax and the plugin.
+        self.start_seconds = time.time() - psutil.Process().create_time()
 
     def _on_event(self, event: str, duration: float, **_) -> None:
         if event.startswith("/jax/core/compile/"):
@@ -102,6 +102,9 @@ class Grading:
 
     def summary(self) -> dict:
         import jax
+        import numpy
+
+        import course
 
         session = self.session
         timings = session.timings
@@ -109,11 +112,12 @@ class Grading:
             "seed": self.seed,
             "device": {"grader": [str(d) for d in jax.devices()], "worker": session.info.get("devices", []),
                        "worker_platform": session.info.get("platform")},
-            "versions": {"python": sys.version.split()[0], "jax": jax.__version__, "worker": {k: session.info.get(k) for k in ("python", "jax")}},
+            "versions": {"course": course.__version__, "python": sys.version.split()[0], "jax": jax.__version__,
+                         "numpy": numpy.__version__, "worker": {k: session.info.get(k) for k in ("python", "jax")}},
             "worker": {"uid": session.info.get("uid"), "starts": timings.worker_starts, "made_searchable": session.made_reachable,
                        "output_bytes": session.output_bytes, "output_tail": session.output_tail},
             "timings": {
-                "grader_imports": round(self.imports_seconds, 3),
+                "grader_start": round(self.start_seconds, 3),
                 "grader_compile": round(self.compile_seconds, 3),
                 "worker_start": round(timings.worker_start_seconds, 3),
                 "worker_compile": round(timings.worker_compile_seconds, 3),

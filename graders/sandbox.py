@@ -46,6 +46,7 @@ from pathlib import Path
 import psutil
 
 RUNTIME = Path(__file__).resolve().parent / "runtime"
+COURSE = Path(__file__).resolve().parent.parent / "course"  # public (released to students): the worker may import it
 _PR_SET_CHILD_SUBREAPER = 36
 # Variables the worker inherits: which device JAX uses, never paths into the grader.
 _PASSED_ENV = ("JAX_PLATFORMS", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "XLA_FLAGS")
@@ -143,7 +144,8 @@ class Process:
         self.response_r, response_w = os.pipe()
         output_r, output_w = os.pipe()
         config = {
-            "submission": str(submission), "traps": traps, "request_fd": request_r, "response_fd": response_w,
+            "submission": str(submission), "course": str(scratch / "lib" / "course"), "traps": traps,
+            "request_fd": request_r, "response_fd": response_w,
             "memory_bytes": limits.memory_mb << 20, "file_bytes": limits.file_mb << 20,
             "processes": _process_limit(user, limits.processes), "message_bytes": limits.message_mb << 20,
         }
@@ -274,7 +276,7 @@ _SKIPPED = ("__pycache__", ".git", ".venv")
 
 
 def make_scratch(submission: Path, *, max_mb: int = 64) -> Path:
-    """A scratch directory holding the worker runtime (``lib/``) and a copy of the submission.
+    """A scratch directory holding the worker runtime and the course's modules (``lib/``) and a copy of the submission.
 
     Both are readable, not writable, by the worker user. Only regular files are
     copied: a symbolic link (which could point the worker, through the root
@@ -290,8 +292,11 @@ def make_scratch(submission: Path, *, max_mb: int = 64) -> Path:
         raise ValueError(f"submission: {size >> 20} MiB is more than the {max_mb} MiB a submission may hold")
     scratch = Path(tempfile.mkdtemp(prefix="course-worker-"))
     scratch.chmod(0o755)
-    for source_root, target_root in ((RUNTIME, scratch / "lib" / "grader_runtime"), (submission, scratch / "submission")):
-        for source in (files if source_root is submission else _files(source_root)):
+    copies = ((RUNTIME, scratch / "lib" / "grader_runtime", _files(RUNTIME)),
+              (COURSE, scratch / "lib" / "course", (f for f in _files(COURSE) if f.suffix == ".py")),
+              (submission, scratch / "submission", files))
+    for source_root, target_root, sources in copies:
+        for source in sources:
             target = target_root / source.relative_to(source_root)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)

@@ -204,3 +204,58 @@ def test_recorded_workers_are_killed_with_their_process_group(tmp_path):
     child.wait(timeout=5)
     assert not child.is_running()
     sandbox.kill_recorded(tmp_path / "missing")  # nothing recorded: nothing to do
+
+
+TRAINING = '''
+import jax
+import optax
+from flax import nnx
+
+import course
+
+
+def sgd_step(model, optimizer, x, y):
+    loss, grads = nnx.value_and_grad(lambda m: ((m(x) - y) ** 2).mean())(model)
+    optimizer.update(model, grads)
+    return loss
+
+
+def course_version():
+    return course.__version__
+'''
+
+
+def test_objects_built_in_the_worker_can_be_passed_to_calls(tmp_path):
+    """A train step takes a module and an optimizer built in the worker (handles); the course package is importable."""
+    import importlib.util
+
+    import optax
+    from flax import nnx
+
+    import course
+    from graders.client import Session, Student
+    from graders.runtime import transforms
+
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "toy.py").write_text(TOY + TRAINING)
+    spec = importlib.util.spec_from_file_location("toy_here", tmp_path / "toy" / "toy.py")
+    here = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(here)
+    model = here.Mlp(3, rngs=nnx.Rngs(1))
+    weights = {k: np.asarray(v) for k, v in transforms.get_params(model).items()}
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((4, 2)).astype(np.float32)
+    session = Session(tmp_path, sandbox.Limits(call_seconds=60), traps=[])
+    try:
+        student = Student(session, "toy")
+        assert student.course_version() == course.__version__
+        remote = student.construct("Mlp", 3, rngs_seed=0)
+        remote.set_params(weights)
+        tx = student.construct("optax.sgd", kwargs={"learning_rate": 0.1})
+        remote_optimizer = student.construct("flax.nnx.Optimizer", remote.ref, tx.ref, kwargs={"wrt": wire.Ref("flax.nnx.Param")})
+        for _ in range(2):
+            compare.check(student.sgd_step(remote.ref, remote_optimizer.ref, x, y), here.sgd_step(model, optimizer, x, y), what="loss")
+        compare.check(remote.get_params(), {k: np.asarray(v) for k, v in transforms.get_params(model).items()}, what="parameters after two steps")
+    finally:
+        session.close()

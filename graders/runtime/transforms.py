@@ -21,9 +21,28 @@ class StructureError(ValueError):
     """The outputs' structure does not match the cotangent's (a submission's fault)."""
 
 
+def _is_leaf(x) -> bool:
+    """Only tuples, lists and dicts are containers: an object (an NNX module) is kept whole, never rebuilt."""
+    return not isinstance(x, tuple | list | dict)
+
+
 def to_jax(tree):
     """``tree`` with its numpy arrays turned into jax arrays."""
-    return jax.tree.map(lambda x: jnp.asarray(x) if isinstance(x, np.ndarray | np.generic) else x, tree)
+    return jax.tree.map(lambda x: jnp.asarray(x) if isinstance(x, np.ndarray | np.generic) else x, tree, is_leaf=_is_leaf)
+
+
+def holds_objects(tree) -> bool:
+    """Whether ``tree`` holds anything but arrays, Python scalars and containers."""
+    return any(not (x is None or isinstance(x, bool | int | float | str | jax.Array | np.ndarray | np.generic))
+               for x in jax.tree.leaves(tree, is_leaf=_is_leaf))
+
+
+def is_module(x) -> bool:
+    """Whether ``x`` is a Flax NNX module (without importing flax when the submission did not)."""
+    import sys
+
+    nnx = sys.modules.get("flax.nnx")
+    return nnx is not None and isinstance(x, nnx.Module)
 
 
 def _is_float_array(x) -> bool:
@@ -98,7 +117,7 @@ _COMPILED: dict = {}  # (fn, transform, in_axes, structure, static leaves) -> ji
 
 
 def _compiled(fn, args, kwargs, transform, in_axes, cotangent):
-    leaves, treedef = jax.tree.flatten((args, kwargs, cotangent))
+    leaves, treedef = jax.tree.flatten((args, kwargs, cotangent), is_leaf=_is_leaf)
     traced = [i for i, x in enumerate(leaves) if isinstance(x, jax.Array)]
     static = tuple((i, x) for i, x in enumerate(leaves) if i not in set(traced))
     key = (fn, transform, repr(in_axes), treedef, static)
@@ -118,10 +137,10 @@ def _apply(fn, args, kwargs, transform, in_axes, cotangent):
         return fn(*args, **kwargs)
     if transform == "vmap":
         return jax.vmap(lambda *a: fn(*a, **kwargs), in_axes=tuple(in_axes))(*args)
-    leaves, treedef = jax.tree.flatten((args, kwargs))
+    leaves, treedef = jax.tree.flatten((args, kwargs), is_leaf=_is_leaf)
     traced = [i for i, x in enumerate(leaves) if (_is_float_array(x) if transform == "vjp" else isinstance(x, jax.Array))]
     if transform == "vjp":  # keyword arguments stay constant
-        traced = [i for i in traced if i < len(jax.tree.leaves(args))]
+        traced = [i for i in traced if i < len(jax.tree.leaves(args, is_leaf=_is_leaf))]
 
     def call(*values):
         full = list(leaves)
@@ -187,10 +206,12 @@ def apply_module(module, method: str, args: tuple = (), kwargs: dict | None = No
     if transform != "vjp":
         return apply(getattr(module, method), args, kwargs, transform=transform, in_axes=in_axes, compile=compile)
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+    paths = {"/".join(map(str, path)): path for path, _ in nnx.to_flat_state(params)}
+    weights = {key: var.get_value() for key, (_, var) in zip(paths, nnx.to_flat_state(params))}
 
-    def call(params, *a, **k):
-        return getattr(nnx.merge(graphdef, params, rest), method)(*a, **k)
+    def call(weights, *a, **k):
+        state = nnx.from_flat_state({paths[key]: value for key, value in weights.items()})
+        return getattr(nnx.merge(graphdef, state, rest), method)(*a, **k)
 
-    outputs, (param_grads, *grads) = apply(call, (params, *args), kwargs, transform="vjp", cotangent=cotangent, compile=compile)
-    flat = {"/".join(map(str, path)): var.get_value() if hasattr(var, "get_value") else var for path, var in nnx.to_flat_state(param_grads)}
-    return outputs, (tuple(grads), flat)
+    outputs, (param_grads, *grads) = apply(call, (weights, *args), kwargs, transform="vjp", cotangent=cotangent, compile=compile)
+    return outputs, (tuple(grads), param_grads)

@@ -14,6 +14,11 @@ an entry of the payload. ``bfloat16`` (which ``.npz`` cannot name) travels as it
 ``uint16`` bits with ``"dtype": "bfloat16"``. Anything else a worker finds in a
 result becomes ``{"$unsupported": "<type name>"}``, which the grader reports
 as a wrong type; the grader never turns such data back into objects.
+
+Requests (grader to worker) may also name objects that live in the worker:
+``{"$handle": i}`` for an object built by an earlier ``construct`` request
+(:class:`Handle`) and ``{"$ref": "flax.nnx.Param"}`` for a library attribute
+(:class:`Ref`); only the worker resolves them.
 """
 
 from __future__ import annotations
@@ -45,6 +50,20 @@ def _bfloat16():
     return np.dtype(ml_dtypes.bfloat16)
 
 
+class Handle:
+    """An object the worker built and keeps (an NNX module, an optimizer), passed back by number."""
+
+    def __init__(self, number: int):
+        self.number = int(number)
+
+
+class Ref:
+    """A library attribute the worker imports by its dotted name, e.g. ``Ref("flax.nnx.Param")``."""
+
+    def __init__(self, name: str):
+        self.name = str(name)
+
+
 def is_array(x) -> bool:
     """Whether ``x`` is an array the wire carries (numpy, numpy scalar or jax)."""
     if isinstance(x, np.ndarray | np.generic):
@@ -64,6 +83,10 @@ def encode(tree, arrays: dict[str, np.ndarray], *, strict: bool = True):
     """
     if tree is None or isinstance(tree, bool | int | float | str):
         return tree
+    if isinstance(tree, Handle):
+        return {"$handle": tree.number}
+    if isinstance(tree, Ref):
+        return {"$ref": tree.name}
     if is_array(tree):
         array = np.asarray(tree)
         name = f"a{len(arrays)}"
@@ -87,10 +110,14 @@ def encode(tree, arrays: dict[str, np.ndarray], *, strict: bool = True):
     return {"$unsupported": type(tree).__name__}
 
 
-def decode(tree, arrays: dict[str, np.ndarray]):
+def decode(tree, arrays: dict[str, np.ndarray], resolve=None):
     """The inverse of :func:`encode`: plain numpy arrays and containers.
 
     ``{"$unsupported": name}`` is returned as an :class:`Unsupported` marker.
+
+    Args:
+      resolve: in the worker, turns a :class:`Handle` or :class:`Ref` into its
+        object; ``None`` (the grader) refuses them.
 
     Raises:
       ProtocolError: an unknown tag, a missing array or a refused dtype.
@@ -98,7 +125,12 @@ def decode(tree, arrays: dict[str, np.ndarray]):
     if tree is None or isinstance(tree, bool | int | float | str):
         return tree
     if isinstance(tree, list):
-        return [decode(x, arrays) for x in tree]
+        return [decode(x, arrays, resolve) for x in tree]
+    if isinstance(tree, dict) and resolve is not None and len(tree) == 1:
+        if "$handle" in tree:
+            return resolve(Handle(tree["$handle"]))
+        if "$ref" in tree:
+            return resolve(Ref(tree["$ref"]))
     if isinstance(tree, dict) and len(tree) >= 1:
         if "$array" in tree:
             array = arrays.get(tree["$array"])
@@ -112,9 +144,9 @@ def decode(tree, arrays: dict[str, np.ndarray]):
                 raise ProtocolError(f"refused dtype {array.dtype}")
             return array
         if "$tuple" in tree and isinstance(tree["$tuple"], list):
-            return tuple(decode(x, arrays) for x in tree["$tuple"])
+            return tuple(decode(x, arrays, resolve) for x in tree["$tuple"])
         if "$dict" in tree and isinstance(tree["$dict"], dict):
-            return {str(k): decode(v, arrays) for k, v in tree["$dict"].items()}
+            return {str(k): decode(v, arrays, resolve) for k, v in tree["$dict"].items()}
         if "$unsupported" in tree:
             return Unsupported(str(tree["$unsupported"])[:200])
     raise ProtocolError(f"unknown value {str(tree)[:80]!r}")

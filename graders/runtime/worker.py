@@ -4,7 +4,8 @@ Started by :mod:`graders.sandbox` as ``python -I -B -c ...`` in a scratch
 directory, with a minimal environment and, under root, as an unprivileged
 user. ``main`` sets the resource limits, imports jax, installs the traps on
 forbidden routines and the finder that maps ``exercises.*`` to the submission
-(``course``, ``graders`` and ``reference`` are refused), then answers requests
+and ``course.*`` to a copy of the course's public package (``graders`` and
+``reference`` are refused), then answers requests
 read from one pipe on another (:mod:`wire` frames). Whatever the submission
 prints goes to stdout/stderr, which the grader drains and keeps a tail of.
 
@@ -17,7 +18,9 @@ Requests (``op``) and their results:
   default compiled as a whole when the function allows it).
 - ``info {exercise, function}``: whether it exists, is callable, is jitted.
 - ``construct {exercise, function, args, kwargs, rngs_seed}``: builds an
-  object (an NNX module), keeps it under a handle; returns its parameter shapes.
+  object, an exercise's (``"MultiHeadAttention"``) or a library's
+  (``"optax.sgd"``, ``"flax.nnx.Optimizer"``), and keeps it under a handle that
+  later arguments can name; returns an NNX module's parameter shapes.
 - ``get_params {handle}`` / ``set_params {handle, params}``.
 
 Every answer is ``{"ok": true, "result": ...}`` or ``{"ok": false, "error":
@@ -37,24 +40,36 @@ import sys
 import time
 import traceback
 
-BLOCKED = ("course", "graders", "reference")  # trusted packages a submission must not import
+BLOCKED = ("graders", "reference")  # trusted packages a submission must not import
 
 
 class SubmissionFinder(importlib.abc.MetaPathFinder):
-    """``exercises`` is the submission folder; the trusted packages do not exist."""
+    """Where ``exercises.*`` and ``course.*`` come from in the worker, before any other finder.
 
-    def __init__(self, root: str):
-        self.root = root
+    ``exercises`` is the submission folder and ``course`` the copy of the
+    course's public package beside this runtime; nothing else may provide them
+    (an editable install of the course would otherwise map them to the
+    repository). ``graders`` and ``reference`` do not exist.
+    """
+
+    def __init__(self, submission: str, course: str):
+        self.roots = {"exercises": submission, "course": course}
 
     def find_spec(self, fullname, path=None, target=None):
         top = fullname.partition(".")[0]
         if top in BLOCKED:
             raise ModuleNotFoundError(f"No module named {fullname!r} (a submission may import only its own exercises.*)", name=fullname)
+        if top not in self.roots:
+            return None
         if fullname == "exercises":
             spec = importlib.machinery.ModuleSpec("exercises", None, is_package=True)
-            spec.submodule_search_locations = [self.root]
+            spec.submodule_search_locations = [self.roots["exercises"]]
             return spec
-        return None
+        search = [os.path.dirname(self.roots["course"])] if fullname == "course" else path
+        spec = importlib.machinery.PathFinder.find_spec(fullname, search)
+        if spec is None:
+            raise ModuleNotFoundError(f"No module named {fullname!r} in the submission", name=fullname)
+        return spec
 
 
 def _set_limit(which: int, value: int | None) -> None:
@@ -85,10 +100,21 @@ class Worker:
             raise AttributeError(f"exercises/{request['exercise']}/{request['exercise']}.py defines no {name}")
         return getattr(module, name)
 
+    def resolve(self, reference):
+        """The object behind a :class:`wire.Handle` (built earlier) or :class:`wire.Ref` (a library attribute)."""
+        if isinstance(reference, self.wire.Handle):
+            return self.handles[reference.number]
+        module, _, attr = reference.name.rpartition(".")
+        return getattr(importlib.import_module(module), attr)
+
     def handle(self, request: dict, arrays: dict):
         import jax
 
-        decode, op = self.wire.decode, request.get("op")
+        op = request.get("op")
+
+        def decode(tree):
+            return self.wire.decode(tree, arrays, self.resolve)
+
         if op == "hello":
             return {"pid": os.getpid(), "python": sys.version.split()[0], "jax": jax.__version__,
                     "devices": [str(d) for d in jax.devices()], "platform": jax.default_backend(),
@@ -102,24 +128,28 @@ class Worker:
             module = self.modules.get(request["exercise"])
             fn = getattr(module, request["function"], None)
             return {"exists": fn is not None, "callable": callable(fn), "jitted": hasattr(fn, "lower") and hasattr(fn, "trace")}
-        args = tuple(decode(request.get("args", {"$tuple": []}), arrays))
-        kwargs = decode(request.get("kwargs", {"$dict": {}}), arrays)
+        args = tuple(decode(request.get("args", {"$tuple": []})))
+        kwargs = decode(request.get("kwargs", {"$dict": {}}))
         if op == "construct":
             if request.get("rngs_seed") is not None:
                 from flax import nnx
 
                 kwargs["rngs"] = nnx.Rngs(int(request["rngs_seed"]))
-            self.handles.append(self.target(request)(*args, **kwargs))
-            params = self.transforms.get_params(self.handles[-1])
+            name = request["function"]
+            build = self.resolve(self.wire.Ref(name)) if "." in name else self.target(request)
+            self.handles.append(build(*args, **kwargs))
+            params = self.transforms.get_params(self.handles[-1]) if self.transforms.is_module(self.handles[-1]) else {}
             return {"handle": len(self.handles) - 1, "params": {k: [str(v.dtype), list(v.shape)] for k, v in params.items()}}
         if op == "get_params":
             return self.transforms.get_params(self.handles[int(request["handle"])])
         if op == "set_params":
-            self.transforms.set_params(self.handles[int(request["handle"])], decode(request["params"], arrays))
+            self.transforms.set_params(self.handles[int(request["handle"])], decode(request["params"]))
             return None
         if op == "call":
+            # Objects in the arguments (modules, optimizers) are changed in place: never traced as a whole.
+            compile = bool(request.get("compile", True)) and not self.transforms.holds_objects((args, kwargs))
             options = dict(transform=request.get("transform"), in_axes=request.get("in_axes"),
-                           cotangent=decode(request.get("cotangent"), arrays), compile=bool(request.get("compile", True)))
+                           cotangent=decode(request.get("cotangent")), compile=compile)
             with jax.default_matmul_precision(request.get("precision") or "highest"):
                 if "handle" in request:
                     result = self.transforms.apply_module(self.target(request), request["method"], args, kwargs, **options)
@@ -168,7 +198,7 @@ def main() -> None:
     if jax.default_backend() == "cpu":  # XLA's GPU allocator reserves address space that RLIMIT_DATA would count
         _set_limit(resource.RLIMIT_DATA, config.get("memory_bytes"))
     traps.Traps(config.get("traps", [])).install()
-    sys.meta_path.insert(0, SubmissionFinder(config["submission"]))
+    sys.meta_path.insert(0, SubmissionFinder(config["submission"], config["course"]))
     config["startup_seconds"] = time.monotonic() - start
     worker = Worker(config, wire, transforms, traps)
     jax.monitoring.register_event_duration_secs_listener(worker.on_event)
