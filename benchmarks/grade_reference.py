@@ -6,6 +6,9 @@ the split back from the score file: the grader's start (Python, pytest, jax
 and the suites imported), the worker's start (spawn until it answered,
 its jax import included), compilation in each process, and the cases.
 The two processes run side by side, so the parts add up to more than the wall.
+``cpu`` is the processor time of all the processes together (user and system),
+which depends less than the wall on what else the machine runs; the load
+average before and after is printed with the table.
 
 Scenarios:
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -41,9 +45,11 @@ def grade_once(exercises: list[str], seed: int, cache: Path) -> dict:
         for name in exercises:
             command += ["--exercise", name]
         env = {**os.environ, "XDG_CACHE_HOME": str(cache), "PYTHONPATH": str(ROOT)}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
         wall = time.monotonic() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if completed.returncode != 0:
             raise SystemExit(f"grading failed:\n{completed.stdout}{completed.stderr}")
         score = json.loads((Path(out) / "score.json").read_text())
@@ -51,7 +57,8 @@ def grade_once(exercises: list[str], seed: int, cache: Path) -> dict:
         raise SystemExit(f"the reference did not earn full marks: {score['score']}/{score['max_score']}")
     timings = score["timings"]
     cases = sum(c["seconds"] for e in score["exercises"] for c in e["cases"])
-    return {"wall": wall, "grader start": timings["grader_start"], "worker start": timings["worker_start"],
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall": wall, "cpu": cpu, "grader start": timings["grader_start"], "worker start": timings["worker_start"],
             "grader compile": timings["grader_compile"], "worker compile": timings["worker_compile"], "cases": cases}
 
 
@@ -62,6 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat: expected a positive number")
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
     cache = Path(tempfile.mkdtemp(prefix="course-bench-cache-"))
     rows: dict[str, list[dict]] = {"empty cache": [], "new seed": [], "same seed": []}
     try:
@@ -80,6 +88,7 @@ def main() -> None:
     print("| --- " * (len(columns) + 1) + "|")
     for scenario, runs in rows.items():
         print(f"| {scenario} | " + " | ".join(f"{statistics.median(r[c] for r in runs):.2f}" for c in columns) + " |")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

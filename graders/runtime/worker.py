@@ -123,7 +123,7 @@ class Worker:
             name = request["exercise"]
             self.traps.CALLED.clear()
             self.modules[name] = importlib.import_module(f"exercises.{name}.{name}")
-            return sorted(n for n, v in vars(self.modules[name]).items() if callable(v) and not n.startswith("_"))
+            return None
         if op == "info":
             module = self.modules.get(request["exercise"])
             fn = getattr(module, request["function"], None)
