@@ -94,6 +94,10 @@ def grade(submission: Path | None, names: tuple[str, ...], out: Path, seed: int 
         table.add_row(exercise.name, f"[{style}]{exercise.score:g}/{exercise.max_score:g}[/{style}]",
                       f"{exercise.passed}/{len(exercise.cases)}", escape(_cut(note, room)))
     console.print(table)
+    for exercise in result.exercises:
+        problem = next((c for c in exercise.cases if c.status != "passed"), None)
+        if problem is not None:
+            console.print(escape(f"{exercise.name}: {problem.name}\n    {problem.message}"), soft_wrap=True)
     console.print(f"Score {result.score:g}/{result.max_score:g}; files in {escape(str(out))}/ (results.json, report.json, score.json)")
     if points_line:
         click.echo(f"Points {result.score:g}/{result.max_score:g}")
