@@ -59,10 +59,7 @@ class Grading:
     """The state of one grading run inside the pytest process."""
 
     def __init__(self, settings: dict):
-        import jax
-
-        from course import submission
-        from graders.client import Session
+        from graders.client import Session  # no jax: the worker starts before this process imports it
         from graders.sandbox import Limits
 
         self.seed = int(settings["seed"])
@@ -70,7 +67,11 @@ class Grading:
         traps = sorted({r for routines in self.forbidden.values() for r in routines})
         pid_file = Path(settings["pid_file"]) if settings.get("pid_file") else None
         self.session = Session(Path(settings["submission"]), Limits(**settings["limits"]), traps, pid_file)
-        self.session.spawn()  # the worker imports jax while this process collects the suites
+        self.session.spawn()  # the worker imports jax while this process does and collects the suites
+        import jax
+
+        from course import submission
+
         jax.config.update("jax_default_matmul_precision", "highest")
         if settings.get("cache_dir"):
             jax.config.update("jax_compilation_cache_dir", settings["cache_dir"])
