@@ -68,7 +68,8 @@ class SubmissionFinder(importlib.abc.MetaPathFinder):
         search = [os.path.dirname(self.roots["course"])] if fullname == "course" else path
         spec = importlib.machinery.PathFinder.find_spec(fullname, search)
         if spec is None:
-            raise ModuleNotFoundError(f"No module named {fullname!r} in the submission", name=fullname)
+            where = "the submission has no " + "/".join(fullname.split(".")[1:]) + " (folder or .py file)" if top == "exercises" else "not in the course"
+            raise ModuleNotFoundError(f"No module named {fullname!r}: {where}", name=fullname)
         return spec
 
 
