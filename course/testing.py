@@ -3,7 +3,9 @@
 The visible tests compare a student's outputs with committed fixtures
 (``exercises/<name>/fixtures.npz``, made from the reference by ``course
 fixtures``) and explain a mismatch in words: what was compared, the shapes and
-dtypes, where the largest error is and how large it is.
+dtypes, where the largest error is and how large it is. The hidden grader
+(``graders/compare.py``) uses the same tolerances and messages, without the
+expected values.
 """
 
 from __future__ import annotations

@@ -77,3 +77,14 @@ def test_a_grader_bug_is_reported_as_such(tmp_path, monkeypatch):
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert "a bug in the suite" not in json.dumps(results)  # students never see the suite's internals
     assert_valid_score_files(tmp_path / "out", seed=1)
+
+
+def test_a_broken_submission_scores_zero_with_the_reason(tmp_path):
+    broken = copy_with_edits(tmp_path / "broken", {"attention/attention.py": ("def causal_mask(", "def causal_mask((")})
+    (broken / "loss" / "loss.py").unlink()
+    result = graders.grade(broken, exercises=["attention", "loss"], out=tmp_path / "out", seed=2)
+    assert result.status == "ok" and result.score == 0
+    attention, loss = result.exercises
+    assert all("SyntaxError" in c.message and "attention/attention.py" in c.message for c in attention.cases)
+    assert all("the submission has no loss" in c.message for c in loss.cases)
+    assert_valid_score_files(tmp_path / "out", seed=2)
