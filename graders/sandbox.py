@@ -71,9 +71,21 @@ class Limits:
                 raise ValueError(f"limits.{name}: expected a positive number, got {value!r}")
 
 
+WORKER_USER = "nobody"
+
+
 def worker_user() -> pwd.struct_passwd | None:
-    """The user the worker runs as: ``nobody`` when the grader is root, else ``None`` (the grader's own)."""
-    return pwd.getpwnam("nobody") if os.geteuid() == 0 else None
+    """The user the worker runs as: :data:`WORKER_USER` when the grader is root, else ``None`` (the grader's own).
+
+    Raises:
+      RuntimeError: the grader is root and the machine has no such user.
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(WORKER_USER)
+    except KeyError:
+        raise RuntimeError(f"grading as root needs the unprivileged user {WORKER_USER!r} to run submissions; this machine has none") from None
 
 
 def make_interpreter_reachable(user: pwd.struct_passwd | None) -> list[str]:
