@@ -7,8 +7,6 @@ limits so that hangs cost seconds.
 
 import os
 
-import pytest
-
 from course.submission import repo_root
 from tests.conftest import assert_valid_score_files, copy_with_edits
 

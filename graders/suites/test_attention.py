@@ -52,17 +52,15 @@ def _inputs(rng, dims, masking, lead=None):
     return q, k, v, (np.tril(np.ones((T_q, T_k), bool)) if masking == "causal" else None)
 
 
-def _softmax_over_queries(reference):
-    def attention(q, k, v, mask=None):
-        scores = q @ jnp.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
-        if mask is not None:
-            scores = jnp.where(mask, scores, -1e30)
-        weights = jax.nn.softmax(scores, axis=-2)
-        if mask is not None:
-            weights = jnp.where(mask, weights, 0.0)
-        return weights @ v, weights
-
-    return attention
+def _softmax_over_queries(q, k, v, mask=None):
+    """Attention whose softmax normalizes over the queries (axis -2) instead of the keys."""
+    scores = q @ jnp.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = jnp.where(mask, scores, -1e30)
+    weights = jax.nn.softmax(scores, axis=-2)
+    if mask is not None:
+        weights = jnp.where(mask, weights, 0.0)
+    return weights @ v, weights
 
 
 def _mistakes(reference, masked: bool):
@@ -72,7 +70,7 @@ def _mistakes(reference, masked: bool):
             lambda q, k, v, m=None: sdpa(q * math.sqrt(q.shape[-1]), k, v, m),
         "the scores look divided by d_k, not by sqrt(d_k)":
             lambda q, k, v, m=None: sdpa(q / math.sqrt(q.shape[-1]), k, v, m),
-        "the softmax runs over the query axis (-2), not over the keys (the last axis)": _softmax_over_queries(reference),
+        "the softmax runs over the query axis (-2), not over the keys (the last axis)": _softmax_over_queries,
     }
     if masked:
         mistakes["the mask looks inverted: True means the query MAY attend to that key"] = lambda q, k, v, m: sdpa(q, k, v, ~m)

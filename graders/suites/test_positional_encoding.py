@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from graders.compare import expect_dtype, expect_like_reference, expect_raises
+from graders.failures import Mismatch
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +55,6 @@ def test_shape_and_dtype(student, sizes):
     got = student.sinusoidal_positional_encoding(seq_len, d_model)
     expect_dtype(got, np.float32, what="the encoding")
     if tuple(got.shape) != (seq_len, d_model):
-        from graders.failures import Mismatch
-
         raise Mismatch(f"the encoding: expected shape {(seq_len, d_model)}, got {tuple(got.shape)}")
 
 
