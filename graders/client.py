@@ -153,9 +153,10 @@ class Session:
             else:
                 if answer[0].get("id") != header["id"]:  # e.g. written by a process the submission forked
                     raise fail(f"the worker answered out of turn during {what}; the worker was stopped")
+                if not _well_formed(answer[0]):
+                    raise fail(f"the worker sent a malformed answer during {what}; the worker was stopped")
                 self.timings.call_seconds += time.monotonic() - started
-                if isinstance(answer[0].get("compile_seconds"), int | float):
-                    self.compile_before = float(answer[0]["compile_seconds"])
+                self.compile_before = float(answer[0].get("compile_seconds", 0.0))
                 return answer
             raise fail(reason)
 
@@ -202,12 +203,24 @@ class Session:
         return max(0.0, min(self.limits.call_seconds, self.deadline - time.monotonic()))
 
 
+def _well_formed(answer: dict) -> bool:
+    """Whether an answer has the fields and types the grader reads (the worker is untrusted)."""
+    error = answer.get("error", {})
+    return (
+        isinstance(answer.get("ok"), bool)
+        and isinstance(answer.get("forbidden", []), list) and all(isinstance(n, str) for n in answer.get("forbidden", []))
+        and isinstance(answer.get("compile_seconds", 0.0), int | float)
+        and isinstance(error, dict)
+        and all(isinstance(error.get(k, ""), str) for k in ("type", "message", "where"))
+        and isinstance(error.get("bases", []), list) and all(isinstance(b, str) for b in error.get("bases", []))
+    )
+
+
 def _student_error(answer: dict, what: str) -> StudentError:
-    error = answer.get("error") if isinstance(answer.get("error"), dict) else {}
-    name, message, where = str(error.get("type", "Exception")), str(error.get("message", "")), str(error.get("where", ""))
+    error = answer.get("error", {})
+    name, message, where = error.get("type", "Exception"), error.get("message", ""), error.get("where", "")
     located = f" at {where}" if where else ""
-    return StudentError(f"{what} raised {name}{located}: {message}"[:2000], type_name=name,
-                        bases=[str(b) for b in error.get("bases", [name])])
+    return StudentError(f"{what} raised {name}{located}: {message}"[:2000], type_name=name, bases=error.get("bases", [name])[:50])
 
 
 class Student:

@@ -39,6 +39,11 @@ def _shape(x) -> str:
     return type(x).__name__
 
 
+def _shapes(xs: list) -> str:
+    shown = ", ".join(map(_shape, xs[:6]))
+    return shown + (f", ... ({len(xs)} in all)" if len(xs) > 6 else "")
+
+
 def mismatch(actual, expected, *, what: str, kind: str = "output", names: Sequence[str] | None = None,
              tolerance_of=None) -> str | None:
     """Why the tree ``actual`` differs from ``expected`` (``None`` when it matches).
@@ -49,7 +54,7 @@ def mismatch(actual, expected, *, what: str, kind: str = "output", names: Sequen
     """
     got, want = leaves(actual), [np.asarray(x) if x is not None else None for x in leaves(expected)]
     if len(got) != len(want):
-        return f"{what}: expected {len(want)} array(s) ({', '.join(map(_shape, want))}), got {len(got)} ({', '.join(map(_shape, got))})"
+        return f"{what}: expected {len(want)} array(s) ({_shapes(want)}), got {len(got)} ({_shapes(got)})"
     for i, (g, w) in enumerate(zip(got, want)):
         label = names[i] if names else (what if len(want) == 1 else f"{what}[{i}]")
         if w is None:

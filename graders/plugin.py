@@ -47,6 +47,7 @@ import psutil
 import pytest
 
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
+MESSAGE_CHARS = 4000  # a case's message is cut there: the submission controls part of it
 GRADER_ERROR_MESSAGE = "the grader failed on this case; this is not your fault and has been reported to the course staff"
 
 
@@ -242,7 +243,7 @@ def pytest_runtest_makereport(item, call):
     elif failure and excinfo.errisinstance(AssertionError):
         error = excinfo.value
         message = str(error) if isinstance(error, SubmissionFailure) else _first_line(error)
-        record.update(status="failed", message=message, hint=getattr(error, "hint", None))
+        record.update(status="failed", message=message[:MESSAGE_CHARS], hint=getattr(error, "hint", None))
     elif failure:
         detail = "".join(traceback.format_exception(excinfo.value))[-20000:]
         record.update(status="grader_error", message=GRADER_ERROR_MESSAGE, detail=detail)

@@ -259,3 +259,14 @@ def test_objects_built_in_the_worker_can_be_passed_to_calls(tmp_path):
         compare.check(remote.get_params(), {k: np.asarray(v) for k, v in transforms.get_params(model).items()}, what="parameters after two steps")
     finally:
         session.close()
+
+
+def test_deeply_nested_answers_are_protocol_errors():
+    deep: list = []
+    for _ in range(wire.MAX_DEPTH + 5):
+        deep = [deep]
+    header = wire.encode(deep, {}, strict=False)
+    with pytest.raises(wire.ProtocolError, match="nested more than"):
+        wire.decode(header, {})
+    many = [np.zeros(1)] * 1000
+    assert len(compare.mismatch(many, [np.zeros(1)], what="out")) < 300

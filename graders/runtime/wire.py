@@ -38,6 +38,7 @@ DTYPES = frozenset(
      "float16", "float32", "float64", "bfloat16", "complex64", "complex128"]
 )
 _HEADER = struct.Struct(">QQ")
+MAX_DEPTH = 64  # nesting accepted in a tree: deeper is a protocol error, not a recursion error in the grader
 
 
 class ProtocolError(Exception):
@@ -110,7 +111,7 @@ def encode(tree, arrays: dict[str, np.ndarray], *, strict: bool = True):
     return {"$unsupported": type(tree).__name__}
 
 
-def decode(tree, arrays: dict[str, np.ndarray], resolve=None):
+def decode(tree, arrays: dict[str, np.ndarray], resolve=None, _depth: int = 0):
     """The inverse of :func:`encode`: plain numpy arrays and containers.
 
     ``{"$unsupported": name}`` is returned as an :class:`Unsupported` marker.
@@ -120,12 +121,15 @@ def decode(tree, arrays: dict[str, np.ndarray], resolve=None):
         object; ``None`` (the grader) refuses them.
 
     Raises:
-      ProtocolError: an unknown tag, a missing array or a refused dtype.
+      ProtocolError: an unknown tag, a missing array, a refused dtype, or
+        nesting deeper than :data:`MAX_DEPTH`.
     """
+    if _depth > MAX_DEPTH:
+        raise ProtocolError(f"values nested more than {MAX_DEPTH} levels deep")
     if tree is None or isinstance(tree, bool | int | float | str):
         return tree
     if isinstance(tree, list):
-        return [decode(x, arrays, resolve) for x in tree]
+        return [decode(x, arrays, resolve, _depth + 1) for x in tree]
     if isinstance(tree, dict) and resolve is not None and len(tree) == 1:
         if "$handle" in tree:
             return resolve(Handle(tree["$handle"]))
@@ -144,9 +148,9 @@ def decode(tree, arrays: dict[str, np.ndarray], resolve=None):
                 raise ProtocolError(f"refused dtype {array.dtype}")
             return array
         if "$tuple" in tree and isinstance(tree["$tuple"], list):
-            return tuple(decode(x, arrays, resolve) for x in tree["$tuple"])
+            return tuple(decode(x, arrays, resolve, _depth + 1) for x in tree["$tuple"])
         if "$dict" in tree and isinstance(tree["$dict"], dict):
-            return {str(k): decode(v, arrays, resolve) for k, v in tree["$dict"].items()}
+            return {str(k): decode(v, arrays, resolve, _depth + 1) for k, v in tree["$dict"].items()}
         if "$unsupported" in tree:
             return Unsupported(str(tree["$unsupported"])[:200])
     raise ProtocolError(f"unknown value {str(tree)[:80]!r}")
