@@ -86,7 +86,11 @@ def leaks(out_dir: Path, root: Path | None = None) -> list[str]:
     root = root or repo_root()
     found = [f"{p.relative_to(out_dir)}: a hidden folder" for p in out_dir.rglob("*") if p.is_dir() and p.name in ("reference", "graders")]
     hidden = secrets(root)
-    pattern = re.compile("|".join(re.escape(s) for s in sorted(hidden, key=len, reverse=True)))
+    # A hidden test name counts as a whole identifier only: a hidden "test_x" is
+    # no leak inside a visible "test_x_matches_reference".
+    pattern = re.compile("|".join(
+        rf"(?<![\w]){re.escape(s)}(?![\w])" if s.isidentifier() else re.escape(s)
+        for s in sorted(hidden, key=len, reverse=True)))
     for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
         try:
             text = path.read_text(encoding="utf-8")
