@@ -104,6 +104,141 @@ def fixtures(only_check: bool, reference: Path | None) -> None:
         raise click.ClickException("fixtures are stale: run `course fixtures`")
 
 
+@main.command()
+@click.option("--config", "run", default="small", show_default=True, help="A named run: " + ", ".join(["tiny", "small", "demo"]) + ".")
+@click.option("--corpus", help="stdlib, a UTF-8 text file, or a synthetic task (reverse, sort). Default: the run's.")
+@click.option("--steps", type=int, help="Total optimizer steps. Default: the run's.")
+@click.option("--batch-size", type=int, help="Sequences per step, split over the devices. Default: the run's.")
+@click.option("--learning-rate", type=float, help="Peak AdamW learning rate. Default: the run's.")
+@click.option("--seed", type=int, help="Seed of the weights and the data order. Default: the run's.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/latest"), show_default=True, help="The run directory.")
+@click.option("--resume", is_flag=True, help="Continue the checkpoint in --out, bit for bit.")
+@click.option("--submission", "target", type=click.Path(file_okay=False, path_type=Path), help="Train with this submission's code (default: exercises/, or $COURSE_SUBMISSION).")
+@click.option("--devices", type=int, help="On a CPU: split it into this many virtual devices (data parallel).")
+def train(run, corpus, steps, batch_size, learning_rate, seed, out_dir, resume, target, devices) -> None:
+    """Train the course's TransformerLM from scratch with your train_step."""
+    import dataclasses
+
+    if devices is not None:
+        from course.train import set_host_device_count
+
+        try:
+            set_host_device_count(devices)
+        except (ValueError, RuntimeError) as error:
+            raise click.BadParameter(str(error), param_hint="--devices") from None
+    from course.checkpoint import CheckpointError
+    from course.train import RUNS, TrainConfig
+    from course.train import train as run_training
+
+    if run not in RUNS:
+        raise click.BadParameter(f"expected one of {sorted(RUNS)}, got {run!r}", param_hint="--config")
+    if target is not None:
+        _activate(target)
+    overrides = {k: v for k, v in {"corpus": corpus, "steps": steps, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed}.items() if v is not None}
+    try:
+        config = dataclasses.replace(RUNS[run], **overrides)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--" + str(error).split(":")[0].replace("_", "-")) from None
+    from course.model import CONFIGS
+
+    console.print(f"[bold]run[/bold] {config}")
+    console.print(f"[bold]model[/bold] {CONFIGS[config.model]}")
+    console.print(f"[bold]submission[/bold] {submission.active_submission()}")
+    try:
+        result = _train_with_progress(run_training, config, out_dir, resume)
+    except (CheckpointError, ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from None
+    console.print(
+        f"step {result.step}: train loss {result.train_loss:.4f}, validation loss {result.val_loss:.4f}"
+        + (f", accuracy {result.val_accuracy:.3f}" if result.val_accuracy is not None else "")
+        + f"; {result.seconds:.1f} s, {result.tokens_per_second:,.0f} tokens/s. Wrote {out_dir}/"
+    )
+
+
+@main.command()
+@click.option("--checkpoint", "directory", type=click.Path(path_type=Path), help="A run directory of `course train` (default: the shipped demo model, course/demo).")
+@click.option("--prompt", required=True, help="The text to continue.")
+@click.option("--max-new-tokens", type=click.IntRange(min=0), default=300, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.8, show_default=True, help="0 is greedy; higher is more random.")
+@click.option("--top-k", type=click.IntRange(min=1), help="Sample only among the k most likely tokens.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--submission", "target", type=click.Path(file_okay=False, path_type=Path), help="Build the model from this submission's code (default: exercises/, or $COURSE_SUBMISSION).")
+@click.option("--no-cache", is_flag=True, help="Use the generation exercise's generate (no key/value cache) and print at the end.")
+def generate(directory, prompt, max_new_tokens, temperature, top_k, seed, target, no_cache) -> None:
+    """Continue a prompt with a trained model, printing tokens as they come."""
+    import codecs
+    import sys
+
+    import jax
+    import jax.numpy as jnp
+
+    from course import tokenizer
+    from course.checkpoint import DEMO_CHECKPOINT, CheckpointError, load_checkpoint
+    from course.decoding import stream
+
+    if target is not None:
+        _activate(target)
+    try:
+        model, _ = load_checkpoint(directory or DEMO_CHECKPOINT)
+    except CheckpointError as error:
+        raise click.BadParameter(str(error), param_hint="--checkpoint") from None
+    if top_k is not None and top_k > model.config.vocab_size:
+        raise click.BadParameter(f"expected at most the vocabulary size {model.config.vocab_size}, got {top_k}", param_hint="--top-k")
+    ids = tokenizer.encode(prompt)
+    if ids.max(initial=0) >= model.config.vocab_size:
+        raise click.BadParameter(f"this model knows {model.config.vocab_size} token ids (a synthetic task's model?), not the text's bytes", param_hint="--prompt")
+    if not 1 <= len(ids) <= model.config.max_seq_len:
+        raise click.BadParameter(f"{len(ids)} bytes; expected 1 to {model.config.max_seq_len} (the model's context)", param_hint="--prompt")
+    key, batch = jax.random.key(seed), jnp.asarray(ids)[None]
+    sys.stdout.write(prompt)
+    if no_cache:
+        generate_fn = _exercise_function("generation", "generate")
+        sys.stdout.write(tokenizer.decode(generate_fn(model, batch, max_new_tokens, key, temperature, top_k)[0, len(ids):]))
+    else:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span several byte tokens
+        for token in stream(model, batch, max_new_tokens, key, temperature, top_k):
+            sys.stdout.write(decoder.decode(bytes([int(token[0])])))
+            sys.stdout.flush()
+        sys.stdout.write(decoder.decode(b"", final=True))
+    sys.stdout.write("\n")
+
+
+def _exercise_function(exercise: str, name: str):
+    import importlib
+
+    return getattr(importlib.import_module(f"exercises.{exercise}.{exercise}"), name)
+
+
+def _activate(target: Path) -> None:
+    try:
+        submission.activate(target)
+    except (FileNotFoundError, NotADirectoryError) as error:
+        raise click.BadParameter(str(error), param_hint="--submission") from None
+
+
+def _train_with_progress(run_training, config, out_dir, resume):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("step {task.completed}/{task.total}"), BarColumn(),
+        TextColumn("loss {task.fields[loss]}"), TextColumn("val {task.fields[val]}"),
+        TextColumn("{task.fields[rate]} tok/s"), TimeElapsedColumn(), TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("train", total=config.steps, loss="-", val="-", rate="-")
+
+        def update(metrics):
+            val = metrics["val_loss"]
+            fields = {"loss": f"{metrics['loss']:.4f}", "val": f"{val:.4f}" if val is not None else "-",
+                      "rate": f"{metrics['tokens_per_second']:,.0f}"}
+            bar.update(task, completed=metrics["step"], **fields)
+            if not console.is_terminal and metrics["step"] % config.eval_every == 0:
+                # A log file gets no live bar: a plain line at each evaluation instead.
+                console.print(f"step {metrics['step']}/{config.steps} loss {fields['loss']} val {fields['val']} {fields['rate']} tok/s")
+
+        return run_training(config, out_dir, resume=resume, progress=update)
+
+
 def _report(rows) -> None:
     root = submission.repo_root()
     for path, problem in rows:

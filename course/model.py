@@ -46,6 +46,8 @@ class TransformerConfig:
 CONFIGS: dict[str, TransformerConfig] = {
     "tiny": TransformerConfig(vocab_size=16, max_seq_len=32, d_model=32, num_heads=2, num_layers=2, d_ff=64),
     "small": TransformerConfig(),
+    # The shipped demo model: twice the depth of `small`; `course train --config demo` trains it on a CPU.
+    "demo": TransformerConfig(max_seq_len=128, d_model=128, num_heads=4, num_layers=4, d_ff=512),
 }
 
 

@@ -1,0 +1,265 @@
+"""Training the course's language model from scratch: ``course train``.
+
+The loop uses the *active submission's* ``train_step`` and ``shard_batch``, so
+a student trains with their own code (the reference's with ``--submission
+reference``). It is data-parallel over every local device: the batch is split
+along a ``data`` mesh axis and the model and optimizer are replicated, and
+XLA's SPMD partitioner does the rest. For several hosts, call JAX's own
+``jax.distributed.initialize()`` before training; nothing here changes.
+
+A run directory holds ``checkpoint.npz`` (everything needed to resume
+bit-for-bit: weights, optimizer state, step, the numpy generator's state and
+the metrics so far), ``model.npz`` (the weights alone, for generation),
+``metrics.json`` and ``loss.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from course import checkpoint, data
+from course.model import CONFIGS, TransformerLM
+from course.sharding import data_mesh, replicate
+
+SYNTHETIC = tuple(data.TASKS)  # corpora that are tasks: "reverse", "sort"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "small"  # a name in course.model.CONFIGS
+    corpus: str = "stdlib"  # "stdlib", a UTF-8 text file, or a synthetic task ("reverse", "sort")
+    steps: int = 2000  # optimizer steps in all (a resumed run continues up to this)
+    batch_size: int = 32  # sequences per step, split across the devices
+    learning_rate: float = 3e-3  # AdamW peak rate; small models tolerate a high one
+    warmup_steps: int = 100  # linear warm-up, then cosine decay to 10% of the peak
+    weight_decay: float = 0.01
+    eval_every: int = 100  # steps between validation losses
+    eval_batches: int = 8  # validation batches per evaluation (the same ones every time)
+    checkpoint_every: int = 500  # steps between checkpoints (and one at the end)
+    log_every: int = 10  # steps between reading the loss back from the device
+    task_length: int = 8  # synthetic tasks: symbols before the separator
+    seed: int = 0  # initial weights and data order
+
+    def __post_init__(self):
+        if self.model not in CONFIGS:
+            raise ValueError(f"model: expected one of {sorted(CONFIGS)}, got {self.model!r}")
+        for name in ("steps", "batch_size", "eval_every", "eval_batches", "checkpoint_every", "log_every", "task_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate: expected a positive number, got {self.learning_rate!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps: expected an int >= 0, got {self.warmup_steps!r}")
+
+
+# Named runs. `tiny` learns to reverse sequences in about a minute on a 2-core CPU;
+# `demo` is the recipe of the shipped demo checkpoint (course/demo/).
+RUNS: dict[str, TrainConfig] = {
+    "tiny": TrainConfig(model="tiny", corpus="reverse", steps=600, learning_rate=3e-3, warmup_steps=50, eval_every=100, checkpoint_every=300),
+    "small": TrainConfig(),
+    "demo": TrainConfig(model="demo", steps=3000, batch_size=32, learning_rate=2e-3, eval_every=200, checkpoint_every=250),
+}
+
+
+def set_host_device_count(count: int) -> None:
+    """Asks XLA for ``count`` virtual CPU devices; must run before JAX's first computation.
+
+    Raises:
+      ValueError: ``count`` is not positive.
+      RuntimeError: JAX had already started with another device count.
+    """
+    if count <= 0:
+        raise ValueError(f"devices: expected a positive int, got {count}")
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
+    os.environ["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={count}"])
+    cpus = jax.devices("cpu")
+    if len(cpus) != count:
+        raise RuntimeError(f"devices: JAX already started with {len(cpus)} CPU devices; set --devices before any computation")
+
+
+def optimizer_for(config: TrainConfig) -> optax.GradientTransformation:
+    """AdamW with linear warm-up and cosine decay, gradients clipped at norm 1."""
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, config.learning_rate, max(config.warmup_steps, 1), max(config.steps, config.warmup_steps + 1),
+        end_value=config.learning_rate / 10,
+    )
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=config.weight_decay))
+
+
+def _batches(config: TrainConfig, tokens: np.ndarray | None, seq_len: int, vocab: int, rng: np.random.Generator) -> Callable[[], np.ndarray]:
+    if config.corpus in SYNTHETIC:
+        return lambda: data.synthetic_batch(config.corpus, rng, config.batch_size, config.task_length, vocab)
+    return lambda: data.sample_batch(tokens, rng, config.batch_size, seq_len)
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    step: int
+    train_loss: float | None  # the mean loss of the last logged interval
+    val_loss: float | None  # the last validation loss
+    val_accuracy: float | None  # synthetic tasks: answer accuracy on the validation batches
+    seconds: float  # training time of this call (not counting earlier runs resumed from)
+    tokens_per_second: float
+
+
+def _history_path(out_dir: Path) -> Path:
+    return out_dir / "metrics.json"
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Trains :class:`TransformerLM` with the active submission's ``train_step``.
+
+    Args:
+      config: what to train, on what, for how long.
+      out_dir: the run directory (created if missing).
+      resume: continue from ``out_dir/checkpoint.npz``; without it an existing
+        checkpoint there is an error, never overwritten.
+      progress: called after every logged interval with the current metrics
+        (``step``, ``steps``, ``loss``, ``tokens_per_second``, ``val_loss`` ...).
+
+    Returns:
+      The final :class:`TrainResult`.
+
+    Raises:
+      ValueError: the batch size does not split over the devices, the corpus is
+        unusable, or ``resume`` meets a checkpoint of another configuration.
+      checkpoint.CheckpointError: ``resume`` without a readable checkpoint, or
+        a checkpoint in the way without ``resume``.
+    """
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / checkpoint.CHECKPOINT_FILE
+    if ckpt_path.exists() and not resume:
+        raise checkpoint.CheckpointError(f"out: {ckpt_path} exists; pass --resume to continue it or choose another --out")
+    if resume and not ckpt_path.exists():
+        raise checkpoint.CheckpointError(f"resume: {ckpt_path} does not exist")
+    mesh = data_mesh()
+    devices = mesh.devices.size
+    if config.batch_size % devices:
+        raise ValueError(f"batch_size: {config.batch_size} does not split evenly over {devices} devices")
+    model_config = CONFIGS[config.model]
+    if config.corpus in SYNTHETIC:
+        tokens, val_tokens, seq_len = None, None, 2 * config.task_length + 1
+        if seq_len > model_config.max_seq_len:
+            raise ValueError(f"task_length: sequences of {seq_len} exceed the model's max_seq_len={model_config.max_seq_len}")
+    else:
+        corpus = data.load_corpus(config.corpus)
+        tokens, val_tokens, seq_len = corpus.train, corpus.val, model_config.max_seq_len
+        if corpus.train.max(initial=0) >= model_config.vocab_size:
+            raise ValueError(f"model: vocab_size={model_config.vocab_size} is too small for the byte tokenizer's ids")
+
+    training = importlib.import_module("exercises.training.training")
+    loss_module = importlib.import_module("exercises.loss.loss")
+    model = TransformerLM(model_config, rngs=nnx.Rngs(config.seed))
+    optimizer = nnx.Optimizer(model, optimizer_for(config), wrt=nnx.Param)
+    rng = np.random.default_rng(config.seed)
+    val_rng = np.random.default_rng([config.seed, 1])  # a separate stream: the validation set never moves
+    val_batches = [_batches(config, val_tokens, seq_len, model_config.vocab_size, val_rng)() for _ in range(config.eval_batches)]
+    history: dict[str, list] = {"train": [], "val": []}
+    step = 0
+    if resume:
+        meta = checkpoint.restore(ckpt_path, model, optimizer)
+        saved = meta["train_config"]
+        mismatched = {k: (saved.get(k), v) for k, v in dataclasses.asdict(config).items() if k != "steps" and saved.get(k) != v}
+        if mismatched:
+            raise ValueError(f"resume: the checkpoint was trained with other settings (saved, given): {mismatched}")
+        rng.bit_generator.state = meta["rng_state"]
+        step, history = meta["step"], meta["history"]
+    replicate(mesh, model, optimizer)
+    next_batch = _batches(config, tokens, seq_len, model_config.vocab_size, rng)
+
+    @nnx.jit
+    def evaluate(model, batch):
+        logits = model(batch)
+        return loss_module.next_token_loss(logits, batch), logits
+
+    def validation() -> tuple[float, float | None]:
+        losses, accuracies = [], []
+        for batch in val_batches:
+            loss, logits = evaluate(model, training.shard_batch(jnp.asarray(batch), mesh))
+            losses.append(float(loss))
+            if config.corpus in SYNTHETIC:
+                accuracies.append(data.synthetic_accuracy(np.asarray(logits), batch))
+        return float(np.mean(losses)), (float(np.mean(accuracies)) if accuracies else None)
+
+    def save_checkpoint() -> None:
+        meta = {"train_config": dataclasses.asdict(config), "step": step, "rng_state": rng.bit_generator.state, "history": history}
+        checkpoint.save(ckpt_path, model, meta, optimizer)
+
+    start, start_step = time.perf_counter(), step
+    pending: list[jax.Array] = []  # device scalars, read back every log_every steps (memory stays flat)
+    interval_start, val_loss, val_accuracy, train_loss = time.perf_counter(), None, None, None
+    while step < config.steps:
+        batch = training.shard_batch(jnp.asarray(next_batch()), mesh)
+        pending.append(training.train_step(model, optimizer, batch))
+        step += 1
+        if step % config.log_every == 0 or step == config.steps:
+            train_loss = float(np.mean(jax.device_get(pending)))
+            now = time.perf_counter()
+            rate = len(pending) * config.batch_size * seq_len / (now - interval_start)
+            history["train"].append([step, train_loss])
+            pending, interval_start = [], now
+            if step % config.eval_every == 0 or step == config.steps:
+                val_loss, val_accuracy = validation()
+                history["val"].append([step, val_loss] + ([val_accuracy] if val_accuracy is not None else []))
+                interval_start = time.perf_counter()  # evaluation time is not training time
+            if progress is not None:
+                progress({"step": step, "steps": config.steps, "loss": train_loss, "tokens_per_second": rate,
+                          "val_loss": val_loss, "val_accuracy": val_accuracy})
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            save_checkpoint()
+    seconds = time.perf_counter() - start
+    result = TrainResult(out_dir, step, train_loss, val_loss, val_accuracy, seconds,
+                         (step - start_step) * config.batch_size * seq_len / max(seconds, 1e-9))
+    if step > start_step:
+        summary = {"train_config": dataclasses.asdict(config), "step": step, "val_loss": val_loss,
+                   "val_accuracy": val_accuracy, "train_seconds": seconds, "devices": devices,
+                   "platform": jax.devices()[0].platform}
+        checkpoint.save(out_dir / checkpoint.MODEL_FILE, model, summary)
+        _history_path(out_dir).write_text(json.dumps({"summary": summary, "history": history}, indent=1))
+        plot_losses(history, out_dir / "loss.png", title=f"{config.model} on {config.corpus}")
+    return result
+
+
+def plot_losses(history: dict[str, list], path: Path, title: str = "") -> None:
+    """Draws the training and validation losses against the step into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if history["train"]:
+        steps, losses = zip(*[(s, loss) for s, loss in history["train"]])
+        ax.plot(steps, losses, label="training loss", lw=1)
+    if history["val"]:
+        ax.plot([v[0] for v in history["val"]], [v[1] for v in history["val"]], "o-", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats per token)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
