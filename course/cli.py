@@ -105,7 +105,7 @@ def fixtures(only_check: bool, reference: Path | None) -> None:
 
 
 @main.command()
-@click.option("--config", "run", default="small", show_default=True, help="A named run: " + ", ".join(["tiny", "small", "demo"]) + ".")
+@click.option("--config", "run", help="A named run: tiny, small or demo. Default: tiny for a synthetic --corpus, small otherwise.")
 @click.option("--corpus", help="stdlib, a UTF-8 text file, or a synthetic task (reverse, sort). Default: the run's.")
 @click.option("--steps", type=int, help="Total optimizer steps. Default: the run's.")
 @click.option("--batch-size", type=int, help="Sequences per step, split over the devices. Default: the run's.")
@@ -127,9 +127,11 @@ def train(run, corpus, steps, batch_size, learning_rate, seed, out_dir, resume, 
         except (ValueError, RuntimeError) as error:
             raise click.BadParameter(str(error), param_hint="--devices") from None
     from course.checkpoint import CheckpointError
-    from course.train import RUNS, TrainConfig
+    from course.train import RUNS, SYNTHETIC
     from course.train import train as run_training
 
+    if run is None:
+        run = "tiny" if corpus in SYNTHETIC else "small"
     if run not in RUNS:
         raise click.BadParameter(f"expected one of {sorted(RUNS)}, got {run!r}", param_hint="--config")
     if target is not None:

@@ -139,17 +139,17 @@ def stream(
     token, cache = _prefill(graphdef, state, jnp.asarray(history[0]), init_cache(model, batch), key, prompt_len, temperature, top_k)
     filled = prompt_len  # cache positions in use
     for t in range(prompt_len, prompt_len + max_new_tokens):
-        yield np.asarray(token)
-        history.append(np.asarray(token)[:, None])
-        if t + 1 == prompt_len + max_new_tokens:
-            break
-        if filled < context:
-            token, cache = _decode(graphdef, state, token, cache, jnp.int32(filled), key, t + 1, temperature, top_k)
-            filled += 1
-        else:  # the cache is full: restart it from the latest half-context
-            recent = np.concatenate(history, axis=1)[:, -(context // 2):]
-            token, cache = _prefill(graphdef, state, jnp.asarray(recent), init_cache(model, batch), key, t + 1, temperature, top_k)
-            filled = recent.shape[1]
+        current = token
+        if t + 1 < prompt_len + max_new_tokens:  # dispatch the next step before waiting for this token
+            if filled < context:
+                token, cache = _decode(graphdef, state, current, cache, jnp.int32(filled), key, t + 1, temperature, top_k)
+                filled += 1
+            else:  # the cache is full: restart it from the latest half-context
+                recent = np.concatenate([*history, np.asarray(current)[:, None]], axis=1)[:, -(context // 2):]
+                token, cache = _prefill(graphdef, state, jnp.asarray(recent), init_cache(model, batch), key, t + 1, temperature, top_k)
+                filled = recent.shape[1]
+        history.append(np.asarray(current)[:, None])
+        yield history[-1][:, 0]
 
 
 def generate_cached(model: TransformerLM, prompt: jax.Array, max_new_tokens: int, key: jax.Array,

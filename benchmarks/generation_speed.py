@@ -1,0 +1,72 @@
+"""Generation speed: the exercise's uncached generate against the key/value-cached stream.
+
+Reports new tokens per second (after compilation) and the first-token latency
+of the cached path (the prefill), for a batch of one, on the demo config with
+random weights (speed does not depend on the weights).
+
+    python benchmarks/generation_speed.py --new-tokens 100 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import dump, machine, median, timed  # noqa: E402
+
+from course import submission  # noqa: E402
+from course.decoding import stream  # noqa: E402
+from course.model import CONFIGS, TransformerLM  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", default="demo")
+    parser.add_argument("--prompt-tokens", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    submission.activate(submission.repo_root() / "reference")
+    from exercises.generation.generation import generate
+
+    config = CONFIGS[args.config]
+    model = TransformerLM(config, rngs=nnx.Rngs(0))
+    prompt = jnp.asarray(np.random.default_rng(0).integers(0, config.vocab_size, (1, args.prompt_tokens)))
+    key, n = jax.random.key(0), args.new_tokens
+
+    def uncached():
+        generate(model, prompt, n, key, 0.8, 40).block_until_ready()
+
+    def cached():
+        start, first = time.perf_counter(), None
+        for token in stream(model, prompt, n, key, 0.8, 40):
+            first = first if first is not None else time.perf_counter() - start
+        return first
+
+    uncached(), cached()  # compile both
+    uncached_s = [timed(uncached) for _ in range(args.rounds)]
+    cached_runs = []
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        first = cached()
+        cached_runs.append((time.perf_counter() - start, first))
+    dump({
+        "machine": machine(), "config": str(config), "prompt_tokens": args.prompt_tokens, "new_tokens": n,
+        "uncached_tokens_per_s": n / median(uncached_s),
+        "cached_tokens_per_s": n / median([r[0] for r in cached_runs]),
+        "cached_first_token_s": median([r[1] for r in cached_runs]),
+        "speedup": median(uncached_s) / median([r[0] for r in cached_runs]),
+    }, args.json)
+
+
+if __name__ == "__main__":
+    main()
