@@ -257,12 +257,12 @@ class CrossAttentionDecoderBlock(nnx.Module):
         self.ln_cross = nnx.LayerNorm(d_model, rngs=rngs)
         self.cross_attention = MultiHeadAttention(d_model, num_heads, rngs=rngs)
         self.ln_ffn = nnx.LayerNorm(d_model, rngs=rngs)
-        self.ffn = FeedForward(d_model, d_ff, rngs=rngs)
+        self.feed_forward = FeedForward(d_model, d_ff, rngs=rngs)
 
     def __call__(self, x, memory, mask):
         x = x + self.self_attention(self.ln_self(x), mask=mask)  # [B, T, d], causal
         x = x + self.cross_attention(self.ln_cross(x), context=memory)  # queries from x, keys and values from memory
-        return x + self.ffn(self.ln_ffn(x))
+        return x + self.feed_forward(self.ln_ffn(x))
 
 
 S = 7  # source length

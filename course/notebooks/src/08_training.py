@@ -110,8 +110,8 @@ val_batches = [jnp.asarray(data.sample_batch(corpus.val, np.random.default_rng(1
 
 
 @nnx.jit
-def batch_loss(model, tokens):
-    return next_token_loss(model(tokens), tokens)
+def batch_loss(model, batch):
+    return next_token_loss(model(batch), batch)  # the loss alone, no update: for validation
 
 
 def validation_loss(model):
