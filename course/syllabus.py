@@ -103,7 +103,7 @@ SECTIONS: tuple[Section, ...] = (
     ),
     Section(
         9, "llm_demo", "LLM demo", "intermediate",
-        "text from the course's pretrained demo model, and what temperature and top-k change",
+        "a text generator from your own modules and the course's pretrained weights, and a feel for what temperature and top-k change",
         ("generation",),
         gpu=True,
     ),
