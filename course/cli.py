@@ -241,6 +241,22 @@ def _train_with_progress(run_training, config, out_dir, resume):
         return run_training(config, out_dir, resume=resume, progress=update)
 
 
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace the contents of a non-empty OUT_DIR.")
+def release(out_dir: Path, force: bool) -> None:
+    """Write the student repository to OUT_DIR: course/, exercises/, README, pyproject, CI; nothing hidden."""
+    from course.release import ReleaseError
+    from course.release import release as write_release
+
+    try:
+        written = write_release(out_dir, force=force)
+    except ReleaseError as error:
+        raise click.ClickException(str(error)) from None
+    files = sum(1 for p in written.rglob("*") if p.is_file())
+    console.print(f"Wrote the student repository to {written} ({files} files; no reference or grader text found in it).")
+
+
 def _report(rows) -> None:
     root = submission.repo_root()
     for path, problem in rows:

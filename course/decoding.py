@@ -92,16 +92,16 @@ def _sample(logits: jax.Array, key: jax.Array, t: jax.Array, temperature: float,
 
 
 @partial(jax.jit, static_argnums=(0, 6, 7))
-def _prefill(graphdef, state, tokens, cache, key, t, temperature, top_k):
+def _prefill(graph, weights, tokens, cache, key, t, temperature, top_k):
     """Fills a fresh cache with ``tokens`` (positions from 0) and samples output token ``t``."""
-    logits, cache = forward_cached(nnx.merge(graphdef, state), tokens, cache, jnp.int32(0))
+    logits, cache = forward_cached(nnx.merge(graph, weights), tokens, cache, jnp.int32(0))
     return _sample(logits[:, -1], key, t, temperature, top_k), cache
 
 
 @partial(jax.jit, static_argnums=(0, 7, 8), donate_argnums=(3,))
-def _decode(graphdef, state, token, cache, position, key, t, temperature, top_k):
+def _decode(graph, weights, token, cache, position, key, t, temperature, top_k):
     """Feeds ``token`` at cache ``position`` and samples output token ``t``."""
-    logits, cache = forward_cached(nnx.merge(graphdef, state), token[:, None], cache, position)
+    logits, cache = forward_cached(nnx.merge(graph, weights), token[:, None], cache, position)
     return _sample(logits[:, 0], key, t, temperature, top_k), cache
 
 
@@ -132,21 +132,23 @@ def stream(
     if prompt.ndim != 2 or not 1 <= prompt.shape[1] <= context:
         raise ValueError(f"prompt: expected int[B, T] with 1 <= T <= {context}, got shape {prompt.shape}")
     if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens: expected an int >= 0, got {max_new_tokens}")
-    graphdef, state = nnx.split(model)
-    batch, prompt_len = prompt.shape
+        raise ValueError(f"max_new_tokens: must not be negative, got {max_new_tokens}")
+    # The jitted steps take the weights as arguments, so they compile once for any weights.
+    graph, weights = nnx.split(model)
+    batch = prompt.shape[0]
+    prompt_len = prompt.shape[1]
     history = [np.asarray(prompt, np.int32)]  # every token so far, for a restart of the cache
-    token, cache = _prefill(graphdef, state, jnp.asarray(history[0]), init_cache(model, batch), key, prompt_len, temperature, top_k)
+    token, cache = _prefill(graph, weights, jnp.asarray(history[0]), init_cache(model, batch), key, prompt_len, temperature, top_k)
     filled = prompt_len  # cache positions in use
     for t in range(prompt_len, prompt_len + max_new_tokens):
         current = token
         if t + 1 < prompt_len + max_new_tokens:  # dispatch the next step before waiting for this token
             if filled < context:
-                token, cache = _decode(graphdef, state, current, cache, jnp.int32(filled), key, t + 1, temperature, top_k)
+                token, cache = _decode(graph, weights, current, cache, jnp.int32(filled), key, t + 1, temperature, top_k)
                 filled += 1
             else:  # the cache is full: restart it from the latest half-context
                 recent = np.concatenate([*history, np.asarray(current)[:, None]], axis=1)[:, -(context // 2):]
-                token, cache = _prefill(graphdef, state, jnp.asarray(recent), init_cache(model, batch), key, t + 1, temperature, top_k)
+                token, cache = _prefill(graph, weights, jnp.asarray(recent), init_cache(model, batch), key, t + 1, temperature, top_k)
                 filled = recent.shape[1]
         history.append(np.asarray(current)[:, None])
         yield history[-1][:, 0]

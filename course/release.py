@@ -1,0 +1,142 @@
+"""``course release``: write the student repository, holding nothing hidden.
+
+The student repository is ``course/`` (the shared code, the notebooks and the
+``course`` command), ``exercises/`` (stubs, visible tests and fixtures), a
+student README, a ``pyproject.toml`` and a CI workflow that runs the visible
+tests. ``reference/`` and ``graders/`` never go in; :func:`leaks` scans a
+release for their text, and ``release`` refuses to finish when it finds any.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import tomllib
+from pathlib import Path
+
+from course import catalog, stubs
+from course.submission import repo_root
+
+SHIPPED = ("course", "exercises")
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+MIN_SECRET_LENGTH = 24  # shorter solution lines ("return x") are too generic to be a leak
+
+
+class ReleaseError(RuntimeError):
+    """The release cannot be written, or would leak hidden material."""
+
+
+def exercise_table() -> str:
+    """The exercises as a Markdown table, in teaching order."""
+    rows = ["| exercise | level | you implement |", "| --- | --- | --- |"]
+    rows += [f"| `exercises/{e.name}/` | {e.level} | {', '.join(f'`{f}`' for f in e.functions)} |" for e in catalog.EXERCISES]
+    return "\n".join(rows)
+
+
+def student_pyproject(root: Path) -> str:
+    """The student repository's ``pyproject.toml``: this project's name, version and dependencies."""
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    q = json.dumps  # a JSON string of plain text is a valid TOML basic string
+    dependencies = "".join(f"    {q(d)},\n" for d in project["dependencies"])
+    return (
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        f"[project]\nname = {q(project['name'])}\nversion = {q(project['version'])}\n"
+        f"description = {q(project['description'])}\nrequires-python = {q(project['requires-python'])}\n"
+        f"dependencies = [\n{dependencies}]\n\n"
+        '[project.scripts]\ncourse = "course.cli:main"\n\n'
+        '[tool.setuptools.packages.find]\ninclude = ["course*", "exercises*"]\n\n'
+        '[tool.setuptools.package-data]\ncourse = ["demo/*", "templates/*", "notebooks/*"]\nexercises = ["*/fixtures.npz"]\n\n'
+        '[tool.pytest.ini_options]\ntestpaths = ["exercises"]\naddopts = "-p no:cacheprovider"\ntimeout = 300\n'
+    )
+
+
+def secrets(root: Path) -> dict[str, str]:
+    """Text that must never reach students, each with where it comes from.
+
+    Every distinctive line of a solution block in ``reference/`` (one that the
+    stub's docstrings and hints do not already show), and the name
+    of every hidden grader test (``graders/**/test_*.py``) that the visible
+    tests do not also use.
+    """
+    found: dict[str, str] = {}
+    for exercise in catalog.EXERCISES:
+        source = (root / "reference" / exercise.relpath).read_text()
+        stub = stubs.make_stub(source, exercise.relpath)  # its docstrings and hints are public
+        inside = False
+        for number, line in enumerate(source.splitlines(), start=1):
+            if stubs.BEGIN.match(line) or stubs.END.match(line):
+                inside = bool(stubs.BEGIN.match(line))
+                continue
+            text = line.strip()
+            if inside and len(text) >= MIN_SECRET_LENGTH and text not in stub and not text.startswith("#"):
+                found[text] = f"reference/{exercise.relpath}:{number}"
+    visible = {n.name for p in (root / "exercises").rglob("test_*.py") for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.FunctionDef)}
+    for suite in sorted((root / "graders").rglob("test_*.py")) if (root / "graders").is_dir() else []:
+        for node in ast.walk(ast.parse(suite.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_") and node.name not in visible:
+                found[node.name] = f"{suite.relative_to(root)} (hidden test)"
+    return found
+
+
+def leaks(out_dir: Path, root: Path | None = None) -> list[str]:
+    """Every place in ``out_dir`` that holds hidden text or a hidden folder, as readable lines."""
+    root = root or repo_root()
+    found = [f"{p.relative_to(out_dir)}: a hidden folder" for p in out_dir.rglob("*") if p.is_dir() and p.name in ("reference", "graders")]
+    hidden = secrets(root)
+    pattern = re.compile("|".join(re.escape(s) for s in sorted(hidden, key=len, reverse=True)))
+    for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # binary: fixtures, the demo weights, images
+        for match in pattern.finditer(text):
+            found.append(f"{path.relative_to(out_dir)}: holds {match.group()!r} from {hidden[match.group()]}")
+    return found
+
+
+def release(out_dir: str | Path, *, force: bool = False, root: Path | None = None) -> Path:
+    """Writes the student repository to ``out_dir``.
+
+    Args:
+      out_dir: a new or empty directory.
+      force: replace the contents of a non-empty ``out_dir``.
+      root: the course repository (default: this one).
+
+    Returns:
+      ``out_dir``.
+
+    Raises:
+      ReleaseError: ``out_dir`` is not empty (without ``force``), the committed
+        stubs are stale, or the release would leak hidden text (the partial
+        release is removed).
+    """
+    root = root or repo_root()
+    out_dir = Path(out_dir).resolve()
+    if out_dir == root or root in out_dir.parents:
+        raise ReleaseError(f"out_dir: {out_dir} is inside the course repository; choose a folder outside it")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not force:
+            raise ReleaseError(f"out_dir: {out_dir} is not empty; pass --force to replace its contents")
+        shutil.rmtree(out_dir)
+    stale = [str(u.path) for u in stubs.sync(root / "reference", root / "exercises", write=False) if u.changed]
+    if stale:
+        raise ReleaseError(f"stubs are stale (run `course stubs`): {stale}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for folder in SHIPPED:
+        shutil.copytree(root / folder, out_dir / folder, ignore=IGNORED)
+    readme = (TEMPLATES / "student_README.md").read_text().format(
+        title="Introduction to Transformers with JAX", exercise_table=exercise_table())
+    (out_dir / "README.md").write_text(readme)
+    (out_dir / "pyproject.toml").write_text(student_pyproject(root))
+    (out_dir / ".gitignore").write_text("__pycache__/\n*.egg-info/\nruns/\n.ipynb_checkpoints/\n")
+    workflow = out_dir / ".github" / "workflows" / "tests.yml"
+    workflow.parent.mkdir(parents=True)
+    shutil.copyfile(TEMPLATES / "tests.yml", workflow)
+    problems = leaks(out_dir, root)
+    if problems:
+        shutil.rmtree(out_dir)
+        raise ReleaseError("the release would leak hidden material:\n" + "\n".join(problems[:20]))
+    return out_dir

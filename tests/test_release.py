@@ -1,0 +1,82 @@
+"""`course release`: the student repository holds nothing hidden, installs and runs its tests."""
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from click.testing import CliRunner
+
+from course import catalog, release
+from course.cli import main
+from course.submission import repo_root
+
+ROOT = repo_root()
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    return release.release(tmp_path_factory.mktemp("student") / "repo")
+
+
+def test_the_release_has_the_student_files_and_nothing_hidden(released):
+    top = {p.name for p in released.iterdir()}
+    assert top == {"course", "exercises", "README.md", "pyproject.toml", ".gitignore", ".github"}
+    assert (released / ".github" / "workflows" / "tests.yml").read_text().count("course check") == 1
+    for exercise in catalog.EXERCISES:
+        shipped = released / "exercises" / exercise.relpath
+        assert shipped.read_text() == (ROOT / "exercises" / exercise.relpath).read_text()
+        assert (released / "exercises" / exercise.name / "fixtures.npz").is_file()
+    assert not list(released.rglob("__pycache__"))
+    assert release.leaks(released) == []
+    readme = (released / "README.md").read_text()
+    assert "`exercises/attention/` | intermediate | `causal_mask`, `scaled_dot_product_attention`" in readme
+
+
+def test_the_scanner_finds_reference_lines_and_hidden_folders(released, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(released, copy)
+    stub = copy / "exercises" / "loss" / "loss.py"
+    stub.write_text(stub.read_text() + "\n    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)  # [..., V]\n")
+    (copy / "reference").mkdir()
+    found = release.leaks(copy)
+    assert any("exercises/loss/loss.py" in f and "reference/loss/loss.py" in f for f in found), found
+    assert any("a hidden folder" in f for f in found), found
+
+
+def test_hidden_test_names_count_as_secrets(tmp_path):
+    fake = tmp_path / "root"
+    for folder in ("reference", "exercises", "graders"):
+        shutil.copytree(ROOT / folder, fake / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (fake / "graders" / "test_hidden_demo.py").write_text("def test_the_secret_edge_case():\n    pass\n")
+    assert "test_the_secret_edge_case" in release.secrets(fake)
+
+
+def test_the_release_builds_and_its_tests_run(released, tmp_path):
+    wheel_dir = tmp_path / "wheels"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheel_dir), str(released)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    (wheel,) = wheel_dir.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "exercises/attention/fixtures.npz" in names and "course/demo/model.npz" in names
+    assert not any(n.startswith(("reference/", "graders/")) for n in names)
+    env = {**os.environ, "PYTHONPATH": str(released)}
+    env.pop("COURSE_SUBMISSION", None)
+    stubs = subprocess.run([sys.executable, "-m", "pytest", "exercises/attention", "-q"], cwd=released, env=env, capture_output=True, text=True)
+    assert stubs.returncode == 1 and "not implemented yet: implement causal_mask" in stubs.stdout, stubs.stdout[-2000:]
+    shutil.copyfile(ROOT / "reference" / "attention" / "attention.py", released / "exercises" / "attention" / "attention.py")
+    solved = subprocess.run([sys.executable, "-m", "pytest", "exercises/attention", "-q"], cwd=released, env=env, capture_output=True, text=True)
+    assert solved.returncode == 0, solved.stdout[-2000:]
+
+
+def test_cli_refuses_to_overwrite_and_to_write_inside_the_repo(tmp_path):
+    target = tmp_path / "busy"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    result = CliRunner().invoke(main, ["release", str(target)])
+    assert result.exit_code == 1 and "not empty" in result.output and (target / "keep.txt").read_text() == "mine"
+    inside = CliRunner().invoke(main, ["release", str(ROOT / "out" / "student")])
+    assert inside.exit_code == 1 and "inside the course repository" in inside.output
