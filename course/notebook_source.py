@@ -154,6 +154,7 @@ def setup_code() -> str:
     """The setup cell: installs the course on Colab (only there), then readies the notebook."""
     return f"""\
 # Setup. On Google Colab this installs the course (once per runtime); on your own Jupyter it installs nothing.
+# On Colab, use a GPU: Runtime > Change runtime type > T4 GPU (before running this cell).
 import os
 import sys
 

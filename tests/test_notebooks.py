@@ -104,6 +104,7 @@ def test_the_setup_cell_installs_the_course_on_colab_only(section):
     assert pip > colab and lines[pip].startswith("        "), "pip must run only inside the Colab branch"
     assert f"git+{syllabus.REPOSITORY_URL}#egg={syllabus.DISTRIBUTION}" in lines[pip]
     assert "%load_ext autoreload" in lines and "%autoreload 2" in lines
+    assert "use a GPU: Runtime > Change runtime type" in setup.source
     assert "Runtime > Change runtime type" in notebook.cells[1].source
 
 
