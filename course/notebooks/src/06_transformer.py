@@ -93,10 +93,10 @@ print("weights:", call.weights.shape, "(B, H, T_q, T_k)")
 fig, axes = plt.subplots(1, H, figsize=(14, 3.2))
 for h, ax in enumerate(axes):
     ax.imshow(call.weights[0, h], cmap="viridis", vmin=0)
-    ax.set_title(f"head {h}")
+    ax.set_title(f"head {h + 1}")
     ax.set_xlabel("key")
 axes[0].set_ylabel("query")
-fig.suptitle("the causal weights of 4 heads (untrained: each near-uniform over the past)")
+fig.suptitle("the causal attention weights of 4 heads (untrained: random projections, random patterns)", y=1.05)
 plt.show()
 
 # %% [markdown]

@@ -1,7 +1,7 @@
 # %% [markdown]
 # The course ships a small pretrained language model: the `demo`
 # configuration of your `TransformerLM` (4 decoder blocks of width 128, about
-# 800,000 parameters) trained for 3000 steps on Python's standard library, about
+# 860,000 parameters) trained for 3000 steps on Python's standard library, about
 # 20 minutes on a 2-core CPU. It is built from *your* modules and runs with *your*
 # `generate`, so this section is also the final test of everything you wrote.
 #
@@ -117,7 +117,7 @@ for ax, tau in zip(axes, (0.5, 1.0, 2.0)):
     entropy = -(probs * np.log(np.maximum(probs, 1e-30))).sum()
     ax.set_title(f"τ = {tau}: entropy {entropy:.2f} nats")
 axes[0].set_ylabel("probability")
-fig.suptitle(f"the next byte after {prompt!r}")
+fig.suptitle(f"the next byte after {prompt!r}", y=1.05)
 plt.show()
 
 # %% [markdown]
