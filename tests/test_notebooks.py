@@ -21,7 +21,7 @@ from IPython.core.inputtransformer2 import TransformerManager
 
 from course import catalog, notebook_source, release, syllabus
 from course.cli import main
-from course.notebook_run import execute_notebooks
+from course.notebook_run import CellError, NotebookRun, execute_notebooks
 from course.notebook_source import EXERCISE_TAG, SETUP_TAG, SourceError, parse_source
 from course.site import static_widgets, write_site
 from course.submission import repo_root
@@ -266,6 +266,16 @@ def test_notebooks_command_checks_and_lists():
 
 
 # ---------------------------------------------------------------- the site in a browser
+
+
+def test_a_notebook_that_stopped_is_reported_on_the_index_and_still_gets_its_page(tmp_path):
+    section = syllabus.get(4)
+    message = "not implemented yet: implement sinusoidal_positional_encoding in exercises/positional_encoding/positional_encoding.py"
+    stopped = NotebookRun(section, read(section), 3.2, CellError(8, "NotImplementedError", message, message, True))
+    index, page = write_site(tmp_path, [stopped], target=ROOT / "exercises", quick=True)
+    text = index.read_text()
+    assert f"stopped at cell 8: {message}" in text and "ran in" not in text
+    assert page.name == "04_positional_encoding.html" and "4. Positional encodings" in page.read_text()
 
 
 class _Page(HTMLParser):
