@@ -15,6 +15,9 @@ class Exercise:
     title: str
     level: str  # beginner, intermediate or advanced
     functions: tuple[str, ...]  # what the student implements, in teaching order
+    # Library routines that would do the exercise for the student: the grader
+    # gives the exercise no points when one is called (public dotted names).
+    forbidden: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -45,18 +48,30 @@ EXERCISES: tuple[Exercise, ...] = (
         "Scaled dot-product attention and the causal mask",
         "intermediate",
         ("causal_mask", "scaled_dot_product_attention"),
+        forbidden=("jax.nn.dot_product_attention", "flax.nnx.dot_product_attention", "flax.linen.dot_product_attention"),
     ),
     Exercise(
         "loss",
         "Cross-entropy and next-token loss",
         "intermediate",
         ("cross_entropy_loss", "next_token_loss"),
+        forbidden=(
+            "optax.softmax_cross_entropy",
+            "optax.softmax_cross_entropy_with_integer_labels",
+            "optax.safe_softmax_cross_entropy",
+        ),
     ),
     Exercise(
         "transformer",
         "Multi-head attention, feed-forward and the decoder block (Flax NNX)",
         "intermediate",
         ("MultiHeadAttention", "FeedForward", "DecoderBlock"),
+        forbidden=(
+            "flax.nnx.MultiHeadAttention",
+            "flax.nnx.dot_product_attention",
+            "jax.nn.dot_product_attention",
+            "flax.linen.MultiHeadDotProductAttention",
+        ),
     ),
     Exercise(
         "training",

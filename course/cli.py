@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from course import catalog, submission
+from course import submission as submission_module
 
 console = Console()
 
@@ -54,6 +55,54 @@ def check(target: Path | None, names: tuple[str, ...]) -> None:
     passed, total = sum(r.passed for r in results), sum(r.total for r in results)
     console.print(f"{passed}/{total} visible tests pass. Details: pytest exercises/<name>")
     if not all(r.ok for r in results):
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("submission", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("-e", "--exercise", "names", multiple=True, help="Only this exercise (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out/grade"), show_default=True,
+              help="Folder for results.json (Gradescope), report.json (pytest) and score.json.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Seed of the inputs (default: random); reproduces a grade.")
+@click.option("--points-line", is_flag=True, help="Also print `Points X/Y` (GitHub Classroom).")
+def grade(submission: Path | None, names: tuple[str, ...], out: Path, seed: int | None, points_line: bool) -> None:
+    """Grade SUBMISSION (default: exercises/) with the hidden grader suites.
+
+    Exits 0 when grading completed, whatever the score; 1 when the grading
+    itself failed (a grader error: the score cannot be trusted).
+    """
+    from graders import grade as run_grade, graded_exercises
+
+    for name in names:
+        _known_exercise(name)
+        if name not in graded_exercises():
+            raise click.BadParameter(f"{name!r} has no grader suite", param_hint="--exercise")
+    target = submission if submission is not None else submission_module.default_submission()
+    try:
+        result = run_grade(target, exercises=list(names) or None, out=out, seed=seed)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as error:
+        raise click.BadParameter(str(error), param_hint="SUBMISSION") from None
+    table = Table(title=escape(f"Grade of {target} (seed {result.seed})"))
+    for column in ("exercise", "points", "passed", "first problem"):
+        table.add_column(column, no_wrap=True)
+    room = max(20, console.width - max([len(e.name) for e in result.exercises] or [8]) - 31)
+    for exercise in result.exercises:
+        problem = next((c for c in exercise.cases if c.status != "passed"), None)
+        note = (f"forbidden: {', '.join(exercise.forbidden)}" if exercise.forbidden
+                else f"{problem.name}: {problem.message}" if problem else "")
+        style = "green" if exercise.score == exercise.max_score else "red"
+        table.add_row(exercise.name, f"[{style}]{exercise.score:g}/{exercise.max_score:g}[/{style}]",
+                      f"{exercise.passed}/{len(exercise.cases)}", escape(_cut(note, room)))
+    console.print(table)
+    for exercise in result.exercises:
+        problem = next((c for c in exercise.cases if c.status != "passed"), None)
+        if problem is not None:
+            console.print(escape(f"{exercise.name}: {problem.name}\n    {problem.message}"), soft_wrap=True)
+    console.print(f"Score {result.score:g}/{result.max_score:g}; files in {escape(str(out))}/ (results.json, report.json, score.json)")
+    if points_line:
+        click.echo(f"Points {result.score:g}/{result.max_score:g}")
+    if result.status != "ok":
+        console.print("[red]grading failed[/red] (a grader error, not the submission's fault):", escape("\n".join(result.errors)[-4000:]))
         raise SystemExit(1)
 
 

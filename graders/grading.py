@@ -1,0 +1,161 @@
+"""``graders.grade``: grade one submission against the hidden suites and write the score files.
+
+The grading runs in two trusted processes and one untrusted one:
+
+1. this process (``course grade``, or any Python caller such as a batch
+   grader) copies nothing of the submission's code into itself: it writes a
+   settings file, runs pytest on the suites in a child process, converts the
+   pytest-json-report output into the score model and writes every file;
+2. the pytest process holds the reference and the suites (plugin
+   :mod:`graders.plugin`) and starts
+3. the worker (:mod:`graders.sandbox`), where the submission's code runs.
+
+Whatever happens, a score file is written: a crash of the pytest process (a
+grader bug, never the submission's doing) gives a result with status
+``grader_error`` and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from course import catalog, submission as submissions
+from graders import gradescope, pytest_report, sandbox
+from graders.scores import GradingResult, write_json
+
+SUITES = Path(__file__).resolve().parent / "suites"
+RESULTS_FILE, REPORT_FILE, SCORE_FILE = "results.json", "report.json", "score.json"
+
+
+def suite_path(name: str) -> Path:
+    """The grader suite of exercise ``name``."""
+    return SUITES / f"test_{name}.py"
+
+
+def graded_exercises() -> list[str]:
+    """The exercises of the catalogue that have a grader suite, in catalogue order."""
+    return [e.name for e in catalog.EXERCISES if suite_path(e.name).is_file()]
+
+
+def default_cache_dir() -> Path:
+    """Where the reference side keeps JAX's persistent compilation cache (private to this user)."""
+    from importlib.metadata import version  # not jax itself: this process never imports it
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "jax-transformers-course" / f"jax-{version('jax')}"
+
+
+def grade(
+    submission: str | os.PathLike[str],
+    *,
+    exercises: Sequence[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    seed: int | None = None,
+    limits: sandbox.Limits | None = None,
+    forbidden: Mapping[str, Sequence[str]] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> GradingResult:
+    """Grades ``submission`` and, when ``out`` is given, writes its score files there.
+
+    Args:
+      submission: a folder shaped like ``exercises/``.
+      exercises: the exercises to grade (default: every one with a suite).
+      out: the folder for ``results.json`` (Gradescope), ``report.json`` (raw
+        pytest-json-report) and ``score.json`` (the project's score file);
+        created if missing. ``None`` writes nothing.
+      seed: the seed of the inputs, ``0 <= seed < 2**32``; random when ``None``.
+        The same seed and submission give the same grade.
+      limits: the worker's limits (default :class:`graders.sandbox.Limits()`).
+      forbidden: per exercise, the forbidden routines (default: the catalogue's).
+      cache_dir: JAX's persistent compilation cache for the reference side
+        (default :func:`default_cache_dir`).
+
+    Returns:
+      The :class:`~graders.scores.GradingResult`; its ``status`` is
+      ``grader_error`` when the grading itself failed.
+
+    Raises:
+      FileNotFoundError, NotADirectoryError: ``submission`` is not a folder.
+      KeyError: an unknown exercise, or one without a grader suite.
+      ValueError: ``seed`` out of range, or a submission too large to copy.
+    """
+    started = time.monotonic()
+    root = submissions.resolve(submission)
+    names = list(exercises) if exercises else graded_exercises()
+    for name in names:
+        catalog.get(name)
+        if not suite_path(name).is_file():
+            raise KeyError(f"exercise: {name!r} has no grader suite (graders/suites/test_{name}.py)")
+    if seed is None:
+        seed = secrets.randbelow(2**32)
+    if not (isinstance(seed, int) and 0 <= seed < 2**32):
+        raise ValueError(f"seed: expected an int in [0, 2**32), got {seed!r}")
+    limits = limits or sandbox.Limits()
+    routines = {name: list((forbidden or {}).get(name, catalog.get(name).forbidden)) for name in names}
+    repo = submissions.repo_root()
+    sandbox.lock_repository(repo)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
+        settings = Path(tmp) / "settings.json"
+        report_path = Path(tmp) / REPORT_FILE
+        settings.write_text(json.dumps({
+            "submission": str(root), "seed": seed, "limits": asdict(limits), "forbidden": routines,
+            "reference": str(repo / "reference"), "cache_dir": str(cache), "pid_file": str(Path(tmp) / "workers"),
+        }))
+        command = [
+            sys.executable, "-m", "pytest", "-q", "-p", "graders.plugin", "-p", "no:cacheprovider",
+            f"--rootdir={repo}", "-o", "addopts=", "-o", "python_files=test_*.py",
+            f"--timeout={limits.call_seconds * 4 + limits.startup_seconds}",
+            f"--grader-config={settings}", "--json-report", f"--json-report-file={report_path}",
+            "--json-report-omit=log,warnings,keywords,streams", *(str(suite_path(n)) for n in names),
+        ]
+        env = {k: v for k, v in os.environ.items() if k != submissions.ENV_VAR}
+        env |= {"PYTHONPATH": os.pathsep.join([str(repo), *filter(None, [os.environ.get("PYTHONPATH")])]),
+                "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "PYTHONDONTWRITEBYTECODE": "1"}
+        budget = limits.submission_seconds + limits.startup_seconds + 120
+        pytest_started = time.monotonic()
+        try:
+            completed = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=budget,
+                                       start_new_session=True)
+            log = (completed.stdout + completed.stderr)[-20000:]
+        except subprocess.TimeoutExpired as expired:
+            log = f"the grader's pytest run took longer than {budget:.0f} s and was stopped\n{expired.stdout or ''}"[-20000:]
+        pytest_seconds = time.monotonic() - pytest_started
+        sandbox.kill_recorded(Path(tmp) / "workers")  # the pytest process kills its workers; this covers its own death
+        report = _read_report(report_path)
+    if report is None:
+        result = GradingResult(submission=str(submission), seed=seed, exercises=(), status="grader_error",
+                               errors=(f"the grader's pytest run wrote no report:\n{log}",))
+    else:
+        result = pytest_report.convert(report, submission=str(submission), seed=seed, exercises=names)
+        if result.status != "ok":
+            result = replace(result, errors=(*result.errors, f"pytest output:\n{log}"))
+    total = time.monotonic() - started
+    result = replace(result, timings={**result.timings, "pytest_process": round(pytest_seconds, 3), "total": round(total, 3)})
+    if out_dir is not None:
+        if report is not None:
+            write_json(out_dir / REPORT_FILE, report)
+        write_json(out_dir / RESULTS_FILE, gradescope.results(result, execution_time=total))
+        write_json(out_dir / SCORE_FILE, result.to_json())
+    return result
+
+
+def _read_report(path: Path) -> dict | None:
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None

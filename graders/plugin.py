@@ -1,0 +1,266 @@
+"""The grader's pytest plugin: points and visibility markers, the suites' fixtures, grading records.
+
+Loaded with ``-p graders.plugin`` by :func:`graders.grade` (which passes
+``--grader-config FILE``); the suites are ordinary pytest modules named
+``graders/suites/test_<exercise>.py``.
+
+Markers (registered in ``pytest_configure``):
+
+- ``@pytest.mark.points(n)``: what the case is worth, a positive number; required.
+- ``@pytest.mark.visibility(name)``: who sees the case's result, one of
+  Gradescope's ``visible`` (default), ``hidden``, ``after_due_date``, ``after_published``.
+
+A case missing ``points`` or carrying a bad value stops the run with a usage
+error naming the case.
+
+Fixtures:
+
+- ``student``: the submission's exercise (:class:`graders.client.Student`);
+  its functions run in the worker.
+- ``reference``: the reference's exercise module, imported in this trusted process.
+- ``rng``: a ``numpy.random.Generator`` seeded by the grading seed and the
+  case's id, so a case draws the same inputs whenever the seed is the same.
+- ``suite_rng`` (module scope): seeded by the grading seed and the exercise,
+  for sizes shared by every case of the run (fewer shapes, fewer compilations).
+- ``grading_seed``: the seed itself.
+
+Each case's record (``user_properties["grader"]`` in the pytest-json-report
+output) holds its exercise, points, visibility, status (``passed``,
+``failed``: the submission's fault, or ``grader_error``), the student-facing
+message, the hint of a recognised mistake, the forbidden routines it saw and,
+for grader errors, the traceback for the instructor. The report's top-level
+``grader`` entry holds the seed, devices, versions, timings and the worker's
+output tail.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+import traceback
+import zlib
+from pathlib import Path
+
+import psutil
+import pytest
+
+VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
+MESSAGE_CHARS = 4000  # a case's message is cut there: the submission controls part of it
+GRADER_ERROR_MESSAGE = "the grader failed on this case; this is not your fault and has been reported to the course staff"
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("grader", "course grader")
+    group.addoption("--grader-config", metavar="FILE", help="JSON settings of a grading run, written by graders.grade")
+
+
+class Grading:
+    """The state of one grading run inside the pytest process."""
+
+    def __init__(self, settings: dict):
+        from graders.client import Session  # no jax: the worker starts before this process imports it
+        from graders.sandbox import Limits
+
+        self.seed = int(settings["seed"])
+        self.forbidden = {name: tuple(routines) for name, routines in settings["forbidden"].items()}
+        traps = sorted({r for routines in self.forbidden.values() for r in routines})
+        pid_file = Path(settings["pid_file"]) if settings.get("pid_file") else None
+        self.session = Session(Path(settings["submission"]), Limits(**settings["limits"]), traps, pid_file)
+        self.session.spawn()  # the worker imports jax while this process does and collects the suites
+        import jax
+
+        from course import submission
+
+        jax.config.update("jax_default_matmul_precision", "highest")
+        if settings.get("cache_dir"):
+            jax.config.update("jax_compilation_cache_dir", settings["cache_dir"])
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+            jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+        self.compile_seconds = 0.0
+        jax.monitoring.register_event_duration_secs_listener(self._on_event)
+        submission.activate(settings["reference"])  # this process only ever imports the reference's exercises
+        self.students: dict = {}
+        self.references: dict = {}
+        # From this process's creation: the interpreter, pytest, jax and the plugin.
+        self.start_seconds = time.time() - psutil.Process().create_time()
+
+    def _on_event(self, event: str, duration: float, **_) -> None:
+        if event.startswith("/jax/core/compile/"):
+            self.compile_seconds += duration
+
+    def student(self, exercise: str):
+        from graders.client import Student
+
+        if exercise not in self.students:
+            self.students[exercise] = Student(self.session, exercise, self.forbidden.get(exercise, ()))
+        return self.students[exercise]
+
+    def reference(self, exercise: str):
+        if exercise not in self.references:
+            self.references[exercise] = importlib.import_module(f"exercises.{exercise}.{exercise}")
+        return self.references[exercise]
+
+    def summary(self) -> dict:
+        import jax
+        import numpy
+
+        import course
+
+        session = self.session
+        timings = session.timings
+        return {
+            "seed": self.seed,
+            "device": {"grader": [str(d) for d in jax.devices()], "worker": session.info.get("devices", []),
+                       "worker_platform": session.info.get("platform")},
+            "versions": {"course": course.__version__, "python": sys.version.split()[0], "jax": jax.__version__,
+                         "numpy": numpy.__version__, "worker": {k: session.info.get(k) for k in ("python", "jax")}},
+            "worker": {"uid": session.info.get("uid"), "starts": timings.worker_starts, "made_searchable": session.made_reachable,
+                       "output_bytes": session.output_bytes, "output_tail": session.output_tail},
+            "timings": {
+                "grader_start": round(self.start_seconds, 3),
+                "grader_compile": round(self.compile_seconds, 3),
+                "worker_start": round(timings.worker_start_seconds, 3),
+                "worker_compile": round(timings.worker_compile_seconds, 3),
+                "worker_calls": round(timings.call_seconds, 3),
+            },
+        }
+
+
+_KEY = pytest.StashKey[Grading]()
+_CONFIG: list = []  # pytest_json_modifyreport receives no config: the current one is kept here
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "points(n): what the case is worth (a positive number); required in grader suites")
+    config.addinivalue_line("markers", f"visibility(name): who sees the case's result: {', '.join(VISIBILITIES)}")
+    _CONFIG[:] = [config]
+    path = config.getoption("grader_config")
+    if path:
+        config.stash[_KEY] = Grading(json.loads(Path(path).read_text()))
+
+
+def pytest_unconfigure(config):
+    grading = config.stash.get(_KEY, None)
+    if grading is not None:
+        grading.session.close()
+
+
+def exercise_of(item) -> str:
+    """The exercise a case grades: its module is ``test_<exercise>.py``."""
+    return Path(str(item.fspath)).stem.removeprefix("test_")
+
+
+def _marker_value(item, name: str, default=None):
+    marker = item.get_closest_marker(name)
+    if marker is None:
+        return default
+    if len(marker.args) != 1 or marker.kwargs:
+        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{name} takes exactly one value, got {marker.args} {marker.kwargs}")
+    return marker.args[0]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        points = _marker_value(item, "points")
+        if isinstance(points, bool) or not isinstance(points, int | float) or not points > 0:
+            raise pytest.UsageError(f"{item.nodeid}: expected @pytest.mark.points(n) with a positive number, got {points!r}")
+        visibility = _marker_value(item, "visibility", "visible")
+        if visibility not in VISIBILITIES:
+            raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.visibility must be one of {VISIBILITIES}, got {visibility!r}")
+        item.user_properties.append(("grader", {
+            "exercise": exercise_of(item), "points": points, "visibility": visibility,
+            "status": "passed", "message": "", "hint": None, "forbidden": [], "detail": "",
+        }))
+
+
+def _grading(request) -> Grading:
+    grading = request.config.stash.get(_KEY, None)
+    if grading is None:
+        raise pytest.UsageError("the grader suites run through `course grade` (graders.grade), which passes --grader-config")
+    return grading
+
+
+@pytest.fixture
+def student(request):
+    """The submission's exercise graded by this module; its functions run in the worker."""
+    return _grading(request).student(exercise_of(request.node))
+
+
+@pytest.fixture
+def reference(request):
+    """The reference's module for this module's exercise."""
+    return _grading(request).reference(exercise_of(request.node))
+
+
+@pytest.fixture
+def grading_seed(request) -> int:
+    return _grading(request).seed
+
+
+@pytest.fixture
+def rng(request, grading_seed):
+    """A generator seeded by the grading seed and the case id (the same inputs for the same seed)."""
+    import numpy as np
+
+    return np.random.default_rng([grading_seed, zlib.crc32(request.node.nodeid.encode())])
+
+
+@pytest.fixture(scope="module")
+def suite_rng(request):
+    """A generator for the whole suite module, seeded by the grading seed and the exercise.
+
+    Draw the run's sizes from it once (in a module-scoped fixture): every case
+    then shares them, and so do the compiled computations of both processes.
+    """
+    import numpy as np
+
+    grading = request.config.stash.get(_KEY, None)
+    if grading is None:
+        raise pytest.UsageError("the grader suites run through `course grade` (graders.grade), which passes --grader-config")
+    return np.random.default_rng([grading.seed, zlib.crc32(exercise_of(request.node).encode())])
+
+
+def _record(item) -> dict:
+    return next(value for key, value in item.user_properties if key == "grader")
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    from graders.failures import SubmissionFailure
+
+    record = _record(item)
+    excinfo = call.excinfo
+    failure = excinfo is not None and record["status"] == "passed"
+    if failure and excinfo.errisinstance(pytest.skip.Exception):
+        record.update(status="grader_error", message=GRADER_ERROR_MESSAGE, detail=f"skipped: {excinfo.value}")
+    elif failure and excinfo.errisinstance(AssertionError):
+        error = excinfo.value
+        message = str(error) if isinstance(error, SubmissionFailure) else _first_line(error)
+        record.update(status="failed", message=message[:MESSAGE_CHARS], hint=getattr(error, "hint", None))
+    elif failure:
+        detail = "".join(traceback.format_exception(excinfo.value))[-20000:]
+        record.update(status="grader_error", message=GRADER_ERROR_MESSAGE, detail=detail)
+    student = item.funcargs.get("student") if hasattr(item, "funcargs") else None
+    if student is not None and student.forbidden_called:
+        record["forbidden"] = list(student.forbidden_called)
+    report = yield
+    if failure and record["status"] == "failed":
+        report.longrepr = record["message"]  # never the suite's source or locals
+    return report
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_json_modifyreport(json_report):
+    config = _CONFIG[0] if _CONFIG else None
+    grading = config.stash.get(_KEY, None) if config is not None else None
+    if grading is not None:
+        grading.session._stop_process()  # so the output tail and compile time are complete
+        json_report["grader"] = grading.summary()
+

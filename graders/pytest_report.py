@@ -1,0 +1,70 @@
+"""The grader's pytest-json-report output, converted into the score model.
+
+Each test's ``user_properties["grader"]`` record (written by
+:mod:`graders.plugin`) gives its exercise, points and message; the outcome
+decides the points. An exercise in which any case saw a forbidden routine
+earns nothing. A suite that failed to import, or a case with a grader error,
+makes the run's status ``grader_error``.
+"""
+
+from __future__ import annotations
+
+from graders.scores import Case, ExerciseScore, GradingResult
+
+
+def _case(test: dict) -> Case | None:
+    record = next((p["grader"] for p in test.get("user_properties", []) if "grader" in p), None)
+    if record is None:
+        return None
+    status = record["status"] if test.get("outcome") != "passed" else "passed"
+    if status == "passed" and test.get("outcome") != "passed":  # failed without a record: e.g. a teardown error
+        status = "grader_error"
+    seconds = sum(test.get(stage, {}).get("duration", 0.0) for stage in ("setup", "call", "teardown"))
+    return Case(
+        exercise=record["exercise"], name=test["nodeid"].split("::", 1)[-1], points=record["points"] if status == "passed" else 0,
+        max_points=record["points"], status=status, message=record["message"], hint=record["hint"],
+        visibility=record["visibility"], seconds=round(seconds, 4), forbidden=tuple(record["forbidden"]), detail=record["detail"],
+    )
+
+
+def convert(report: dict, *, submission: str, seed: int, exercises: list[str]) -> GradingResult:
+    """The :class:`GradingResult` of one grader run.
+
+    Args:
+      report: the parsed pytest-json-report file.
+      submission: the graded folder, as shown to people.
+      seed: the run's seed.
+      exercises: the graded exercises, in the order to report them.
+    """
+    cases: dict[str, list[Case]] = {name: [] for name in exercises}
+    errors = []
+    for test in report.get("tests", []):
+        case = _case(test)
+        if case is None or case.exercise not in cases:
+            errors.append(f"{test.get('nodeid')}: a test without a grading record")
+            continue
+        cases[case.exercise].append(case)
+        if case.status == "grader_error":
+            errors.append(f"{case.exercise}: {case.name}: grader error\n{case.detail}")
+    for collector in report.get("collectors", []):
+        if collector.get("outcome") == "failed":
+            errors.append(f"{collector.get('nodeid')}: the suite failed to load\n{collector.get('longrepr', '')}")
+    scored = []
+    for name in exercises:
+        forbidden = tuple(sorted({r for c in cases[name] for r in c.forbidden}))
+        if forbidden:
+            why = f"no points: the exercise calls {', '.join(forbidden)}"
+            cases[name] = [
+                Case(**{**vars(c), "points": 0, "status": "failed" if c.status == "passed" else c.status,
+                        "message": c.message or why, "forbidden": forbidden})
+                for c in cases[name]
+            ]
+        if not cases[name] and not errors:
+            errors.append(f"{name}: the suite has no cases")
+        scored.append(ExerciseScore(name, tuple(cases[name]), forbidden))
+    grader = report.get("grader", {})
+    return GradingResult(
+        submission=submission, seed=seed, exercises=tuple(scored), status="grader_error" if errors else "ok",
+        errors=tuple(errors), device=grader.get("device", {}), versions=grader.get("versions", {}),
+        timings=grader.get("timings", {}), worker=grader.get("worker", {}),
+    )

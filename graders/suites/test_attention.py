@@ -1,0 +1,164 @@
+"""Grader suite for exercises/attention: ``causal_mask`` and ``scaled_dot_product_attention``.
+
+Sizes (drawn once per grading seed, shared by the cases): batch ``B`` in 1..2, heads ``H`` in 1..3,
+``T_q`` in 2..8 and ``T_k`` in 3..8 (equal to ``T_q`` for causal masks), ``d_k`` and ``d_v`` in
+1..16 (``d_k`` from 2, where a missing scale shows), standard normal float32 values. Random masks give every query at
+least two keys it may attend to (so that a missing scale shows) and one it may
+not (so that a mask applied upside down is recognisable) (and no row is entirely masked: such rows are
+undefined by the specification).
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from graders.compare import check, expect_dtype, expect_like_reference, expect_raises
+from graders.failures import Mismatch
+
+
+def _normal(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def _random_mask(rng, lead, T_q, T_k):
+    """``bool[*lead, T_q, T_k]``, every row with at least two True (so the scale matters) and one False."""
+    mask = rng.random((*lead, T_q, T_k)) < 0.5
+    rows = mask.reshape(-1, T_k)
+    for row in rows:
+        first, second, blocked = rng.choice(T_k, size=3, replace=False)
+        row[first], row[second], row[blocked] = True, True, False
+    return rows.reshape(mask.shape)
+
+
+@pytest.fixture(scope="module")
+def dims(suite_rng):
+    """``(B, H, T_q, T_k, d_k, d_v)`` of this grading run."""
+    B, H, T_q, T_k = (int(suite_rng.integers(low, high)) for low, high in ((1, 3), (1, 4), (2, 9), (3, 9)))
+    d_k, d_v = int(suite_rng.integers(2, 17)), int(suite_rng.integers(1, 17))  # d_k = 1 would hide the scale
+    return B, H, T_q, T_k, d_k, d_v
+
+
+def _inputs(rng, dims, masking, lead=None):
+    B, H, T_q, T_k, d_k, d_v = dims
+    lead = (B, H) if lead is None else lead
+    if masking == "causal":
+        T_k = T_q
+    q, k, v = _normal(rng, *lead, T_q, d_k), _normal(rng, *lead, T_k, d_k), _normal(rng, *lead, T_k, d_v)
+    if masking == "random":
+        return q, k, v, _random_mask(rng, (lead[0], 1, *lead[2:]) if len(lead) > 1 else lead, T_q, T_k)
+    return q, k, v, (np.tril(np.ones((T_q, T_k), bool)) if masking == "causal" else None)
+
+
+def _softmax_over_queries(q, k, v, mask=None):
+    """Attention whose softmax normalizes over the queries (axis -2) instead of the keys."""
+    scores = q @ jnp.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = jnp.where(mask, scores, -1e30)
+    weights = jax.nn.softmax(scores, axis=-2)
+    if mask is not None:
+        weights = jnp.where(mask, weights, 0.0)
+    return weights @ v, weights
+
+
+def _mistakes(reference, masked: bool):
+    sdpa = reference.scaled_dot_product_attention
+    mistakes = {
+        "the weights look unscaled: did you divide the scores by sqrt(d_k)?":
+            lambda q, k, v, m=None: sdpa(q * math.sqrt(q.shape[-1]), k, v, m),
+        "the scores look divided by d_k, not by sqrt(d_k)":
+            lambda q, k, v, m=None: sdpa(q / math.sqrt(q.shape[-1]), k, v, m),
+        "the softmax runs over the query axis (-2), not over the keys (the last axis)": _softmax_over_queries,
+    }
+    if masked:
+        mistakes["the mask looks inverted: True means the query MAY attend to that key"] = lambda q, k, v, m: sdpa(q, k, v, ~m)
+        mistakes["the mask is not applied"] = lambda q, k, v, m: sdpa(q, k, v, None)
+    return mistakes
+
+
+CAUSAL_MISTAKES = {
+    "off by one: a position must see itself (mask[i, i] is True)": lambda n: jnp.tril(jnp.ones((n, n), bool), k=-1),
+    "the mask is transposed: query i may see keys j <= i (lower triangle)": lambda n: jnp.triu(jnp.ones((n, n), bool)),
+    "off by one: query i must not see key i + 1": lambda n: jnp.tril(jnp.ones((n, n), bool), k=1),
+}
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("size", ["one", "random"])
+def test_causal_mask(student, reference, rng, size):
+    n = 1 if size == "one" else int(rng.integers(2, 17))
+    got = student.causal_mask(n)
+    expect_dtype(got, bool, what=f"causal_mask({n})")
+    check(got, reference.causal_mask(n), what=f"causal_mask({n})", mistakes=CAUSAL_MISTAKES, mistake_args=(n,))
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("masking", ["none", "random", "causal"])
+def test_matches_reference_with_gradients(student, reference, rng, dims, masking):
+    q, k, v, mask = _inputs(rng, dims, masking)
+    cotangent = (_normal(rng, *q.shape[:-1], v.shape[-1]), _normal(rng, *q.shape[:-1], k.shape[-2]))
+    expect_like_reference(
+        student, reference.scaled_dot_product_attention, "scaled_dot_product_attention", (q, k, v, mask),
+        cotangent=cotangent, outputs=("output", "weights"), inputs=("query", "key", "value", "mask"),
+        mistakes=_mistakes(reference, mask is not None),
+    )
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("layout", ["unbatched", "mask_broadcast_over_batch_and_heads", "three_batch_dims"])
+def test_leading_dimensions(student, reference, rng, dims, layout):
+    if layout == "unbatched":
+        q, k, v, mask = _inputs(rng, dims, "random", lead=())
+    elif layout == "three_batch_dims":
+        q, k, v, mask = _inputs(rng, dims, "none", lead=(2, 1, 2))
+    else:
+        q, k, v, mask = _inputs(rng, dims, "none")
+        mask = _random_mask(rng, (), q.shape[-2], k.shape[-2])
+    expect_like_reference(student, reference.scaled_dot_product_attention, "scaled_dot_product_attention",
+                          (q, k, v, mask), outputs=("output", "weights"))
+
+
+@pytest.mark.points(1)
+def test_masked_weights_are_exactly_zero(student, rng, dims):
+    q, k, v, mask = _inputs(rng, dims, "random")
+    _, weights = student.scaled_dot_product_attention(q, k, v, mask)
+    expect_dtype(weights, np.float32, what="weights")
+    leaked = np.asarray(weights)[~np.broadcast_to(mask, weights.shape)]
+    if (leaked != 0).any():
+        raise Mismatch(f"weights: {int((leaked != 0).sum())} masked positions got a nonzero weight; masked weights must be exactly 0")
+    check(np.asarray(weights).sum(-1), np.ones(weights.shape[:-1], np.float32), what="the sum of each row of weights")
+
+
+@pytest.mark.points(1)
+def test_large_scores_stay_finite(student, reference, rng, dims):
+    q, k, v, mask = _inputs(rng, dims, "causal")
+    cotangent = (_normal(rng, *q.shape[:-1], v.shape[-1]), _normal(rng, *q.shape[:-1], k.shape[-2]))
+    expect_like_reference(student, reference.scaled_dot_product_attention, "scaled_dot_product_attention",
+                          (q * 300, k * 300, v, mask), cotangent=cotangent, inputs=("query", "key", "value", "mask"),
+                          outputs=("output for scores near 1e5", "weights for scores near 1e5"))
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("transform", ["jit", "vmap"])
+def test_works_under_transformations(student, reference, rng, dims, transform):
+    q, k, v, mask = _inputs(rng, dims, "random")
+    mask = np.broadcast_to(mask, (*q.shape[:-1], k.shape[-2])).copy()
+    expect_like_reference(student, reference.scaled_dot_product_attention, "scaled_dot_product_attention",
+                          (q, k, v, mask), transform=transform, in_axes=(0, 0, 0, 0), outputs=("output", "weights"))
+
+
+@pytest.mark.points(2)
+def test_bfloat16_inputs_give_bfloat16_outputs(student, reference, rng, dims):
+    q, k, v, mask = (x if x is None or x.dtype == bool else x.astype(jnp.bfloat16) for x in _inputs(rng, dims, "random"))
+    got, _ = expect_like_reference(student, reference.scaled_dot_product_attention, "scaled_dot_product_attention",
+                                   (q, k, v, mask), outputs=("bfloat16 output", "bfloat16 weights"))
+    expect_dtype(got[0], jnp.bfloat16, what="output for bfloat16 inputs")
+
+
+@pytest.mark.points(1)
+def test_mismatched_d_k_raises_value_error(student, rng, dims):
+    q, k, v, _ = _inputs(rng, dims, "none")
+    expect_raises(student, "scaled_dot_product_attention", (q, np.concatenate([k, k], -1), v), error="ValueError",
+                  why="query and key with different d_k")

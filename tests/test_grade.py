@@ -1,0 +1,90 @@
+"""``course grade`` end to end: the reference earns full marks, the stubs zero, a seed reproduces a grade."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from course.cli import main
+from course.submission import repo_root
+from tests.conftest import assert_valid_score_files, copy_with_edits
+
+import graders
+
+ROOT = repo_root()
+
+
+def test_reference_earns_full_marks_through_the_cli(tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["grade", str(ROOT / "reference"), "--out", str(out), "--seed", "11", "--points-line"])
+    assert result.exit_code == 0, result.output
+    score = assert_valid_score_files(out, seed=11)
+    assert score.status == "ok" and score.max_score > 0 and score.score == score.max_score
+    assert [e.name for e in score.exercises] == graders.graded_exercises()
+    assert all(len(e.cases) >= 5 for e in score.exercises)
+    assert f"Points {score.max_score:g}/{score.max_score:g}" in result.output
+    assert score.device["worker"] and score.versions["jax"] and score.timings["total"] > 0
+    assert all(c.message == "" and c.hint is None for e in score.exercises for c in e.cases)
+
+
+def test_stubs_earn_zero(tmp_path):
+    result = graders.grade(ROOT / "exercises", out=tmp_path, seed=3)
+    score = assert_valid_score_files(tmp_path, seed=3)
+    assert result.status == "ok" and score.score == 0 and score.max_score > 0
+    for case in (c for e in score.exercises for c in e.cases):
+        assert case.status == "failed" and "not implemented yet: implement" in case.message, case
+
+
+def test_the_seed_reproduces_a_grade_and_changes_the_inputs(tmp_path):
+    wrong = copy_with_edits(tmp_path / "wrong", {"positional_encoding/positional_encoding.py": ("jnp.float32(base)", "jnp.float32(base * 1.1)")})
+
+    def messages(seed):
+        result = graders.grade(wrong, exercises=["positional_encoding"], seed=seed)
+        return [(c.name, c.status, c.message) for c in result.exercises[0].cases]
+
+    first = messages(5)
+    assert any(status == "failed" for _, status, _ in first)
+    assert messages(5) == first
+    assert messages(6) != first  # other sizes, other errors
+
+
+def test_bad_arguments_are_named(tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(main, ["grade", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "SUBMISSION" in missing.output and "does not exist" in missing.output
+    unknown = runner.invoke(main, ["grade", "-e", "nope"])
+    assert unknown.exit_code == 2 and "--exercise" in unknown.output
+    seed = runner.invoke(main, ["grade", "--seed", "-1"])
+    assert seed.exit_code == 2 and "--seed" in seed.output
+    with pytest.raises(ValueError, match="seed"):
+        graders.grade(ROOT / "reference", seed=2**32)
+    with pytest.raises(ValueError, match="limits.call_seconds"):
+        graders.Limits(call_seconds=0)
+
+
+def test_a_grader_bug_is_reported_as_such(tmp_path, monkeypatch):
+    # A suite that raises an unexpected error is the grader's fault: status grader_error, and the CLI exits 1.
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    (suites / "test_loss.py").write_text(
+        "import pytest\n\n@pytest.mark.points(2)\ndef test_buggy(student):\n    raise KeyError('a bug in the suite')\n"
+    )
+    monkeypatch.setattr("graders.grading.SUITES", suites)
+    result = graders.grade(ROOT / "reference", exercises=["loss"], out=tmp_path / "out", seed=1)
+    assert result.status == "grader_error" and any("a bug in the suite" in e for e in result.errors)
+    (case,) = result.exercises[0].cases
+    assert case.status == "grader_error" and "not your fault" in case.message and "a bug in the suite" not in case.message
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert "a bug in the suite" not in json.dumps(results)  # students never see the suite's internals
+    assert_valid_score_files(tmp_path / "out", seed=1)
+
+
+def test_a_broken_submission_scores_zero_with_the_reason(tmp_path):
+    broken = copy_with_edits(tmp_path / "broken", {"attention/attention.py": ("def causal_mask(", "def causal_mask((")})
+    (broken / "loss" / "loss.py").unlink()
+    result = graders.grade(broken, exercises=["attention", "loss"], out=tmp_path / "out", seed=2)
+    assert result.status == "ok" and result.score == 0
+    attention, loss = result.exercises
+    assert all("SyntaxError" in c.message and "attention/attention.py" in c.message for c in attention.cases)
+    assert all("the submission has no loss" in c.message for c in loss.cases)
+    assert_valid_score_files(tmp_path / "out", seed=2)

@@ -1,0 +1,272 @@
+"""The grader's parts on their own: the wire format, comparisons, the score model, the plugin, the sandbox."""
+
+import io
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from graders import compare, gradescope, pytest_report, sandbox, scores
+from graders.failures import Mismatch
+from graders.runtime import wire
+
+pytest_plugins = ["pytester"]
+
+
+def test_wire_round_trips_trees_of_arrays():
+    tree = ({"w": np.arange(6, dtype=np.float32).reshape(2, 3), "n": 3}, [np.float32(2.5), None, "s"], jnp.ones((2,), jnp.bfloat16), True)
+    arrays: dict = {}
+    header = wire.encode(tree, arrays)
+    _, payload = wire.unpack(*_split(wire.pack({"t": header}, arrays)))
+    back, (scalar, nothing, text), half, flag = wire.decode(header, payload)
+    np.testing.assert_array_equal(back["w"], tree[0]["w"])
+    assert back["n"] == 3 and scalar.shape == () and scalar.dtype == np.float32 and nothing is None and text == "s"
+    assert half.dtype == jnp.bfloat16 and half.shape == (2,) and flag is True
+
+
+def _split(frame: bytes) -> tuple[bytes, bytes]:
+    body, payload = wire._HEADER.unpack(frame[:16])
+    return frame[16:16 + body], frame[16 + body:16 + body + payload]
+
+
+def test_wire_refuses_pickles_and_unknown_values():
+    buffer = io.BytesIO()
+    np.savez(buffer, a0=np.array([object()], dtype=object))  # an object array is stored as a pickle
+    with pytest.raises(wire.ProtocolError, match="unreadable"):
+        wire.unpack(b"{}", buffer.getvalue())
+    with pytest.raises(wire.ProtocolError, match="unknown value"):
+        wire.decode({"$eval": "1"}, {})
+    with pytest.raises(TypeError, match="cannot send a object"):
+        wire.encode(object(), {})
+    assert isinstance(wire.decode(wire.encode(object(), {}, strict=False), {}), wire.Unsupported)
+
+
+def test_wire_enforces_the_message_limit():
+    import os
+
+    read, write = os.pipe()
+    wire.write_frame(write, wire.pack({"x": 1}, {"a0": np.zeros(1000, np.float32)}))
+    with pytest.raises(wire.ProtocolError, match="exceeds the limit"):
+        wire.read_frame(read, limit=100)
+    os.close(read), os.close(write)
+
+
+def test_mismatch_messages_never_show_expected_values():
+    with pytest.raises(Mismatch) as raised:
+        compare.check(np.array([9.87654], np.float32), np.array([1.2345678], np.float32), what="output")
+    assert "1.23457" not in str(raised.value) and "Largest error" in str(raised.value)
+    assert "expected 2 array(s)" in compare.mismatch((np.zeros(2),), (np.zeros(2), np.zeros(3)), what="out")
+    assert compare.mismatch([np.zeros(2, np.float32)], (np.zeros(2, np.float32),), what="out") is None  # lists and tuples alike
+
+
+def test_a_known_mistake_is_named():
+    doubled = {"the output is doubled": lambda x: 2 * x, "the output is negated": lambda x: -x}
+    with pytest.raises(Mismatch, match="Hint: the output is negated") as raised:
+        compare.check(-np.ones(3, np.float32), np.ones(3, np.float32), what="y", mistakes=doubled, mistake_args=(np.ones(3, np.float32),))
+    assert raised.value.hint == "the output is negated"
+
+
+def _report(outcome="passed", forbidden=(), exercise="loss"):
+    record = {"exercise": exercise, "points": 2, "visibility": "visible", "status": "passed" if outcome == "passed" else "failed",
+              "message": "" if outcome == "passed" else "wrong", "hint": None, "forbidden": list(forbidden), "detail": ""}
+    return {"nodeid": f"graders/suites/test_{exercise}.py::test_x[{outcome}]", "outcome": outcome, "call": {"duration": 0.1},
+            "user_properties": [{"grader": record}]}
+
+
+def test_the_score_model_converts_writes_and_reads_back(tmp_path):
+    report = {"tests": [_report("passed"), _report("failed")], "grader": {"device": {"worker": ["cpu:0"]}}}
+    result = pytest_report.convert(report, submission="s", seed=4, exercises=["loss"])
+    assert result.status == "ok" and result.score == 2 and result.max_score == 4
+    scores.write_json(tmp_path / "score.json", result.to_json())
+    assert scores.load(tmp_path / "score.json") == result
+    results = gradescope.results(result, execution_time=1.5)
+    assert results["score"] == 2 and [t["status"] for t in results["tests"]] == ["passed", "failed"]
+    assert results["tests"][1]["output"] == "wrong" and results["execution_time"] == 1.5
+    (tmp_path / "bad.json").write_text(json.dumps({"schema": "other"}))
+    with pytest.raises(ValueError, match="not a score file"):
+        scores.load(tmp_path / "bad.json")
+
+
+def test_a_forbidden_routine_zeroes_the_whole_exercise():
+    report = {"tests": [_report("passed"), _report("failed", forbidden=["optax.softmax_cross_entropy"])]}
+    (exercise,) = pytest_report.convert(report, submission="s", seed=0, exercises=["loss"]).exercises
+    assert exercise.score == 0 and exercise.forbidden == ("optax.softmax_cross_entropy",)
+    assert all(c.status == "failed" for c in exercise.cases)
+
+
+def test_missing_records_and_broken_suites_are_grader_errors():
+    report = {"tests": [{"nodeid": "x::y", "outcome": "passed"}],
+              "collectors": [{"nodeid": "graders/suites/test_loss.py", "outcome": "failed", "longrepr": "ImportError"}]}
+    result = pytest_report.convert(report, submission="s", seed=0, exercises=["loss"])
+    assert result.status == "grader_error" and len(result.errors) == 2
+
+
+@pytest.mark.parametrize(("marks", "problem"), [
+    ("", "expected @pytest.mark.points(n) with a positive number, got None"),
+    ("@pytest.mark.points(-1)", "got -1"),
+    ("@pytest.mark.points(1)\n@pytest.mark.visibility('secret')", "visibility must be one of"),
+])
+def test_the_plugin_rejects_cases_without_valid_markers(pytester, marks, problem):
+    pytester.makepyfile(test_loss=f"import pytest\n\n{marks}\ndef test_case():\n    pass\n")
+    result = pytester.runpytest("-p", "graders.plugin")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stdout.str() + result.stderr.str()
+    assert problem in output and "test_loss.py::test_case" in output
+
+
+def test_the_scratch_copy_leaves_out_links_and_refuses_huge_submissions(tmp_path):
+    submission = tmp_path / "submission"
+    (submission / "loss").mkdir(parents=True)
+    (submission / "loss" / "loss.py").write_text("x = 1\n")
+    (submission / "loss" / "secret.py").symlink_to("/etc/hostname")
+    scratch = sandbox.make_scratch(submission)
+    try:
+        assert (scratch / "submission" / "loss" / "loss.py").read_text() == "x = 1\n"
+        assert not (scratch / "submission" / "loss" / "secret.py").exists()
+        assert (scratch / "lib" / "grader_runtime" / "worker.py").is_file()
+    finally:
+        sandbox.remove_scratch(scratch)
+    (submission / "big.bin").write_bytes(b"0" * (2 << 20))
+    with pytest.raises(ValueError, match="submission: 2 MiB is more than the 1 MiB"):
+        sandbox.make_scratch(submission, max_mb=1)
+
+
+TOY = '''
+import jax.numpy as jnp
+from flax import nnx
+
+
+class Mlp(nnx.Module):
+    def __init__(self, d, *, rngs):
+        self.hidden = nnx.Linear(d, d, rngs=rngs)
+        self.out = nnx.Linear(d, 2, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(jnp.tanh(self.hidden(x)))
+'''
+
+
+def test_modules_get_the_reference_weights_and_their_parameter_gradients(tmp_path):
+    """The worker builds an NNX module, takes weights by parameter path and differentiates with respect to them."""
+    import importlib.util
+
+    from flax import nnx
+
+    from graders.client import Session, Student
+    from graders.failures import StudentError
+    from graders.runtime import transforms
+
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "toy.py").write_text(TOY)
+    spec = importlib.util.spec_from_file_location("toy_here", tmp_path / "toy" / "toy.py")
+    here = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(here)
+    reference = here.Mlp(3, rngs=nnx.Rngs(1))
+    weights = {k: np.asarray(v) for k, v in transforms.get_params(reference).items()}
+    rng = np.random.default_rng(0)
+    x, ct = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((4, 2)).astype(np.float32)
+    session = Session(tmp_path, sandbox.Limits(call_seconds=60), traps=[])
+    try:
+        module = Student(session, "toy").construct("Mlp", 3, rngs_seed=0)
+        assert module.params == {k: ("float32", v.shape) for k, v in weights.items()}
+        module.set_params(weights)
+        out, (arg_grads, param_grads) = module.call(x, transform="vjp", cotangent=ct)
+        want, (want_args, want_params) = transforms.apply_module(reference, "__call__", (x,), transform="vjp", cotangent=ct)
+        compare.check(out, want, what="output")
+        compare.check(arg_grads, want_args, what="input gradient", kind="gradient")
+        compare.check(param_grads, {k: np.asarray(v) for k, v in want_params.items()}, what="parameter gradients", kind="gradient")
+        with pytest.raises(StudentError, match="parameter hidden/kernel: expected float32\\[3, 4\\], got float32\\[3, 3\\]"):
+            module.set_params({**weights, "hidden/kernel": np.zeros((3, 4), np.float32)})
+    finally:
+        session.close()
+
+
+def test_recorded_workers_are_killed_with_their_process_group(tmp_path):
+    import subprocess
+    import time
+
+    import psutil
+
+    # A stand-in worker that started a child of its own in its process group.
+    worker = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60"], start_new_session=True)
+    child = None
+    for _ in range(100):
+        children = psutil.Process(worker.pid).children()
+        if children:
+            child = children[0]
+            break
+        time.sleep(0.02)
+    assert child is not None
+    sandbox.record(tmp_path / "workers", psutil.Process(worker.pid))
+    sandbox.kill_recorded(tmp_path / "workers")
+    assert worker.wait(timeout=5) == -9
+    child.wait(timeout=5)
+    assert not child.is_running()
+    sandbox.kill_recorded(tmp_path / "missing")  # nothing recorded: nothing to do
+
+
+TRAINING = '''
+import jax
+import optax
+from flax import nnx
+
+import course
+
+
+def sgd_step(model, optimizer, x, y):
+    loss, grads = nnx.value_and_grad(lambda m: ((m(x) - y) ** 2).mean())(model)
+    optimizer.update(model, grads)
+    return loss
+
+
+def course_version():
+    return course.__version__
+'''
+
+
+def test_objects_built_in_the_worker_can_be_passed_to_calls(tmp_path):
+    """A train step takes a module and an optimizer built in the worker (handles); the course package is importable."""
+    import importlib.util
+
+    import optax
+    from flax import nnx
+
+    import course
+    from graders.client import Session, Student
+    from graders.runtime import transforms
+
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "toy.py").write_text(TOY + TRAINING)
+    spec = importlib.util.spec_from_file_location("toy_here", tmp_path / "toy" / "toy.py")
+    here = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(here)
+    model = here.Mlp(3, rngs=nnx.Rngs(1))
+    weights = {k: np.asarray(v) for k, v in transforms.get_params(model).items()}
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((4, 2)).astype(np.float32)
+    session = Session(tmp_path, sandbox.Limits(call_seconds=60), traps=[])
+    try:
+        student = Student(session, "toy")
+        assert student.course_version() == course.__version__
+        remote = student.construct("Mlp", 3, rngs_seed=0)
+        remote.set_params(weights)
+        tx = student.construct("optax.sgd", kwargs={"learning_rate": 0.1})
+        remote_optimizer = student.construct("flax.nnx.Optimizer", remote.ref, tx.ref, kwargs={"wrt": wire.Ref("flax.nnx.Param")})
+        for _ in range(2):
+            compare.check(student.sgd_step(remote.ref, remote_optimizer.ref, x, y), here.sgd_step(model, optimizer, x, y), what="loss")
+        compare.check(remote.get_params(), {k: np.asarray(v) for k, v in transforms.get_params(model).items()}, what="parameters after two steps")
+    finally:
+        session.close()
+
+
+def test_deeply_nested_answers_are_protocol_errors():
+    deep: list = []
+    for _ in range(wire.MAX_DEPTH + 5):
+        deep = [deep]
+    header = wire.encode(deep, {}, strict=False)
+    with pytest.raises(wire.ProtocolError, match="nested more than"):
+        wire.decode(header, {})
+    many = [np.zeros(1)] * 1000
+    assert len(compare.mismatch(many, [np.zeros(1)], what="out")) < 300
