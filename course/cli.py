@@ -311,3 +311,75 @@ def _report(rows) -> None:
     for path, problem in rows:
         shown = path.relative_to(root) if path.is_relative_to(root) else path
         console.print(f"  {shown}: " + (f"[yellow]{problem}[/yellow]" if problem else "[green]up to date[/green]"))
+
+
+def _sections(numbers: tuple[int, ...]):
+    from course import syllabus
+
+    try:
+        return tuple(syllabus.get(n) for n in numbers) or syllabus.SECTIONS
+    except KeyError as error:
+        raise click.BadParameter(error.args[0], param_hint="--section") from None
+
+
+def _target(target: str | None) -> Path:
+    from course.notebook_run import resolve_target
+
+    try:
+        return resolve_target(target)
+    except (FileNotFoundError, NotADirectoryError) as error:
+        raise click.BadParameter(str(error), param_hint="--with") from None
+
+
+@main.command()
+@click.option("--execute", is_flag=True, help="Run the notebooks top to bottom, each in a Jupyter kernel.")
+@click.option("--with", "target", metavar="reference|PATH", help="The submission they run (default: exercises/).")
+@click.option("--quick", is_flag=True, help="The small setting of long cells (COURSE_QUICK=1).")
+@click.option("-n", "--section", "numbers", multiple=True, type=int, help="Only this section (repeatable).")
+@click.option("-j", "--jobs", default=2, show_default=True, type=click.IntRange(min=1), help="Kernels at once.")
+@click.option("--build", is_flag=True, help="Write the .ipynb files from their sources (course/notebooks/src/).")
+@click.option("--check", "only_check", is_flag=True, help="Fail if a .ipynb file differs from what its source builds.")
+def notebooks(execute: bool, target: str | None, quick: bool, numbers: tuple[int, ...], jobs: int, build: bool, only_check: bool) -> None:
+    """List the course's notebooks, or build, check and execute them."""
+    from course.notebook_run import execute_notebooks, print_runs
+    from course.notebook_source import SourceError, sync
+
+    sections = _sections(numbers)
+    if build or only_check:
+        try:
+            updates = sync(write=build, sections=sections)
+        except (SourceError, FileNotFoundError) as error:
+            raise click.ClickException(str(error)) from None
+        _report((u.path, ("rebuilt" if build else "differs from what its source builds") if u.changed else None) for u in updates)
+        if only_check and not build and any(u.changed for u in updates):
+            raise click.ClickException("notebooks are stale: run `course notebooks --build`")
+    if execute:
+        runs = execute_notebooks(sections, target=_target(target), quick=quick, jobs=jobs)
+        print_runs(runs, console)
+        if not all(run.ok for run in runs):
+            raise SystemExit(1)
+    if not (build or only_check or execute):
+        for section in sections:
+            console.print(f"{section.number}. {section.title} ({section.level}): {_shown(section.notebook)}")
+
+
+def _shown(path: Path) -> str:
+    root = submission.repo_root()
+    return str(path.relative_to(root) if path.is_relative_to(root) else path)
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--with", "target", metavar="reference|PATH", help="The submission the notebooks run (default: exercises/).")
+@click.option("--quick", is_flag=True, help="The small setting of long cells (COURSE_QUICK=1).")
+@click.option("-j", "--jobs", default=2, show_default=True, type=click.IntRange(min=1), help="Kernels at once.")
+def site(out_dir: Path, target: str | None, quick: bool, jobs: int) -> None:
+    """Execute every notebook and export the course to OUT_DIR as a static HTML site."""
+    from course.notebook_run import print_runs
+    from course.site import build_site
+
+    runs, pages = build_site(out_dir, target=_target(target), quick=quick, jobs=jobs)
+    print_runs(runs, console)
+    console.print(f"Wrote {len(pages)} pages; open {_shown(pages[0])}")
+    if not all(run.ok for run in runs):
+        raise SystemExit(1)

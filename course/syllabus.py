@@ -1,0 +1,138 @@
+"""The course's sections, in teaching order, and where their notebooks live.
+
+One list, read by every tool that handles the notebooks (building them from
+their text sources, executing them, exporting the site), so adding a section
+is one entry here and one source file in ``course/notebooks/src/``.
+
+A section's notebook is ``course/notebooks/<NN>_<slug>.ipynb``, built from the
+percent-format text source ``course/notebooks/src/<NN>_<slug>.py`` (see
+:mod:`course.notebook_source`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from course import catalog
+from course.submission import repo_root
+
+# The course's public git repository: the one place its address is written.
+# The Colab setup cell of every notebook installs the course from it, and the
+# "Open in Colab" links point into it. Change it here when publishing a fork,
+# then run `course notebooks --build`.
+REPOSITORY_URL = "https://github.com/jax-transformers-course/jax-transformers-course"
+BRANCH = "main"
+DISTRIBUTION = "jax-transformers-course"  # the project's name in pyproject.toml, what pip installs
+LEVELS = ("beginner", "intermediate", "advanced")
+
+
+@dataclass(frozen=True)
+class Section:
+    number: int  # its place in the course, 1-based
+    slug: str  # file name stem after the number
+    title: str
+    level: str  # one of LEVELS
+    builds: str  # what the student builds or does, one markdown sentence
+    exercises: tuple[str, ...] = ()  # the exercise folders it uses, catalogue names
+    gpu: bool = False  # ask Colab for a GPU runtime (long training or a model to run)
+
+    def __post_init__(self):
+        if self.level not in LEVELS:
+            raise ValueError(f"level: expected one of {LEVELS}, got {self.level!r}")
+        for name in self.exercises:
+            catalog.get(name)  # an unknown exercise name fails here, with the known ones listed
+
+    @property
+    def name(self) -> str:
+        """``01_jax``: the notebook's file stem."""
+        return f"{self.number:02d}_{self.slug}"
+
+    @property
+    def notebook(self) -> Path:
+        """The built notebook, ``course/notebooks/<name>.ipynb``."""
+        return NOTEBOOK_DIR / f"{self.name}.ipynb"
+
+    @property
+    def source(self) -> Path:
+        """The notebook's text source, ``course/notebooks/src/<name>.py``."""
+        return NOTEBOOK_DIR / "src" / f"{self.name}.py"
+
+
+NOTEBOOK_DIR = repo_root() / "course" / "notebooks"
+
+SECTIONS: tuple[Section, ...] = (
+    Section(
+        1, "jax", "Introduction to JAX", "beginner",
+        "a small neural network in plain JAX: its prediction, loss, jit-compiled gradient and per-example gradients",
+        ("jax_basics",),
+    ),
+    Section(
+        2, "flax_nnx", "Introduction to Flax NNX", "beginner",
+        "a classifier as an `nnx.Module` with `Linear`, `BatchNorm` and `Dropout`, trained by an `nnx.jit` step with an optax optimizer",
+    ),
+    Section(
+        3, "text_to_embeddings", "From text to embeddings", "beginner",
+        "the path from text to vectors: tokens, ids, the course's byte tokenizer on real text, and an embedding table",
+    ),
+    Section(
+        4, "positional_encoding", "Positional encodings", "beginner",
+        "the sinusoidal positional encoding, drawn as a heat map, and what it says about the distance between positions",
+        ("positional_encoding",),
+    ),
+    Section(
+        5, "attention", "Understanding attention", "intermediate",
+        "scaled dot-product attention and the causal mask, with attention weights drawn over real text",
+        ("attention",),
+    ),
+    Section(
+        6, "transformer", "Transformer architecture", "intermediate",
+        "multi-head attention, the feed-forward network and the pre-norm decoder block as Flax NNX modules",
+        ("transformer",),
+    ),
+    Section(
+        7, "loss", "Training objective", "intermediate",
+        "the cross-entropy loss and the next-token loss of a language model, checked against worked examples",
+        ("loss",),
+    ),
+    Section(
+        8, "training", "Training a model from scratch", "advanced",
+        "the train step (and its data-parallel version) and text generation, then a language model trained on Python's own source code",
+        ("training", "generation"),
+        gpu=True,
+    ),
+    Section(
+        9, "llm_demo", "LLM demo", "intermediate",
+        "a text generator from your own modules and the course's pretrained weights, and a feel for what temperature and top-k change",
+        ("generation",),
+        gpu=True,
+    ),
+)
+
+
+def get(number: int) -> Section:
+    """The section numbered ``number``.
+
+    Raises:
+      KeyError: no section has that number; the message lists those that do.
+    """
+    for section in SECTIONS:
+        if section.number == number:
+            return section
+    raise KeyError(f"section: no section numbered {number} (known: {', '.join(str(s.number) for s in SECTIONS)})")
+
+
+def github_path() -> str | None:
+    """``owner/repo`` of :data:`REPOSITORY_URL` when it is on GitHub (Colab opens notebooks from there), else None."""
+    prefix = "https://github.com/"
+    if not REPOSITORY_URL.startswith(prefix):
+        return None
+    return REPOSITORY_URL[len(prefix):].removesuffix(".git").strip("/")
+
+
+def colab_url(section: Section) -> str | None:
+    """The address that opens the section's notebook on Google Colab, or None off GitHub."""
+    path = github_path()
+    if path is None:
+        return None
+    return f"https://colab.research.google.com/github/{path}/blob/{BRANCH}/course/notebooks/{section.name}.ipynb"

@@ -1,0 +1,347 @@
+"""The course's notebooks: built from their sources, valid, free of answers; they run, and the site renders.
+
+The slow tests execute every notebook in a real Jupyter kernel, in the quick
+setting: once against ``reference/`` (no cell may fail) and once against the
+stubs (each notebook must stop at its first exercise cell with the stub's
+"not implemented yet" message). The reference runs are shared with the site
+test, which opens the exported pages in headless Chromium.
+"""
+
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from IPython.core.inputtransformer2 import TransformerManager
+
+from course import catalog, notebook_source, release, syllabus
+from course.cli import main
+from course.notebook_run import CellError, NotebookRun, execute_notebooks
+from course.notebook_source import EXERCISE_TAG, SETUP_TAG, SourceError, parse_source
+from course.site import static_widgets, write_site
+from course.submission import repo_root
+
+ROOT = repo_root()
+SECTIONS = syllabus.SECTIONS
+IDS = [s.name for s in SECTIONS]
+# The fewest plots (embedded PNG images) each executed notebook must show.
+PLOTS = {1: 3, 2: 2, 3: 2, 4: 3, 5: 4, 6: 4, 7: 2, 8: 1, 9: 6}
+
+
+def read(section):
+    return nbformat.read(section.notebook, as_version=4)
+
+
+def code_cells(notebook):
+    return [c for c in notebook.cells if c.cell_type == "code"]
+
+
+def tags(cell):
+    return cell.get("metadata", {}).get("tags", [])
+
+
+# ---------------------------------------------------------------- sources and built notebooks
+
+
+def test_the_sections_are_numbered_in_order_and_every_file_is_listed():
+    assert [s.number for s in SECTIONS] == list(range(1, len(SECTIONS) + 1))
+    assert sorted(p.name for p in syllabus.NOTEBOOK_DIR.glob("*.ipynb")) == [s.notebook.name for s in SECTIONS]
+    assert sorted(p.name for p in (syllabus.NOTEBOOK_DIR / "src").glob("*.py")) == [s.source.name for s in SECTIONS]
+
+
+def test_the_committed_notebooks_are_what_their_sources_build():
+    stale = [u.path.name for u in notebook_source.sync(write=False) if u.changed]
+    assert not stale, f"{stale} differ from their sources: run `course notebooks --build`"
+
+
+def test_a_changed_source_is_reported_stale_and_rebuilt(tmp_path, monkeypatch):
+    copy = tmp_path / "notebooks"
+    shutil.copytree(syllabus.NOTEBOOK_DIR, copy)
+    monkeypatch.setattr(syllabus, "NOTEBOOK_DIR", copy)
+    source = SECTIONS[2].source
+    source.write_text(source.read_text() + "\n# %%\nprint('one more cell')\n")
+    assert [u.changed for u in notebook_source.sync(write=False)] == [s is SECTIONS[2] for s in SECTIONS]
+    notebook_source.sync(write=True)
+    assert not any(u.changed for u in notebook_source.sync(write=False))
+    assert read(SECTIONS[2]).cells[-1].source == "print('one more cell')"
+
+
+@pytest.mark.parametrize("section", SECTIONS, ids=IDS)
+def test_the_notebook_is_valid_and_carries_no_outputs(section):
+    notebook = read(section)
+    nbformat.validate(notebook)
+    for cell in code_cells(notebook):
+        assert cell.outputs == [] and cell.execution_count is None, f"cell {cell.id} has committed outputs"
+
+
+@pytest.mark.parametrize("section", SECTIONS, ids=IDS)
+def test_the_notebook_opens_with_its_level_what_it_builds_and_its_exercises(section):
+    header = read(section).cells[0].source
+    assert header.startswith(f"# {section.number}. {section.title}\n")
+    assert f"| **Level** | {section.level} |" in header
+    assert section.builds in header
+    for name in section.exercises:
+        exercise = catalog.get(name)
+        assert f"`exercises/{exercise.relpath}`" in header and f"`pytest exercises/{name}`" in header
+        assert all(f"`{function}`" in header for function in exercise.functions)
+    if not section.exercises:
+        assert "none graded" in header
+
+
+@pytest.mark.parametrize("section", SECTIONS, ids=IDS)
+def test_the_setup_cell_installs_the_course_on_colab_only(section):
+    notebook = read(section)
+    setup = code_cells(notebook)[0]
+    assert SETUP_TAG in tags(setup)
+    lines = setup.source.splitlines()
+    colab = lines.index('if "google.colab" in sys.modules:')
+    pip = next(i for i, line in enumerate(lines) if "%pip install" in line)
+    assert pip > colab and lines[pip].startswith("        "), "pip must run only inside the Colab branch"
+    assert f"git+{syllabus.REPOSITORY_URL}#egg={syllabus.DISTRIBUTION}" in lines[pip]
+    assert "%load_ext autoreload" in lines and "%autoreload 2" in lines
+    assert "use a GPU: Runtime > Change runtime type" in setup.source
+    assert "Runtime > Change runtime type" in notebook.cells[1].source
+
+
+def test_the_distribution_name_is_the_projects():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["name"] == syllabus.DISTRIBUTION
+
+
+@pytest.mark.parametrize("section", SECTIONS, ids=IDS)
+def test_exercise_cells_import_the_students_code_by_its_module_name(section):
+    notebook = read(section)
+    code = "\n".join(c.source for c in code_cells(notebook))
+    for name in section.exercises:
+        assert f"from exercises.{name}.{name} import" in code
+    assert not re.search(r"^\s*(from|import) reference\b|submission\.activate", code, re.MULTILINE)
+    exercise_cells = [c for c in code_cells(notebook) if EXERCISE_TAG in tags(c)]
+    assert bool(exercise_cells) == bool(section.exercises)
+    if not section.exercises:
+        runs_exercise_code = re.search(r"^\s*(from|import) exercises\b|TransformerLM|load_checkpoint", code, re.MULTILINE)
+        assert not runs_exercise_code, f"{section.name} has no exercise, so it must not run exercise code"
+
+
+@pytest.mark.parametrize("section", SECTIONS, ids=IDS)
+def test_every_code_cell_is_valid_ipython(section):
+    for cell in code_cells(read(section)):
+        compile(TransformerManager().transform_cell(cell.source), f"{section.name}:{cell.id}", "exec")
+
+
+def leaked(text: str, hidden: dict[str, str]) -> list[str]:
+    return [f"{secret!r} from {origin}" for secret, origin in hidden.items() if secret in text]
+
+
+def test_no_notebook_holds_a_line_of_a_solution():
+    hidden = release.secrets(ROOT)  # the same definition of hidden text as `course release` scans for
+    answer = "return jnp.tril(jnp.ones((seq_len, seq_len), dtype=bool))"
+    assert leaked(f"x = 1\n    {answer}\n", hidden), "the check must see a solution line"
+    for section in SECTIONS:
+        for path in (section.source, section.notebook):
+            assert not leaked(path.read_text(), hidden), f"{path.name} shows solutions: {leaked(path.read_text(), hidden)}"
+
+
+# ---------------------------------------------------------------- the percent format
+
+
+def test_parse_source_reads_markdown_code_and_tags():
+    cells = parse_source('# %% [markdown]\n# # Title\n#\n# text\n\n# %%\nx = 1\n\n\n# %% tags=["exercise"]\n%time f(x)\n')
+    assert [(c.kind, c.text, c.tags) for c in cells] == [
+        ("markdown", "# Title\n\ntext", ()),
+        ("code", "x = 1", ()),
+        ("code", "%time f(x)", ("exercise",)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("x = 1\n# %%\ny = 2\n", "s.py:1: expected a '# %%' cell marker"),
+        ("# %%\nx = 1\n# %% [markdown]\nnot a comment\n", "s.py:4: a markdown line must start with '# '"),
+        ("# %% tags=[1]\nx\n", "s.py:1: tags must be a JSON list of strings"),
+        ("# %% tags=[oops]\nx\n", "s.py:1: tags must be a JSON list of strings"),
+        ("# %% [code]\nx\n", "s.py:1: expected '# %%'"),
+        ("# %%\n\n# %%\nx\n", "s.py:1: empty cell"),
+        ("", "s.py: no cells"),
+    ],
+)
+def test_parse_source_errors_name_the_file_and_line(text, message):
+    with pytest.raises(SourceError, match=re.escape(message)):
+        parse_source(text, "s.py")
+
+
+def test_static_widgets_draws_a_progress_bar_from_the_stored_state():
+    state = {
+        "bar": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_left", "IPY_MODEL_progress", "IPY_MODEL_right"]}},
+        "left": {"model_name": "HTMLModel", "state": {"value": "training: 100%"}},
+        "progress": {"model_name": "FloatProgressModel", "state": {"value": 30.0, "max": 30.0}},
+        "right": {"model_name": "HTMLModel", "state": {"value": "30/30 [00:01]"}},
+    }
+    cell = nbformat.v4.new_code_cell("for i in tqdm(range(30)): pass")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={
+        "text/plain": "  0%|          | 0/30", "application/vnd.jupyter.widget-view+json": {"model_id": "bar"}})]
+    notebook = nbformat.v4.new_notebook(cells=[cell], metadata={"widgets": {"application/vnd.jupyter.widget-state+json": {"state": state}}})
+    static = static_widgets(notebook)
+    assert "widgets" not in static.metadata and "widgets" in notebook.metadata  # a copy; the input is untouched
+    html = static.cells[0].outputs[0].data["text/html"]
+    assert html == '<div class="course-widget"><span>training: 100%</span> <progress value="30.0" max="30.0"></progress> <span>30/30 [00:01]</span></div>'
+    assert "application/vnd.jupyter.widget-view+json" not in static.cells[0].outputs[0].data
+
+
+# ---------------------------------------------------------------- execution in a real kernel
+
+
+# Three kernels at a time keep two cores busy while one of them compiles; the
+# two long notebooks (the ones that ask Colab for a GPU) start first.
+JOBS = 3
+
+
+def longest_first(sections):
+    return tuple(sorted(sections, key=lambda s: not s.gpu))
+
+
+@pytest.fixture(scope="module")
+def reference_runs():
+    """Every notebook executed against reference/ in the quick setting (shared by the tests below), in section order."""
+    runs = execute_notebooks(longest_first(SECTIONS), target="reference", quick=True, jobs=JOBS)
+    return sorted(runs, key=lambda run: run.section.number)
+
+
+def test_every_notebook_runs_to_the_end_against_the_reference(reference_runs):
+    failures = {run.section.name: run.error.traceback for run in reference_runs if not run.ok}
+    assert not failures, "\n\n".join(f"{name}:\n{text}" for name, text in failures.items())
+    for run in reference_runs:
+        assert all(cell.execution_count is not None for cell in code_cells(run.notebook)), run.section.name
+
+
+def test_every_notebook_draws_its_plots(reference_runs):
+    for run in reference_runs:
+        images = sum("image/png" in o.get("data", {}) for c in code_cells(run.notebook) for o in c.outputs)
+        assert images >= PLOTS[run.section.number], f"{run.section.name}: {images} plots, expected {PLOTS[run.section.number]}"
+
+
+def test_against_the_stubs_each_notebook_stops_at_its_first_exercise_cell_with_the_message():
+    # Sections without exercises import no exercise code (checked above), so the stubs change nothing there.
+    runs = execute_notebooks(longest_first(s for s in SECTIONS if s.exercises), target=ROOT / "exercises", quick=True, jobs=JOBS)
+    for run in runs:
+        exercise_cells = [i for i, c in enumerate(run.notebook.cells) if EXERCISE_TAG in tags(c)]
+        error = run.error
+        assert error is not None and error.index == exercise_cells[0], f"{run.section.name}: {error}"
+        assert error.ename == "NotImplementedError" and error.exercise
+        assert re.match(r"not implemented yet: implement [\w.]+ in exercises/\w+/\w+\.py", error.evalue), error.evalue
+        # The student sees the message and what to do, not a traceback through the course's code.
+        assert error.traceback.startswith(error.evalue), error.traceback
+        assert "Your file:" in error.traceback and "pytest exercises/" in error.traceback
+        assert "Traceback" not in error.traceback and 'File "' not in error.traceback
+
+
+def test_notebooks_command_exits_non_zero_when_a_notebook_stops():
+    result = CliRunner().invoke(main, ["notebooks", "--execute", "-n", "4", "--quick"])
+    assert result.exit_code == 1, result.output
+    assert "not implemented yet: implement sinusoidal_positional_encoding" in result.output
+    assert "0/1 notebooks ran to the end" in result.output
+
+
+def test_notebooks_command_names_bad_arguments():
+    missing = CliRunner().invoke(main, ["notebooks", "--execute", "--with", "/no/such/dir"])
+    assert missing.exit_code == 2 and "--with" in missing.output and "does not exist" in missing.output
+    unknown = CliRunner().invoke(main, ["notebooks", "-n", "42"])
+    assert unknown.exit_code == 2 and "--section" in unknown.output and "no section numbered 42" in unknown.output
+    site = CliRunner().invoke(main, ["site", "out", "--with", "/no/such/dir"])
+    assert site.exit_code == 2 and "--with" in site.output
+
+
+def test_notebooks_command_checks_and_lists():
+    checked = CliRunner().invoke(main, ["notebooks", "--check"])
+    assert checked.exit_code == 0 and "course/notebooks/09_llm_demo.ipynb: up to date" in checked.output
+    listed = CliRunner().invoke(main, ["notebooks"])
+    assert listed.exit_code == 0 and "5. Understanding attention (intermediate): course/notebooks/05_attention.ipynb" in listed.output
+
+
+# ---------------------------------------------------------------- the site in a browser
+
+
+def test_a_notebook_that_stopped_is_reported_on_the_index_and_still_gets_its_page(tmp_path):
+    section = syllabus.get(4)
+    message = "not implemented yet: implement sinusoidal_positional_encoding in exercises/positional_encoding/positional_encoding.py"
+    stopped = NotebookRun(section, read(section), 3.2, CellError(8, "NotImplementedError", message, message, True))
+    index, page = write_site(tmp_path, [stopped], target=ROOT / "exercises", quick=True)
+    text = index.read_text()
+    assert f"stopped at cell 8: {message}" in text and "ran in" not in text
+    assert page.name == "04_positional_encoding.html" and "4. Positional encodings" in page.read_text()
+
+
+class _Page(HTMLParser):
+    """The links, embedded images and title of a page's DOM."""
+
+    def __init__(self):
+        super().__init__()
+        self.links, self.images, self.progress_bars, self.title, self._in_title = [], [], 0, "", False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "a" and attrs.get("href"):
+            self.links.append(attrs["href"])
+        elif tag == "img" and (attrs.get("src") or "").startswith("data:image/png;base64,"):
+            self.images.append(attrs["src"])
+        elif tag == "progress":
+            self.progress_bars += 1
+        self._in_title = tag == "title"
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title += data
+
+    def handle_endtag(self, tag):
+        self._in_title = False
+
+
+def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert binary, "headless Chromium is needed: apt-get install -y chromium (.ci/run does it when missing)"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+             "--timeout=20000"]  # stop loading after 20 s: the pages' CDN scripts cannot load offline
+    completed = subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return completed
+
+
+def test_the_site_renders_in_chromium_with_its_plots(reference_runs, tmp_path):
+    site = tmp_path / "site"
+    pages = write_site(site, reference_runs, target=ROOT / "reference", quick=True)
+    assert [p.name for p in pages] == ["index.html", *(f"{s.name}.html" for s in SECTIONS)]
+
+    index = _Page()
+    index.feed(chromium("--dump-dom", pages[0].as_uri(), profile=tmp_path / "profile").stdout)
+    assert index.title == "Introduction to Transformers with JAX"
+    assert index.links == [f"{s.name}.html" for s in SECTIONS]  # every section, in order
+
+    for section, page in zip(SECTIONS, pages[1:]):
+        dom = _Page()
+        dom.feed(chromium("--dump-dom", page.as_uri(), profile=tmp_path / "profile").stdout)
+        assert dom.title == f"{section.number}. {section.title}"
+        assert len(dom.images) >= PLOTS[section.number], f"{page.name}: {len(dom.images)} images"
+        assert "index.html" in dom.links
+        if section.number == 8:
+            assert dom.progress_bars >= 1, "the training progress bar is missing from the page"
+
+    # Screenshots, kept in this test's temporary directory for a person to look at.
+    for page in (pages[0], pages[5]):
+        shot = tmp_path / f"{page.stem}.png"
+        chromium("--window-size=1280,1600", f"--screenshot={shot}", page.as_uri(), profile=tmp_path / "profile")
+        pixels = read_png(shot)
+        assert pixels.shape[:2] == (1600, 1280) and pixels.std() > 0.05, f"{shot} looks blank"
+
+
+def read_png(path: Path) -> np.ndarray:
+    import matplotlib.image
+
+    return matplotlib.image.imread(path)
