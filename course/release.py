@@ -48,7 +48,7 @@ def student_pyproject(root: Path) -> str:
         f"dependencies = [\n{dependencies}]\n\n"
         '[project.scripts]\ncourse = "course.cli:main"\n\n'
         '[tool.setuptools.packages.find]\ninclude = ["course*", "exercises*"]\n\n'
-        '[tool.setuptools.package-data]\ncourse = ["demo/*", "templates/*", "notebooks/*"]\nexercises = ["*/fixtures.npz"]\n\n'
+        '[tool.setuptools.package-data]\ncourse = ["demo/*", "templates/*", "notebooks/*.ipynb", "notebooks/src/*.py"]\nexercises = ["*/fixtures.npz"]\n\n'
         '[tool.pytest.ini_options]\ntestpaths = ["exercises"]\naddopts = "-p no:cacheprovider"\ntimeout = 300\n'
     )
 
