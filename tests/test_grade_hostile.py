@@ -15,6 +15,7 @@ import graders
 ROOT = repo_root()
 LIMITS = graders.Limits(call_seconds=3, submission_seconds=300, memory_mb=1024, crashes=2)
 AS_ROOT = os.geteuid() == 0
+EXERCISES = ["jax_basics", "positional_encoding", "attention", "loss"]  # the ones these submissions attack
 
 
 def _prepend(relpath: str, code: str, base: str = "reference") -> tuple[str, str]:
@@ -49,7 +50,7 @@ def test_exits_crashes_hangs_and_monkeypatching(tmp_path):
     path.write_text(path.read_text() + "\nnext_token_loss = _zero\n"
                     "def cross_entropy_loss(*args, **kwargs):\n    import pytest\n    pytest.exit('the submission ends the grading')\n")
     out = tmp_path / "out"
-    result = graders.grade(submission, out=out, seed=7, limits=LIMITS)
+    result = graders.grade(submission, exercises=EXERCISES, out=out, seed=7, limits=LIMITS)
     assert result.status == "ok", result.errors
     assert_valid_score_files(out, seed=7)
     scores = _scores(result)
@@ -158,7 +159,7 @@ def test_conftest_forks_memory_lies_floods_and_reading_the_grader(tmp_path):
         "    hoard = []\n    while True:\n        hoard.append(bytearray(64 << 20))\n"
         "    raise NotImplementedError('not implemented yet: implement sinusoidal_positional_encoding"))
     (submission / "positional_encoding" / "stolen.py").symlink_to(ROOT / "reference" / "positional_encoding" / "positional_encoding.py")
-    result = graders.grade(submission, out=out, seed=8, limits=LIMITS)
+    result = graders.grade(submission, exercises=EXERCISES, out=out, seed=8, limits=LIMITS)
     assert result.status == "ok", result.errors
     score = assert_valid_score_files(out, seed=8)
     assert score.score == result.score  # the files are the grader's, whatever the submission wrote
