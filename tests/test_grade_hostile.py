@@ -13,8 +13,11 @@ from tests.conftest import assert_valid_score_files, copy_with_edits
 import graders
 
 ROOT = repo_root()
-LIMITS = graders.Limits(call_seconds=3, submission_seconds=300, memory_mb=1024, crashes=2)
+# Hangs cost 2 x call_seconds (two tries); honest calls must fit in call_seconds even on a busy machine.
+HANGS = graders.Limits(call_seconds=5, submission_seconds=300, memory_mb=1024, crashes=2)
+LIMITS = graders.Limits(call_seconds=30, submission_seconds=300, memory_mb=1024, crashes=2)
 AS_ROOT = os.geteuid() == 0
+EXERCISES = ["jax_basics", "positional_encoding", "attention", "loss"]  # the ones these submissions attack
 
 
 def _prepend(relpath: str, code: str, base: str = "reference") -> tuple[str, str]:
@@ -49,7 +52,7 @@ def test_exits_crashes_hangs_and_monkeypatching(tmp_path):
     path.write_text(path.read_text() + "\nnext_token_loss = _zero\n"
                     "def cross_entropy_loss(*args, **kwargs):\n    import pytest\n    pytest.exit('the submission ends the grading')\n")
     out = tmp_path / "out"
-    result = graders.grade(submission, out=out, seed=7, limits=LIMITS)
+    result = graders.grade(submission, exercises=EXERCISES, out=out, seed=7, limits=HANGS)
     assert result.status == "ok", result.errors
     assert_valid_score_files(out, seed=7)
     scores = _scores(result)
@@ -58,7 +61,7 @@ def test_exits_crashes_hangs_and_monkeypatching(tmp_path):
     cases = {(c.exercise, c.name): c for e in result.exercises for c in e.cases}
     assert "SystemExit" in cases["jax_basics", "test_predict_with_gradients"].message
     assert "died" in cases["positional_encoding", "test_matches_reference[paper]"].message
-    assert "took longer than 3 s" in cases["attention", "test_matches_reference_with_gradients[none]"].message
+    assert "took longer than 5 s" in cases["attention", "test_matches_reference_with_gradients[none]"].message
     assert cases["attention", "test_bfloat16_inputs_give_bfloat16_outputs"].message.startswith("not run")
     assert cases["attention", "test_causal_mask[random]"].status == "passed"
     assert "Exit" in cases["loss", "test_cross_entropy_with_gradient[none]"].message
@@ -158,7 +161,7 @@ def test_conftest_forks_memory_lies_floods_and_reading_the_grader(tmp_path):
         "    hoard = []\n    while True:\n        hoard.append(bytearray(64 << 20))\n"
         "    raise NotImplementedError('not implemented yet: implement sinusoidal_positional_encoding"))
     (submission / "positional_encoding" / "stolen.py").symlink_to(ROOT / "reference" / "positional_encoding" / "positional_encoding.py")
-    result = graders.grade(submission, out=out, seed=8, limits=LIMITS)
+    result = graders.grade(submission, exercises=EXERCISES, out=out, seed=8, limits=LIMITS)
     assert result.status == "ok", result.errors
     score = assert_valid_score_files(out, seed=8)
     assert score.score == result.score  # the files are the grader's, whatever the submission wrote
@@ -169,7 +172,7 @@ def test_conftest_forks_memory_lies_floods_and_reading_the_grader(tmp_path):
     assert result.worker["output_bytes"] >= 16 << 20 and len(result.worker["output_tail"]) <= 8192
     cases = {(c.exercise, c.name): c for e in result.exercises for c in e.cases}
     fork_bomb = cases["jax_basics", "test_predict_with_gradients"].message
-    assert any(word in fork_bomb for word in ("memory", "died", "Resource temporarily unavailable")), fork_bomb
+    assert any(word in fork_bomb for word in ("memory", "died", "Resource temporarily unavailable", "took longer")), fork_bomb
     assert cases["jax_basics", "test_mse_loss_with_gradients"].message.startswith("not run")
     assert all(c.status == "failed" for (exercise, _), c in cases.items() if exercise == "attention")
     if AS_ROOT:  # as root the worker is `nobody` and cannot read the repository; otherwise it is the grader's user
