@@ -392,6 +392,26 @@ def report(results_dir: Path, out: Path, published: bool) -> None:
                   f"wrote {escape(str(out))}/ (grades.csv, summary.json, feedback/, report.html)")
 
 
+@main.command()
+@click.option("--gradescope", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The bundle to write (OUT.zip).")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="One seed for every student (default: drawn now, recorded in the bundle).")
+@click.option("-e", "--exercise", "names", multiple=True, help="Only this exercise (repeatable).")
+def autograder(out: Path, seed: int | None, names: tuple[str, ...]) -> None:
+    """Write a Gradescope autograder bundle: setup.sh, run_autograder, the grader, reference and pinned requirements."""
+    from graders.autograder import build_bundle
+
+    for name in names:
+        _known_exercise(name)
+    try:
+        path = build_bundle(out, seed=seed, exercises=list(names) or None)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--gradescope") from None
+    except KeyError as error:
+        raise click.BadParameter(error.args[0], param_hint="--exercise") from None
+    console.print(f"Wrote the Gradescope autograder bundle {escape(str(path))} ({path.stat().st_size / 2**20:.1f} MiB); "
+                  "upload it as the assignment's autograder (Ubuntu base image).")
+
+
 def _report(rows) -> None:
     root = submission.repo_root()
     for path, problem in rows:
