@@ -121,7 +121,9 @@ def test_hostile_submission_cannot_forge_its_results(bundle, tmp_path):
     assert results["score"] < 1000 and results["score"] <= 3  # only the error cases can pass
     assert len(results["tests"]) > 0
     if os.geteuid() == 0:  # the student's code ran as nobody: the reference was out of its reach
-        assert "BEGIN SOLUTION" not in json.dumps(results) and "def sinusoidal" not in json.dumps(results)
+        leaked = (ROOT / "reference" / MODULE).read_text()[3:33]  # what LEAK[:100] would start with (no quote to escape)
+        assert leaked not in json.dumps(results), leaked
+        assert any(t["output"].rstrip().endswith("in sinusoidal_positional_encoding:") for t in results["tests"])
 
 
 def test_bad_bundle_arguments_are_named(tmp_path):

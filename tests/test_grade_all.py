@@ -13,6 +13,7 @@ import shutil
 import stat
 import subprocess
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -195,9 +196,9 @@ def test_feedback_shows_hidden_cases_as_pass_fail_only(graded_class):
     base, _, _ = graded_class
     result = graders.load(base / "results" / "wrong0" / "score.json")
     case = next(c for c in result.exercises[0].cases if c.status == "failed" and c.message)
-    hidden = result.exercises[0].__class__(result.exercises[0].name, tuple(
-        c.__class__(**{**c.__dict__, "visibility": "hidden"}) if c is case else c for c in result.exercises[0].cases))
-    record = reports.StudentRecord("wrong0", "graded", "", result.__class__(**{**result.__dict__, "exercises": (hidden,)}))
+    exercise = result.exercises[0]
+    hidden = replace(exercise, cases=tuple(replace(c, visibility="hidden") if c is case else c for c in exercise.cases))
+    record = reports.StudentRecord("wrong0", "graded", "", replace(result, exercises=(hidden,)))
     text = reports.feedback(record)
     assert case.message.splitlines()[0] not in text and "hidden case: failed" in text
     assert case.message.splitlines()[0] in reports.feedback(reports.StudentRecord("wrong0", "graded", "", result))
