@@ -230,3 +230,38 @@ def test_report_html_renders_in_chromium(graded_class, tmp_path):
     screenshot = subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1280,1400", url],
                                 capture_output=True, text=True, timeout=120)
     assert screenshot.returncode == 0 and shot.stat().st_size > 10_000, screenshot.stderr[-2000:]
+
+
+def test_safe_extract_limits_and_top_folder(tmp_path):
+    nested = tmp_path / "nested.zip"
+    with zipfile.ZipFile(nested, "w") as zipped:
+        zipped.writestr("exercises/loss/loss.py", "x = 1\n")
+    assert batch.safe_extract(nested, tmp_path / "a") == tmp_path / "a" / "exercises"
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("loss/loss.py", b"0" * (8 * 2**20))
+    with pytest.raises(batch.Rejected, match="compressed more than"):
+        batch.safe_extract(bomb, tmp_path / "b")
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w") as zipped:
+        for i in range(batch.MAX_ZIP_FILES + 1):
+            zipped.writestr(f"f{i}", "")
+    with pytest.raises(batch.Rejected, match="entries"):
+        batch.safe_extract(many, tmp_path / "c")
+    absolute = tmp_path / "absolute.zip"
+    with zipfile.ZipFile(absolute, "w") as zipped:
+        zipped.writestr(zipfile.ZipInfo("/tmp/evil.py"), "x")
+    with pytest.raises(batch.Rejected, match="outside"):
+        batch.safe_extract(absolute, tmp_path / "d")
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").rglob("*.py"))
+
+
+def test_discover_rejects_ambiguous_students(tmp_path):
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice.zip").write_bytes(b"")
+    with pytest.raises(batch.BatchError, match="two submissions for student 'alice'"):
+        batch.discover(tmp_path)
+    (tmp_path / "alice.zip").unlink()
+    (tmp_path / "bad name").mkdir()
+    with pytest.raises(batch.BatchError, match="not a usable student id"):
+        batch.discover(tmp_path)
