@@ -306,6 +306,112 @@ def release(out_dir: Path, force: bool) -> None:
     console.print(f"Wrote the student repository to {written} ({files} files; no reference or grader text found in it).")
 
 
+@main.command("grade-all")
+@click.argument("submissions_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="The results folder: one folder per student.")
+@click.option("--jobs", type=click.IntRange(min=1), help="Submissions graded at once (default: one per core).")
+@click.option("--force", is_flag=True, help="Regrade every submission, even unchanged ones or another grader version's results.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="One seed for the whole class (default: the results folder's, or random).")
+@click.option("-e", "--exercise", "names", multiple=True, help="Only this exercise (repeatable).")
+@click.option("--call-seconds", type=click.FloatRange(min=0, min_open=True), help="Time limit of one call of a student's function.")
+@click.option("--submission-seconds", type=click.FloatRange(min=0, min_open=True), help="Time limit of one submission's calls together.")
+def grade_all(submissions_dir, out, jobs, force, seed, names, call_seconds, submission_seconds) -> None:
+    """Grade every student's submission (a folder or .zip each, named by the student id) of SUBMISSIONS_DIR.
+
+    Exits 1 when a submission was rejected or hit a grader error (each is a
+    zero with its reason in the results), 0 otherwise.
+    """
+    from graders import Limits
+    from graders.batch import BatchError, grade_all as run_grade_all
+
+    for name in names:
+        _known_exercise(name)
+    limits = Limits(**{k: v for k, v in {"call_seconds": call_seconds, "submission_seconds": submission_seconds}.items() if v is not None})
+    with _batch_progress() as (on_start, on_done):
+        try:
+            result = run_grade_all(submissions_dir, out, jobs=jobs, force=force, seed=seed, exercises=list(names) or None,
+                                   limits=limits, on_start=on_start, on_done=on_done)
+        except BatchError as error:
+            raise click.UsageError(str(error)) from None
+    counts = {}
+    for outcome in result.outcomes:
+        label = "unchanged (skipped)" if outcome.skipped else outcome.status
+        counts[label] = counts.get(label, 0) + 1
+    console.print(f"{len(result.outcomes)} submissions in {result.seconds:.1f} s (seed {result.seed}, grader {result.grader_version}): "
+                  + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + f". Results in {escape(str(out))}/")
+    for outcome in result.failures:
+        console.print(f"[red]{escape(outcome.student)}[/red] {outcome.status}: {escape(outcome.reason[:300])}", soft_wrap=True)
+    if result.failures:
+        raise SystemExit(1)
+
+
+def _batch_progress():
+    """A rich progress bar for grade-all: done/total, rate, time left and failures so far."""
+    import contextlib
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    @contextlib.contextmanager
+    def progress():
+        columns = (TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}/min"),
+                   TextColumn("failures {task.fields[failures]}"), TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("grade-all", total=None, rate="-", failures=0)
+            state = {"failures": 0}
+
+            def on_start(total):
+                bar.update(task, total=total)
+
+            def on_done(outcome):
+                state["failures"] += outcome.status in ("rejected", "grader_error")
+                bar.advance(task)
+                elapsed = bar.tasks[0].elapsed or 1e-9
+                bar.update(task, rate=f"{60 * bar.tasks[0].completed / elapsed:.1f}", failures=state["failures"])
+                if not console.is_terminal:  # a log file gets a line per submission instead of a live bar
+                    console.print(f"{bar.tasks[0].completed:g}/{bar.tasks[0].total:g} {outcome.student}: {outcome.status} "
+                                  f"{outcome.score:g}/{outcome.max_score:g}" + (" (unchanged, skipped)" if outcome.skipped else ""))
+
+            yield on_start, on_done
+
+    return progress()
+
+
+@main.command()
+@click.argument("results_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="The report folder.")
+@click.option("--published", is_flag=True, help="Show after_due_date / after_published cases in full in the feedback.")
+def report(results_dir: Path, out: Path, published: bool) -> None:
+    """Write grades.csv, summary.json, feedback/<student>.md and report.html for a grade-all results folder."""
+    from graders.reports import ReportError, write_report
+
+    try:
+        summary = write_report(results_dir, out, published=published)
+    except ReportError as error:
+        raise click.BadParameter(str(error), param_hint="RESULTS_DIR") from None
+    console.print(f"{len(summary['students'])} students, average {summary['average_total']:.1f}/{summary['total_max']:g}; "
+                  f"wrote {escape(str(out))}/ (grades.csv, summary.json, feedback/, report.html)")
+
+
+@main.command()
+@click.option("--gradescope", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The bundle to write (OUT.zip).")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="One seed for every student (default: drawn now, recorded in the bundle).")
+@click.option("-e", "--exercise", "names", multiple=True, help="Only this exercise (repeatable).")
+def autograder(out: Path, seed: int | None, names: tuple[str, ...]) -> None:
+    """Write a Gradescope autograder bundle: setup.sh, run_autograder, the grader, reference and pinned requirements."""
+    from graders.autograder import build_bundle
+
+    for name in names:
+        _known_exercise(name)
+    try:
+        path = build_bundle(out, seed=seed, exercises=list(names) or None)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--gradescope") from None
+    except KeyError as error:
+        raise click.BadParameter(error.args[0], param_hint="--exercise") from None
+    console.print(f"Wrote the Gradescope autograder bundle {escape(str(path))} ({path.stat().st_size / 2**20:.1f} MiB); "
+                  "upload it as the assignment's autograder (Ubuntu base image).")
+
+
 def _report(rows) -> None:
     root = submission.repo_root()
     for path, problem in rows:

@@ -1,0 +1,170 @@
+"""``course autograder --gradescope OUT.zip``: a Gradescope autograder bundle, and what it runs.
+
+The bundle (Gradescope unpacks it into ``/autograder/source``) holds:
+
+- ``setup.sh``: installs ``requirements.txt``, the versions installed where
+  the bundle was built, pinned;
+- ``run_autograder``: runs ``python3 -m graders.autograder`` on this
+  ``source`` folder, which grades ``<root>/submission`` with
+  :func:`graders.grade` and writes ``<root>/results/results.json``;
+- ``course/``, ``exercises/``, ``graders/``, ``reference/`` and
+  ``pyproject.toml``: the grader and what it imports;
+- ``autograder.json``: the seed and exercises fixed when the bundle was built,
+  so every student gets the same inputs.
+
+The root is ``/autograder`` unless ``AUTOGRADER_ROOT`` says otherwise (the
+project's tests run a bundle in a temporary folder). Gradescope runs the
+script as root, so the grader runs the student's code as ``nobody``
+(:mod:`graders.sandbox`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import stat
+import sys
+import time
+import tomllib
+import zipfile
+from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
+
+from course import submission as submissions
+from graders import gradescope, grading
+from graders.scores import GradingResult, write_json
+
+BUNDLED = ("course", "exercises", "graders", "reference")
+CONFIG_FILE = "autograder.json"
+ROOT_ENV = "AUTOGRADER_ROOT"
+
+SETUP_SH = """#!/usr/bin/env bash
+# Gradescope's image setup: the grader's Python packages, pinned to the versions it was tested with.
+set -euo pipefail
+cd "$(dirname "$0")"
+python3 -m pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
+"""
+
+RUN_AUTOGRADER = """#!/usr/bin/env bash
+# Gradescope's entry point: grade ${AUTOGRADER_ROOT:-/autograder}/submission into .../results/results.json.
+set -euo pipefail
+root="${AUTOGRADER_ROOT:-/autograder}"
+cd "$root/source"
+# The bundled grader wins over any installed copy of the course.
+export PYTHONPATH="$root/source"
+exec "${AUTOGRADER_PYTHON:-python3}" -m graders.autograder --root "$root"
+"""
+
+
+def requirements(root: Path) -> str:
+    """``requirements.txt``: the project's dependencies pinned to the installed versions."""
+    dependencies = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = [re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0] for d in dependencies]
+    return "".join(f"{name}=={version(name)}\n" for name in names)
+
+
+def build_bundle(out: str | os.PathLike[str], *, seed: int | None = None, exercises: Sequence[str] | None = None) -> Path:
+    """Writes the Gradescope autograder zip to ``out``; returns its path.
+
+    Args:
+      seed: the seed of every student's inputs (default: drawn now, recorded in the bundle).
+      exercises: the exercises graded (default: every one with a suite).
+
+    Raises:
+      ValueError: ``out`` does not end in ``.zip``, or ``seed`` is out of range.
+      KeyError: an exercise without a grader suite.
+    """
+    path = Path(out)
+    if path.suffix != ".zip":
+        raise ValueError(f"--gradescope: expected a path ending in .zip, got {str(out)!r}")
+    if seed is None:
+        seed = secrets.randbelow(2**32)
+    if not (isinstance(seed, int) and 0 <= seed < 2**32):
+        raise ValueError(f"seed: expected an int in [0, 2**32), got {seed!r}")
+    names = list(exercises) if exercises else grading.graded_exercises()
+    for name in names:
+        if not grading.suite_path(name).is_file():
+            raise KeyError(f"exercise: {name!r} has no grader suite")
+    root = submissions.repo_root()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bundle:
+        _add_text(bundle, "setup.sh", SETUP_SH, executable=True)
+        _add_text(bundle, "run_autograder", RUN_AUTOGRADER, executable=True)
+        _add_text(bundle, "requirements.txt", requirements(root))
+        _add_text(bundle, CONFIG_FILE, json.dumps({"seed": seed, "exercises": names}, indent=1))
+        bundle.write(root / "pyproject.toml", "pyproject.toml")
+        for top in BUNDLED:
+            for file in _files(root / top):
+                bundle.write(file, file.relative_to(root).as_posix())
+    return path
+
+
+def _files(folder: Path) -> list[Path]:
+    """The files under ``folder`` that the grader needs (no caches, no demo model)."""
+    skip = {"__pycache__", ".ipynb_checkpoints", "demo"}  # the demo model is for students, not for grading
+    return [p for p in sorted(folder.rglob("*")) if p.is_file() and skip.isdisjoint(p.relative_to(folder).parts)
+            and p.suffix != ".pyc"]
+
+
+def _add_text(bundle: zipfile.ZipFile, name: str, text: str, *, executable: bool = False) -> None:
+    info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+    info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    bundle.writestr(info, text)
+
+
+def find_submission(folder: Path) -> Path:
+    """The exercises folder of an uploaded submission: the upload itself, or its single ``exercises/`` folder."""
+    nested = folder / "exercises"
+    return nested if nested.is_dir() else folder
+
+
+def run(root: Path, source: Path) -> tuple[dict, bool]:
+    """Grades ``root/submission`` with the bundle in ``source``; writes ``root/results/results.json``.
+
+    Returns:
+      The ``results.json`` document, and whether the grading itself went well (no grader error).
+    """
+    started = time.monotonic()
+    config = json.loads((source / CONFIG_FILE).read_text())
+    results_dir = root / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        result = grading.grade(find_submission(root / "submission"), exercises=config["exercises"], seed=config["seed"])
+    except (OSError, ValueError) as error:  # nothing gradable was uploaded: a zero that says why
+        result = GradingResult(submission=str(root / "submission"), seed=config["seed"], exercises=())
+        ok = True
+        document = {**gradescope.results(result, execution_time=time.monotonic() - started),
+                    "score": 0, "output": f"Your submission could not be graded: {error}"}
+    else:
+        document = gradescope.results(result, execution_time=time.monotonic() - started)
+        ok = result.status == "ok"
+        if not ok:  # for the staff: Gradescope shows stdout to instructors only (stdout_visibility hidden)
+            print("\n".join(result.errors)[-8000:])
+    write_json(results_dir / "results.json", document)
+    return document, ok
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m graders.autograder [--root DIR]``: what the bundle's ``run_autograder`` runs.
+
+    Exits 1 after writing ``results.json`` when the grader failed (Gradescope shows it to the staff), else 0.
+    """
+    parser = argparse.ArgumentParser(description="Grade a Gradescope submission with this bundle.")
+    parser.add_argument("--root", type=Path, default=Path(os.environ.get(ROOT_ENV, "/autograder")),
+                        help="the Gradescope root (default: $AUTOGRADER_ROOT or /autograder)")
+    args = parser.parse_args(argv)
+    if not (args.root / "submission").is_dir():
+        parser.error(f"--root: {args.root / 'submission'} is not a folder")
+    document, ok = run(args.root, submissions.repo_root())
+    print(f"Points {document['score']:g}/{sum(t['max_score'] for t in document['tests']):g}")
+    if not ok:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

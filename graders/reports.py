@@ -1,0 +1,181 @@
+"""``course report``: a class's grades from a results folder of ``course grade-all``.
+
+Writers of the score model (:mod:`graders.scores`), beside
+:mod:`graders.gradescope`: ``grades.csv`` (otter-grader's layout: a first row
+with the maximum points), ``summary.json`` (the same numbers for scripts),
+``feedback/<student>.md`` (only what that student may see) and, through
+:mod:`graders.html_report`, ``report.html``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from graders import batch
+from graders.scores import GradingResult, load, write_json
+
+SUMMARY_SCHEMA = "course-class-summary/1"
+# Gradescope's visibility settings: what a student sees of a case before the results are published.
+FULL_VISIBILITY = {"visible"}
+HARDEST_SHOWN = 10
+
+
+class ReportError(ValueError):
+    """The results folder cannot be reported on."""
+
+
+@dataclass(frozen=True)
+class StudentRecord:
+    """One student's line of the class run: its status and, unless rejected, its grading result."""
+
+    student: str
+    status: str  # graded, rejected or grader_error
+    reason: str
+    result: GradingResult | None
+
+
+def load_results(results_dir: str | os.PathLike[str]) -> tuple[dict, list[StudentRecord]]:
+    """Reads a results folder: its ``batch.json`` and every student's records, sorted by student id.
+
+    Raises:
+      ReportError: not a results folder of this grader's schema, or no student in it.
+    """
+    root = Path(results_dir)
+    batch_file = root / batch.BATCH_FILE
+    if not batch_file.is_file():
+        raise ReportError(f"RESULTS_DIR: {root} holds no {batch.BATCH_FILE}; expected the --out folder of course grade-all")
+    meta = json.loads(batch_file.read_text())
+    if meta.get("schema") != batch.BATCH_SCHEMA:
+        raise ReportError(f"RESULTS_DIR: {batch_file} is not of schema {batch.BATCH_SCHEMA}")
+    records = []
+    for record_file in sorted(root.glob(f"*/{batch.STUDENT_FILE}")):
+        record = json.loads(record_file.read_text())
+        score_file = record_file.parent / "score.json"
+        result = load(score_file) if record["status"] != "rejected" and score_file.is_file() else None
+        records.append(StudentRecord(record["student"], record["status"], record.get("reason", ""), result))
+    if not records:
+        raise ReportError(f"RESULTS_DIR: {root} holds no graded student")
+    return meta, records
+
+
+def class_summary(meta: dict, records: list[StudentRecord]) -> dict:
+    """The class's numbers: maximum points, each student's points per exercise, averages and the hardest cases."""
+    graded = [r.result for r in records if r.result is not None]
+    max_points = {name: 0.0 for name in meta["exercises"]}
+    for result in graded:  # every graded run has the same cases (one seed, one grader version)
+        for exercise in result.exercises:
+            max_points[exercise.name] = max(max_points[exercise.name], exercise.max_score)
+    total_max = sum(max_points.values())
+    students = []
+    for record in records:
+        points = {name: 0.0 for name in max_points}
+        if record.result is not None:
+            points |= {e.name: e.score for e in record.result.exercises}
+        total = sum(points.values())
+        students.append({"student": record.student, "points": points, "total": total,
+                         "percent": round(100 * total / total_max, 2) if total_max else 0.0,
+                         "status": record.status, "reason": record.reason})
+    count = len(students)
+    averages = {name: (sum(s["points"][name] for s in students) / count) for name in max_points}
+    return {
+        "schema": SUMMARY_SCHEMA, "seed": meta["seed"], "grader_version": meta["grader_version"],
+        "exercises": list(max_points), "max_points": max_points, "total_max": total_max,
+        "students": students, "exercise_averages": averages,
+        "average_total": sum(s["total"] for s in students) / count,
+        "status_counts": dict(Counter(s["status"] for s in students)),
+        "hardest_cases": hardest_cases(graded),
+    }
+
+
+def hardest_cases(results: list[GradingResult], shown: int = HARDEST_SHOWN) -> list[dict]:
+    """The cases with the lowest pass rate over ``results``, each with the hint most often shown."""
+    tally: dict[tuple[str, str], dict] = {}
+    for result in results:
+        for exercise in result.exercises:
+            for case in exercise.cases:
+                entry = tally.setdefault((case.exercise, case.name), {"passed": 0, "total": 0, "hints": Counter()})
+                entry["total"] += 1
+                entry["passed"] += case.status == "passed"
+                if case.hint:
+                    entry["hints"][case.hint] += 1
+    rows = [{"exercise": exercise, "case": name, "pass_rate": e["passed"] / e["total"], "graded": e["total"],
+             "top_hint": e["hints"].most_common(1)[0][0] if e["hints"] else None,
+             "top_hint_count": e["hints"].most_common(1)[0][1] if e["hints"] else 0}
+            for (exercise, name), e in tally.items()]
+    rows.sort(key=lambda r: (r["pass_rate"], r["exercise"], r["case"]))
+    return [r for r in rows if r["pass_rate"] < 1][:shown]
+
+
+def write_csv(summary: dict, path: Path) -> None:
+    """``grades.csv``: a header, a row of maximum points, then one row per student."""
+    names = summary["exercises"]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["student", *names, "total", "percent", "status", "reason"])
+        writer.writerow(["max points", *(_number(summary["max_points"][n]) for n in names), _number(summary["total_max"]), 100, "", ""])
+        for s in summary["students"]:
+            writer.writerow([s["student"], *(_number(s["points"][n]) for n in names), _number(s["total"]), s["percent"],
+                             s["status"], s["reason"]])
+
+
+def feedback(record: StudentRecord, *, published: bool = False) -> str:
+    """A student's feedback in Markdown: visible cases in full, other cases as pass/fail and points.
+
+    ``after_due_date`` and ``after_published`` cases are shown in full once
+    ``published``; ``hidden`` ones never are. A grader error's detail (for the
+    instructor) never appears.
+    """
+    lines = [f"# Feedback for {record.student}", ""]
+    if record.result is None:
+        lines += ["Your submission could not be graded and scores 0.", "", f"Reason: {record.reason}", ""]
+        return "\n".join(lines)
+    result = record.result
+    lines += [f"Score: **{result.score:g} / {result.max_score:g}**", ""]
+    if record.status == "grader_error":
+        lines += ["The grader failed on your submission; this is not your fault, and the course staff has been told.", ""]
+    shown = FULL_VISIBILITY | ({"after_due_date", "after_published"} if published else set())
+    for exercise in result.exercises:
+        lines += [f"## {exercise.name}: {exercise.score:g} / {exercise.max_score:g}", ""]
+        if exercise.forbidden:
+            lines += [f"Forbidden routines used (the exercise earns nothing): {', '.join(exercise.forbidden)}", ""]
+        for case in exercise.cases:
+            mark = "passed" if case.status == "passed" else "failed"
+            if case.visibility in shown:
+                lines.append(f"- `{case.name}`: {mark}, {case.points:g}/{case.max_points:g}")
+                if case.message:
+                    lines.append("  " + case.message.replace("\n", "\n  "))
+                if case.hint and case.hint not in case.message:
+                    lines.append(f"  Hint: {case.hint}")
+            else:
+                lines.append(f"- hidden case: {mark}, {case.points:g}/{case.max_points:g}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(results_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, published: bool = False) -> dict:
+    """Writes ``grades.csv``, ``summary.json``, ``feedback/<student>.md`` and ``report.html`` into ``out``.
+
+    Returns:
+      The class summary (``summary.json``'s contents).
+    """
+    from graders import html_report  # matplotlib is imported only to write the page
+
+    meta, records = load_results(results_dir)
+    summary = class_summary(meta, records)
+    out_dir = Path(out)
+    (out_dir / "feedback").mkdir(parents=True, exist_ok=True)
+    write_csv(summary, out_dir / "grades.csv")
+    write_json(out_dir / "summary.json", summary)
+    for record in records:
+        (out_dir / "feedback" / f"{record.student}.md").write_text(feedback(record, published=published))
+    (out_dir / "report.html").write_text(html_report.render(summary))
+    return summary
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"

@@ -1,0 +1,267 @@
+"""``course grade-all`` and ``course report`` on a generated class of 20 submissions.
+
+The class is graded once (module scope) on one small exercise under small
+limits, so that hangs cost seconds: correct copies of reference/, wrong ones,
+crashing and hanging ones, zips (good, unreadable, escaping, with a link),
+a syntax error and a missing module.
+"""
+
+import csv
+import json
+import os
+import shutil
+import stat
+import subprocess
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from course.cli import main
+from course.submission import repo_root
+from tests.conftest import copy_with_edits
+
+import graders
+from graders import batch, reports
+
+ROOT = repo_root()
+EXERCISE = "positional_encoding"
+MODULE = "positional_encoding/positional_encoding.py"
+LIMITS = graders.Limits(call_seconds=3, submission_seconds=60, memory_mb=1024, crashes=1)
+SEED = 7
+ARTIFACTS = Path(os.environ.get("COURSE_TEST_ARTIFACTS", ROOT / "out" / "test-artifacts"))
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+WRONG = ("jnp.arange(seq_len, dtype=jnp.float32)", "jnp.arange(1, seq_len + 1, dtype=jnp.float32)")  # a known mistake
+CRASH = ("    if seq_len <= 0:\n", "    import os\n    os._exit(3)\n    if seq_len <= 0:\n")
+HANG = ("    if seq_len <= 0:\n", "    while True:\n        pass\n    if seq_len <= 0:\n")
+SYNTAX = ("    if seq_len <= 0:\n", "    if seq_len <= 0\n")
+
+
+def _zip(folder: Path, archive: Path, extra: dict[str, bytes] | None = None, link: str | None = None) -> None:
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zipped.write(path, path.relative_to(folder).as_posix())
+        for name, data in (extra or {}).items():
+            zipped.writestr(name, data)
+        if link is not None:
+            info = zipfile.ZipInfo(link)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zipped.writestr(info, "/etc/passwd")
+    shutil.rmtree(folder)
+
+
+def make_class(root: Path) -> dict[str, str]:
+    """Writes 20 submissions into ``root``; returns student -> what it is."""
+    kinds = {}
+    for i in range(6):
+        copy_with_edits(root / f"correct{i}")
+        kinds[f"correct{i}"] = "correct"
+    for i in range(4):
+        copy_with_edits(root / f"wrong{i}", {MODULE: WRONG})
+        kinds[f"wrong{i}"] = "wrong"
+    for i in range(2):
+        copy_with_edits(root / f"crash{i}", {MODULE: CRASH})
+        kinds[f"crash{i}"] = "crash"
+    for i in range(2):
+        copy_with_edits(root / f"hang{i}", {MODULE: HANG})
+        kinds[f"hang{i}"] = "hang"
+    copy_with_edits(root / "syntax", {MODULE: SYNTAX})
+    kinds["syntax"] = "syntax"
+    copy_with_edits(root / "missing")
+    (root / "missing" / MODULE).unlink()
+    kinds["missing"] = "missing"
+    _zip(copy_with_edits(root / "zipped_tmp"), root / "zipped.zip")
+    kinds["zipped"] = "correct"
+    (root / "badzip.zip").write_bytes(b"this is not a zip")
+    kinds["badzip"] = "rejected"
+    _zip(copy_with_edits(root / "slip_tmp"), root / "slip.zip", extra={"../../escaped.py": b"print('out')"})
+    kinds["slip"] = "rejected"
+    _zip(copy_with_edits(root / "link_tmp"), root / "link.zip", link="positional_encoding/link.py")
+    kinds["link"] = "rejected"
+    assert len(kinds) == 20
+    return kinds
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    base = tmp_path_factory.mktemp("class")
+    kinds = make_class(base / "submissions")
+    result = CliRunner().invoke(main, [
+        "grade-all", str(base / "submissions"), "--out", str(base / "results"), "--jobs", "2", "--seed", str(SEED),
+        "-e", EXERCISE, "--call-seconds", str(LIMITS.call_seconds), "--submission-seconds", str(LIMITS.submission_seconds),
+    ])
+    return base, kinds, result
+
+
+def test_grade_all_grades_each_student_and_isolates_failures(graded_class):
+    base, kinds, result = graded_class
+    assert result.exit_code == 1, result.output  # three rejected zips: the instructor must look
+    said = " ".join(result.output.split())  # rich wraps long lines at the terminal's width
+    assert "20 submissions" in said and "3 rejected" in said and "17 graded" in said, said
+    folders = sorted(p.name for p in (base / "results").iterdir() if p.is_dir())
+    assert folders == sorted(kinds)
+    meta = json.loads((base / "results" / batch.BATCH_FILE).read_text())
+    assert meta["seed"] == SEED and meta["exercises"] == [EXERCISE] and meta["grader_version"] == batch.grader_version()
+    for student, kind in kinds.items():
+        record = json.loads((base / "results" / student / batch.STUDENT_FILE).read_text())
+        assert record["seed"] == SEED, student
+        if kind == "correct":
+            assert record["status"] == "graded" and record["score"] == record["max_score"] > 0, record
+            assert graders.load(base / "results" / student / "score.json").seed == SEED
+        elif kind == "rejected":
+            assert record["status"] == "rejected" and record["score"] == 0 and record["reason"], record
+        else:  # wrong, crashing, hanging, broken: graded, and below full marks
+            assert record["status"] == "graded" and record["score"] < record["max_score"], record
+    assert not (base / "escaped.py").exists() and not (base.parent / "escaped.py").exists()
+    reasons = {s: json.loads((base / "results" / s / batch.STUDENT_FILE).read_text())["reason"] for s in ("badzip", "slip", "link")}
+    assert "not a readable zip" in reasons["badzip"] and "outside" in reasons["slip"] and "symbolic link" in reasons["link"]
+
+
+def test_crash_and_hang_cost_only_their_own_cases(graded_class):
+    base, _, _ = graded_class
+    for student in ("crash0", "hang0"):
+        score = graders.load(base / "results" / student / "score.json")
+        assert score.status == "ok" and score.score < score.max_score
+    hang = graders.load(base / "results" / "hang0" / "score.json")
+    assert any("time" in c.message or "seconds" in c.message for c in hang.exercises[0].cases), hang
+
+
+def test_rerun_skips_unchanged_and_force_regrades(graded_class, tmp_path):
+    base, _, _ = graded_class
+    results = base / "results"
+    before = (results / "correct0" / "score.json").stat().st_mtime_ns
+    rerun = batch.grade_all(base / "submissions", results, exercises=[EXERCISE], limits=LIMITS)
+    assert rerun.seed == SEED and all(o.skipped for o in rerun.outcomes) and len(rerun.outcomes) == 20
+    assert (results / "correct0" / "score.json").stat().st_mtime_ns == before
+    # A changed submission is regraded alone (a copy of the class, so the other tests keep theirs).
+    shutil.copytree(base / "submissions", tmp_path / "submissions")
+    shutil.copytree(results, tmp_path / "results")
+    shutil.rmtree(tmp_path / "submissions" / "wrong0")
+    copy_with_edits(tmp_path / "submissions" / "wrong0")
+    changed = batch.grade_all(tmp_path / "submissions", tmp_path / "results", exercises=[EXERCISE], limits=LIMITS)
+    regraded = [o for o in changed.outcomes if not o.skipped]
+    assert [o.student for o in regraded] == ["wrong0"] and regraded[0].score == regraded[0].max_score
+
+
+def test_bad_batch_input_is_a_clear_error(graded_class, tmp_path):
+    base, _, _ = graded_class
+    runner = CliRunner()
+    (tmp_path / "empty").mkdir()
+    empty = runner.invoke(main, ["grade-all", str(tmp_path / "empty"), "--out", str(tmp_path / "r")])
+    assert empty.exit_code == 2 and "holds no submission" in empty.output
+    other = tmp_path / "other"
+    shutil.copytree(base / "results", other)
+    meta = json.loads((other / batch.BATCH_FILE).read_text())
+    (other / batch.BATCH_FILE).write_text(json.dumps({**meta, "grader_version": "0" * 16}))
+    stale = runner.invoke(main, ["grade-all", str(base / "submissions"), "--out", str(other), "-e", EXERCISE])
+    assert stale.exit_code == 2 and "grader version" in stale.output and "--force" in stale.output
+    (tmp_path / "notresults").mkdir()
+    (tmp_path / "notresults" / "x.txt").write_text("x")
+    foreign = runner.invoke(main, ["grade-all", str(base / "submissions"), "--out", str(tmp_path / "notresults")])
+    assert foreign.exit_code == 2 and "not a results folder" in foreign.output
+    report = runner.invoke(main, ["report", str(tmp_path / "notresults"), "--out", str(tmp_path / "rep")])
+    assert report.exit_code == 2 and "RESULTS_DIR" in report.output
+
+
+def test_report_csv_summary_and_feedback(graded_class):
+    base, kinds, _ = graded_class
+    out = base / "report"
+    result = CliRunner().invoke(main, ["report", str(base / "results"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader((out / "grades.csv").open()))
+    assert rows[0] == ["student", EXERCISE, "total", "percent", "status", "reason"]
+    assert rows[1][0] == "max points" and float(rows[1][1]) == float(rows[1][2]) > 0 and rows[1][3] == "100"
+    assert len(rows) == 2 + 20 and sorted(r[0] for r in rows[2:]) == sorted(kinds)
+    by_student = {r[0]: r for r in rows[2:]}
+    assert by_student["correct0"][3] == "100.0" and by_student["badzip"][2] == "0" and by_student["badzip"][4] == "rejected"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status_counts"] == {"graded": 17, "rejected": 3}
+    totals = {s["student"]: s["total"] for s in summary["students"]}
+    assert summary["average_total"] == pytest.approx(sum(totals.values()) / 20)
+    assert all(float(by_student[s][2]) == totals[s] for s in totals)
+    hardest = summary["hardest_cases"]
+    assert hardest and hardest[0]["pass_rate"] < 1 and all(a["pass_rate"] <= b["pass_rate"] for a, b in zip(hardest, hardest[1:]))
+    assert any(c["top_hint"] for c in hardest)  # positions from 1: a known mistake with a hint
+    assert sorted(p.stem for p in (out / "feedback").iterdir()) == sorted(kinds)
+    assert "not a readable zip" in (out / "feedback" / "badzip.md").read_text()
+    assert "SyntaxError" in by_student["syntax"][5] or "syntax" in by_student["syntax"][5].lower(), by_student["syntax"]
+    assert by_student["missing"][5].startswith("no case passed"), by_student["missing"]
+
+
+def test_feedback_shows_hidden_cases_as_pass_fail_only(graded_class):
+    base, _, _ = graded_class
+    result = graders.load(base / "results" / "wrong0" / "score.json")
+    case = next(c for c in result.exercises[0].cases if c.status == "failed" and c.message)
+    exercise = result.exercises[0]
+    hidden = replace(exercise, cases=tuple(replace(c, visibility="hidden") if c is case else c for c in exercise.cases))
+    record = reports.StudentRecord("wrong0", "graded", "", replace(result, exercises=(hidden,)))
+    text = reports.feedback(record)
+    assert case.message.splitlines()[0] not in text and "hidden case: failed" in text
+    assert case.message.splitlines()[0] in reports.feedback(reports.StudentRecord("wrong0", "graded", "", result))
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (installed by .ci/run)")
+def test_report_html_renders_in_chromium(graded_class, tmp_path):
+    base, _, _ = graded_class
+    out = base / "report_html"
+    reports.write_report(base / "results", out)
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "http" not in page.replace("http-equiv", "")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
+    url = (out / "report.html").resolve().as_uri()
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "Class report" in dom.stdout and "correct0" in dom.stdout and dom.stdout.count("<img") == 2
+    # The images decode in the browser: a script writes their natural sizes into the DOM it dumps.
+    probe = out / "probe.html"
+    probe.write_text(page.replace("</body>", "<script>window.onload=()=>{document.body.setAttribute('data-sizes',"
+                                  "[...document.images].map(i=>i.naturalWidth+'x'+i.naturalHeight).join(','))}</script></body>"))
+    sized = subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.resolve().as_uri()],
+                           capture_output=True, text=True, timeout=120)
+    sizes = sized.stdout.split('data-sizes="')[1].split('"')[0].split(",")
+    assert len(sizes) == 2 and all(int(s.split("x")[0]) > 100 for s in sizes), sizes
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    screenshot = subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1280,1400", url],
+                                capture_output=True, text=True, timeout=120)
+    assert screenshot.returncode == 0 and shot.stat().st_size > 10_000, screenshot.stderr[-2000:]
+
+
+def test_safe_extract_limits_and_top_folder(tmp_path):
+    nested = tmp_path / "nested.zip"
+    with zipfile.ZipFile(nested, "w") as zipped:
+        zipped.writestr("exercises/loss/loss.py", "x = 1\n")
+    assert batch.safe_extract(nested, tmp_path / "a") == tmp_path / "a" / "exercises"
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("loss/loss.py", b"0" * (8 * 2**20))
+    with pytest.raises(batch.Rejected, match="compressed more than"):
+        batch.safe_extract(bomb, tmp_path / "b")
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w") as zipped:
+        for i in range(batch.MAX_ZIP_FILES + 1):
+            zipped.writestr(f"f{i}", "")
+    with pytest.raises(batch.Rejected, match="entries"):
+        batch.safe_extract(many, tmp_path / "c")
+    absolute = tmp_path / "absolute.zip"
+    with zipfile.ZipFile(absolute, "w") as zipped:
+        zipped.writestr(zipfile.ZipInfo("/tmp/evil.py"), "x")
+    with pytest.raises(batch.Rejected, match="outside"):
+        batch.safe_extract(absolute, tmp_path / "d")
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").rglob("*.py"))
+
+
+def test_discover_rejects_ambiguous_students(tmp_path):
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice.zip").write_bytes(b"")
+    with pytest.raises(batch.BatchError, match="two submissions for student 'alice'"):
+        batch.discover(tmp_path)
+    (tmp_path / "alice.zip").unlink()
+    (tmp_path / "bad name").mkdir()
+    with pytest.raises(batch.BatchError, match="not a usable student id"):
+        batch.discover(tmp_path)
