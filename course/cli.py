@@ -71,6 +71,7 @@ def grade(submission: Path | None, names: tuple[str, ...], out: Path, seed: int 
     Exits 0 when grading completed, whatever the score; 1 when the grading
     itself failed (a grader error: the score cannot be trusted).
     """
+    _need_graders()
     from graders import grade as run_grade, graded_exercises
 
     for name in names:
@@ -104,6 +105,14 @@ def grade(submission: Path | None, names: tuple[str, ...], out: Path, seed: int 
     if result.status != "ok":
         console.print("[red]grading failed[/red] (a grader error, not the submission's fault):", escape("\n".join(result.errors)[-4000:]))
         raise SystemExit(1)
+
+
+def _need_graders() -> None:
+    """Stops with a clear message where the hidden grader is absent (a student repository)."""
+    import importlib.util
+
+    if importlib.util.find_spec("graders") is None:
+        raise click.ClickException("this command needs the instructor's graders/ package, which the student repository does not include")
 
 
 def _cut(text: str, width: int) -> str:
@@ -321,6 +330,7 @@ def grade_all(submissions_dir, out, jobs, force, seed, names, call_seconds, subm
     Exits 1 when a submission was rejected or hit a grader error (each is a
     zero with its reason in the results), 0 otherwise.
     """
+    _need_graders()
     from graders import Limits
     from graders.batch import BatchError, grade_all as run_grade_all
 
@@ -382,6 +392,7 @@ def _batch_progress():
 @click.option("--published", is_flag=True, help="Show after_due_date / after_published cases in full in the feedback.")
 def report(results_dir: Path, out: Path, published: bool) -> None:
     """Write grades.csv, summary.json, feedback/<student>.md and report.html for a grade-all results folder."""
+    _need_graders()
     from graders.reports import ReportError, write_report
 
     try:
@@ -398,6 +409,7 @@ def report(results_dir: Path, out: Path, published: bool) -> None:
 @click.option("-e", "--exercise", "names", multiple=True, help="Only this exercise (repeatable).")
 def autograder(out: Path, seed: int | None, names: tuple[str, ...]) -> None:
     """Write a Gradescope autograder bundle: setup.sh, run_autograder, the grader, reference and pinned requirements."""
+    _need_graders()
     from graders.autograder import build_bundle
 
     for name in names:

@@ -56,3 +56,15 @@ def test_stale_stubs_are_reported(tmp_path):
 def test_python_dash_m_course_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "course", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "check" in out.stdout
+
+
+def test_grading_verbs_explain_when_the_grader_is_absent(monkeypatch, tmp_path):
+    # As in a student repository, where graders/ is not shipped.
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "graders" else real(name, *a))
+    for verb in (["grade"], ["report", str(tmp_path), "--out", str(tmp_path / "r")],
+                 ["grade-all", str(tmp_path), "--out", str(tmp_path / "g")], ["autograder", "--gradescope", str(tmp_path / "a.zip")]):
+        result = run(*verb)
+        assert result.exit_code == 1 and "student repository does not include" in result.output, (verb, result.output)
