@@ -69,7 +69,9 @@ def test_train_step_updates_like_the_reference(student, reference, rng, dims, op
         loss = waiting()
         after_loss = reference.next_token_loss(ref(jnp.asarray(tokens)), jnp.asarray(tokens))
         # The parameters first: a step that changes nothing also returns later losses that differ.
-        check(model.get_params(), _params(ref), what=f"train_step: the parameters after step {step + 1}",
+        want = _params(ref)
+        check(model.get_params(), want, what=f"train_step: the parameters after step {step + 1}",
+              names=[f"train_step: parameter {path} after step {step + 1}" for path in sorted(want)],
               mistakes={"the parameters did not change: is optimizer.update(model, grads) called?": lambda: before})
         check(loss, np.asarray(want_loss), what=f"train_step: the loss returned by step {step + 1}",
               mistakes={"the loss returned is the loss after the update; return the one the gradients came from":
