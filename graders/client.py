@@ -334,5 +334,10 @@ class Module:
 
     def call(self, *args, method: str = "__call__", kwargs: dict | None = None, transform: str | None = None, in_axes=None, cotangent=None):
         """As :meth:`Student.call`, on ``module.<method>``; the VJP's grads are ``(arg_grads, param_grads)``."""
-        return self.student._ask("call", f"{self.name}.{method}", handle=self.handle, method=method, args=tuple(args),
-                                 kwargs=dict(kwargs or {}), transform=transform, in_axes=in_axes, cotangent=cotangent)
+        return self.submit(*args, method=method, kwargs=kwargs, transform=transform, in_axes=in_axes, cotangent=cotangent)()
+
+    def submit(self, *args, method: str = "__call__", kwargs: dict | None = None, transform: str | None = None, in_axes=None,
+               cotangent=None):
+        """As :meth:`call`, but returns at once a function that waits for the result (compute the reference meanwhile)."""
+        return self.student._submit("call", f"{self.name}.{method}", handle=self.handle, method=method, args=tuple(args),
+                                    kwargs=dict(kwargs or {}), transform=transform, in_axes=in_axes, cotangent=cotangent)

@@ -2,8 +2,7 @@
 
 Each round edits a copy of ``reference/`` with one realistic mistake (or one
 different correct implementation) per exercise and grades those exercises in
-one run, so four mistakes cost one grading. A new exercise joins the rounds
-with an entry of its own.
+one run, so several mistakes cost one grading.
 """
 
 import pytest
@@ -12,7 +11,30 @@ from tests.conftest import copy_with_edits
 
 import graders
 
+# Heads split as [..., H, T, d_head] by a plain reshape, and merged back the same way: one edit of the whole span.
+MHA_SPAN_OLD = """\
+            y = y.reshape(*y.shape[:-1], self.num_heads, -1)  # [..., T, H, d_head]
+            return jnp.swapaxes(y, -2, -3)  # [..., H, T, d_head]
+
+        q = split_heads(self.query(x))
+        k = split_heads(self.key(context))
+        v = split_heads(self.value(context))
+        heads, _ = scaled_dot_product_attention(q, k, v, mask)  # [..., H, T_q, d_head]
+        heads = jnp.swapaxes(heads, -2, -3)  # [..., T_q, H, d_head]
+        return self.out(heads.reshape(*heads.shape[:-2], -1))  # [..., T_q, d_model]"""
+MHA_SPAN_WRONG = """\
+            return y.reshape(*y.shape[:-2], self.num_heads, y.shape[-2], -1)
+
+        q = split_heads(self.query(x))
+        k = split_heads(self.key(context))
+        v = split_heads(self.value(context))
+        heads, _ = scaled_dot_product_attention(q, k, v, mask)  # [..., H, T_q, d_head]
+        return self.out(heads.reshape(*heads.shape[:-3], heads.shape[-2], -1))"""
+
 # One round: exercise -> (edit of its module, the case that must fail, the hint it must name or None).
+# A round grades only its exercises. The transformer builds on the submission's attention and the
+# training step on its loss, so their mistakes have rounds of their own (4 to 7), where attention and
+# loss are the reference's: a mistake there would change what the transformer and training cases see.
 MISTAKES = [
     {
         "jax_basics": (("    W, b = params[-1]\n    return x @ W + b", "    W, b = params[-1]\n    return jnp.tanh(x @ W + b)"),
@@ -26,6 +48,9 @@ MISTAKES = [
                   "    targets = tokens[:, :-1]\n    mask = None if pad_id is None else targets != pad_id\n"
                   "    return cross_entropy_loss(logits[:, 1:], targets, mask)"),
                  "test_next_token_loss_with_gradient[pad_id_0]", "shifted the wrong way"),
+        "generation": (("logits = logits.astype(jnp.float32) / temperature",
+                        "logits = jnp.log(jax.nn.softmax(logits.astype(jnp.float32)) / temperature)"),
+                       "test_samples_follow_the_distribution[temperature_0.6]", "the temperature has no effect"),
     },
     {
         "jax_basics": (("return jnp.mean((predictions - targets) ** 2)", "return jnp.sum((predictions - targets) ** 2)"),
@@ -36,6 +61,8 @@ MISTAKES = [
                       "test_matches_reference_with_gradients[none]", "softmax runs over the query axis"),
         "loss": (("    mask = None if pad_id is None else targets != pad_id\n", "    mask = None\n"),
                  "test_next_token_loss_with_gradient[pad_id_other]", "pad targets are counted"),
+        "generation": (("jnp.where(logits >= kth_largest, logits, -jnp.inf)", "jnp.where(logits > kth_largest, logits, -jnp.inf)"),
+                       "test_top_k_one_is_argmax", None),
     },
     {
         "jax_basics": (("        x = jnp.tanh(x @ W + b)", "        x = jax.nn.relu(x @ W + b)"), "test_predict_with_gradients", "apply ReLU"),
@@ -44,6 +71,8 @@ MISTAKES = [
         "attention": (("jnp.where(mask, ", "jnp.where(~mask, "),
                       "test_matches_reference_with_gradients[random]", "mask looks inverted"),
         "loss": (("return jnp.mean(nll)", "return jnp.sum(nll)"), "test_cross_entropy_with_gradient[none]", "summed, not averaged"),
+        "generation": (("start = jnp.clip(t - window, 0, total - window)", "start = 0"),
+                       "test_greedy_generation_is_exact[window_slides]", None),
     },
     {
         "jax_basics": (("@jax.jit\ndef loss_and_grad", "def loss_and_grad"), "test_loss_and_grad_is_jit_compiled", None),
@@ -54,6 +83,34 @@ MISTAKES = [
         "loss": (("jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)",
                   "logits.astype(jnp.float32) - jnp.log(jnp.sum(jnp.exp(logits.astype(jnp.float32)), axis=-1, keepdims=True))"),
                  "test_large_logits_stay_finite", "subtract the largest logit"),
+        "generation": (("    return jax.lax.fori_loop(prompt_len, total, step, buffer)",
+                        "    for t in range(prompt_len, total):  # unrolled: the model is traced once per token\n"
+                        "        buffer = step(t, buffer)\n    return buffer"),
+                       "test_model_is_traced_a_bounded_number_of_times", None),
+    },
+    {
+        "transformer": (("        x = x + self.attn(self.ln1(x), mask=mask)\n        return x + self.ffn(self.ln2(x))",
+                         "        x = self.ln1(x + self.attn(x, mask=mask))\n        return self.ln2(x + self.ffn(x))"),
+                        "test_decoder_block_with_gradients[causal]", "looks like post-norm"),
+        "training": (("    optimizer.update(model, grads)\n", ""),
+                     "test_train_step_updates_like_the_reference[adam]", "the parameters did not change"),
+    },
+    {
+        "transformer": ((MHA_SPAN_OLD, MHA_SPAN_WRONG), "test_multi_head_attention_with_gradients[self]",
+                        "heads look split in the wrong order"),
+        "training": (("    optimizer.update(model, grads)\n    return loss", "    optimizer.update(model, grads)\n    return loss_fn(model)"),
+                     "test_train_step_updates_like_the_reference[sgd]", "the loss returned is the loss after the update"),
+    },
+    {
+        "transformer": (("self.down(jax.nn.gelu(self.up(x)))", "self.down(jax.nn.relu(self.up(x)))"),
+                        "test_feed_forward_with_gradients", "looks like relu"),
+        "training": (("@nnx.jit\ndef train_step", "def train_step"), "test_train_step_is_compiled", None),
+    },
+    {
+        "transformer": (("        x = x + self.attn(self.ln1(x), mask=mask)\n", "        x = self.attn(self.ln1(x), mask=mask)\n"),
+                        "test_decoder_block_with_gradients[none]", "residual connection around the attention is missing"),
+        "training": (('    if "data" not in mesh.axis_names:\n', '    if False:  # the axis is not checked\n'),
+                     "test_shard_batch_rejects_bad_meshes", None),
     },
 ]
 # Cases that must still pass despite the mistake of their round: each mistake costs only what it breaks.
@@ -62,6 +119,12 @@ STILL_PASSING = {
     (3, "positional_encoding"): "test_matches_reference[paper]",
     (3, "jax_basics"): "test_loss_and_grad",
     (3, "loss"): "test_cross_entropy_with_gradient[none]",
+    (4, "transformer"): "test_multi_head_attention_with_gradients[causal]",
+    (6, "transformer"): "test_multi_head_attention_with_gradients[cross]",
+    (0, "generation"): "test_samples_follow_the_distribution[top_k]",
+    (2, "generation"): "test_greedy_generation_is_exact[short_prompt]",
+    (6, "training"): "test_train_step_updates_like_the_reference[adam]",
+    (7, "training"): "test_shard_batch_places_rows_on_the_data_axis",
 }
 
 
@@ -110,6 +173,22 @@ CORRECT = [
              "z = logits.astype(jnp.float32)\n    top = jax.lax.stop_gradient(z.max(-1, keepdims=True))\n"
              "    log_probs = z - top - jnp.log(jnp.sum(jnp.exp(z - top), axis=-1, keepdims=True))"),
         ],
+        "transformer/transformer.py": [
+            ("        heads = jnp.swapaxes(heads, -2, -3)  # [..., T_q, H, d_head]\n"
+             "        return self.out(heads.reshape(*heads.shape[:-2], -1))",
+             "        return self.out(jnp.concatenate([heads[..., h, :, :] for h in range(self.num_heads)], axis=-1))"),
+            ("        x = x + self.attn(self.ln1(x), mask=mask)", "        x = self.attn(self.ln1(x), mask=mask) + x"),
+        ],
+        "generation/generation.py": [
+            ("    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)",
+             "    gumbel = jax.random.gumbel(key, logits.shape)  # the Gumbel-max trick\n"
+             "    return jnp.argmax(logits + gumbel, axis=-1).astype(jnp.int32)"),
+            ("kth_largest = jax.lax.top_k(logits, top_k)[0][..., -1:]", "kth_largest = jnp.sort(logits, axis=-1)[..., -top_k:][..., :1]"),
+        ],
+        "training/training.py": [
+            ("    loss, grads = nnx.value_and_grad(loss_fn)(model)", "    grads = nnx.grad(loss_fn)(model)\n    loss = loss_fn(model)"),
+            ('NamedSharding(mesh, P("data"))', 'NamedSharding(mesh, P("data", *[None] * (tokens.ndim - 1)))'),
+        ],
     },
     {
         "jax_basics/jax_basics.py": [
@@ -130,6 +209,28 @@ CORRECT = [
              "nll = -jnp.sum(jax.nn.one_hot(targets, logits.shape[-1]) * log_probs, axis=-1)"),
             ("return jnp.sum(nll * weights) / jnp.maximum(jnp.sum(weights), 1.0)",
              "total = jnp.sum(jnp.where(weights != 0, nll * weights, 0.0))\n    return total / jnp.maximum(jnp.sum(weights), 1.0)"),
+        ],
+        "transformer/transformer.py": [
+            ("            y = y.reshape(*y.shape[:-1], self.num_heads, -1)  # [..., T, H, d_head]\n"
+             "            return jnp.swapaxes(y, -2, -3)  # [..., H, T, d_head]",
+             "            d = y.shape[-1] // self.num_heads\n"
+             "            return jnp.stack([y[..., h * d:(h + 1) * d] for h in range(self.num_heads)], axis=-3)"),
+            ("return self.down(jax.nn.gelu(self.up(x)))",
+             "h = self.up(x)\n        return self.down(0.5 * h * (1 + jnp.tanh(jnp.sqrt(2 / jnp.pi) * (h + 0.044715 * h**3))))"),
+        ],
+        "generation/generation.py": [
+            ("    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)",
+             "    cdf = jnp.cumsum(jax.nn.softmax(logits, axis=-1), axis=-1)  # inverse-CDF sampling\n"
+             "    u = jax.random.uniform(key, (*logits.shape[:-1], 1))\n"
+             "    return jnp.minimum(jnp.sum(cdf < u, axis=-1), logits.shape[-1] - 1).astype(jnp.int32)"),
+            ("    return jax.lax.fori_loop(prompt_len, total, step, buffer)",
+             "    buffer, _ = jax.lax.scan(lambda b, t: (step(t, b), None), buffer, jnp.arange(prompt_len, total))\n"
+             "    return buffer"),
+        ],
+        "training/training.py": [
+            ("    loss, grads = nnx.value_and_grad(loss_fn)(model)",
+             "    (loss, _), grads = nnx.value_and_grad(lambda m: (loss_fn(m), None), has_aux=True)(model)"),
+            ('    if "data" not in mesh.axis_names:', '    if "data" not in mesh.shape:'),
         ],
     },
 ]

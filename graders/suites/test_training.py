@@ -1,0 +1,119 @@
+"""Grader suite for exercises/training: ``train_step`` and ``shard_batch``.
+
+``train_step`` runs in the worker on the worker's own model and optimizer
+(``course.toy_model.BigramMLP`` and ``nnx.Optimizer`` built there, passed by
+handle), with the reference's initial weights copied in; the reference runs
+the same steps here on the same weights, optimizer and batches, and the loss
+and every parameter are compared after each step.
+
+``shard_batch`` builds its mesh in the worker over all the worker's devices
+(one on a plain CPU run; the grader and its worker see
+``XLA_FLAGS=--xla_force_host_platform_device_count=N`` when it is set). The
+rows each device holds are read back shard by shard. The indivisible-batch
+check needs a ``data`` axis of two devices or more, so it only runs on such a
+run; a single-device run checks the mesh without a ``data`` axis only.
+
+Sizes (drawn once per grading seed): vocabulary ``V`` in 5..12, batch ``B`` in
+2..4, length ``T`` in 3..8, hidden width 8; ``STEPS`` steps of each optimizer.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from course.toy_model import BigramMLP, PrefixMeanLM
+from graders.compare import check, expect_raises
+from graders.failures import Mismatch
+from graders.runtime import transforms, wire
+
+STEPS = 3
+MAX_TRACES = 2  # times the model's Python code may run over 4 steps of one shape (compiled once: 1)
+
+
+@pytest.fixture(scope="module")
+def dims(suite_rng):
+    """``(V, B, T)`` of this grading run."""
+    return int(suite_rng.integers(5, 13)), int(suite_rng.integers(2, 5)), int(suite_rng.integers(3, 9))
+
+
+def _models(student, rng, V, model_class=BigramMLP, optimizer=("adam", 0.05)):
+    """The worker's model and optimizer (the reference's weights copied in) and the same pair here."""
+    kwargs = {"vocab_size": V, "d_hidden": 8, "max_seq_len": 16}
+    ref = model_class(**kwargs, rngs=nnx.Rngs(int(rng.integers(2**31))))
+    model = student.construct(f"course.toy_model.{model_class.__name__}", kwargs=kwargs, rngs_seed=0)
+    model.set_params({k: np.asarray(v) for k, v in transforms.get_params(ref).items()})
+    name, learning_rate = optimizer
+    tx = student.construct(f"optax.{name}", kwargs={"learning_rate": learning_rate})
+    opt = student.construct("flax.nnx.Optimizer", model.ref, tx.ref, kwargs={"wrt": wire.Ref("flax.nnx.Param")})
+    ref_opt = nnx.Optimizer(ref, getattr(optax, name)(learning_rate), wrt=nnx.Param)
+    return model, opt, ref, ref_opt
+
+
+def _params(module) -> dict:
+    return {k: np.asarray(v) for k, v in transforms.get_params(module).items()}
+
+
+@pytest.mark.points(4)
+@pytest.mark.parametrize("optimizer", [("adam", 0.05), ("sgd", 0.5)], ids=["adam", "sgd"])
+def test_train_step_updates_like_the_reference(student, reference, rng, dims, optimizer):
+    V, B, T = dims
+    model, opt, ref, ref_opt = _models(student, rng, V, optimizer=optimizer)
+    for step in range(STEPS):
+        tokens = rng.integers(0, V, (B, T)).astype(np.int32)
+        before = _params(ref)
+        waiting = student.submit("train_step", model.ref, opt.ref, tokens)  # the worker steps meanwhile
+        want_loss = reference.train_step(ref, ref_opt, jnp.asarray(tokens))
+        loss = waiting()
+        after_loss = reference.next_token_loss(ref(jnp.asarray(tokens)), jnp.asarray(tokens))
+        # The parameters first: a step that changes nothing also returns later losses that differ.
+        want = _params(ref)
+        check(model.get_params(), want, what=f"train_step: the parameters after step {step + 1}",
+              names=[f"train_step: parameter {path} after step {step + 1}" for path in sorted(want)],
+              mistakes={"the parameters did not change: is optimizer.update(model, grads) called?": lambda: before})
+        check(loss, np.asarray(want_loss), what=f"train_step: the loss returned by step {step + 1}",
+              mistakes={"the loss returned is the loss after the update; return the one the gradients came from":
+                        lambda: after_loss})
+
+
+@pytest.mark.points(1)
+def test_train_step_is_compiled(student, rng, dims):
+    V, B, T = dims
+    model, opt, _, _ = _models(student, rng, V, model_class=PrefixMeanLM)
+    for _ in range(4):
+        student.train_step(model.ref, opt.ref, rng.integers(0, V, (B, T)).astype(np.int32))
+    traces = int(model.call(method="call_count"))
+    if traces > MAX_TRACES:
+        raise Mismatch(f"train_step: the model's code ran {traces} times in 4 steps on batches of one shape "
+                       f"(at most {MAX_TRACES}): compile the step with nnx.jit so that it is traced once")
+
+
+def _mesh(student, axis: str):
+    return student.construct("jax.make_mesh", (len(jax.devices()),), (axis,))
+
+
+@pytest.mark.points(2)
+def test_shard_batch_places_rows_on_the_data_axis(student, rng, dims):
+    V, _, T = dims
+    n = len(jax.devices())
+    tokens = rng.integers(0, V, (2 * n, T)).astype(np.int32)
+    placed = student.construct("shard_batch", tokens, _mesh(student, "data").ref)
+    check(placed.call(method="__array__"), tokens, what="shard_batch: the values of the batch")
+    for device in range(n):
+        # addressable_data(i): the rows held by the i-th device of the sharding (the mesh's order).
+        check(placed.call(device, method="addressable_data"), tokens[2 * device:2 * device + 2],
+              what=f"shard_batch: the rows held by device {device} of the data axis")
+
+
+@pytest.mark.points(1)
+def test_shard_batch_rejects_bad_meshes(student, rng, dims):
+    V, _, T = dims
+    n = len(jax.devices())
+    tokens = rng.integers(0, V, (2 * n, T)).astype(np.int32)
+    expect_raises(student, "shard_batch", (tokens, _mesh(student, "model").ref), error="ValueError",
+                  why="a mesh without a 'data' axis")
+    if n >= 2:  # with one device every batch divides: see the module's docstring
+        expect_raises(student, "shard_batch", (tokens[:2 * n - 1], _mesh(student, "data").ref), error="ValueError",
+                      why=f"a batch of {2 * n - 1} rows on a data axis of {n} devices")
