@@ -252,7 +252,7 @@ def generate(directory, prompt, max_new_tokens, temperature, top_k, seed, target
     key, batch = jax.random.key(seed), jnp.asarray(ids)[None]
     sys.stdout.write(prompt)
     if no_cache:
-        generate_fn = _exercise_function("generation", "generate")
+        generate_fn = submission.exercise_module("generation").generate
         sys.stdout.write(tokenizer.decode(generate_fn(model, batch, max_new_tokens, key, temperature, top_k)[0, len(ids):]))
     else:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span several byte tokens
@@ -261,12 +261,6 @@ def generate(directory, prompt, max_new_tokens, temperature, top_k, seed, target
             sys.stdout.flush()
         sys.stdout.write(decoder.decode(b"", final=True))
     sys.stdout.write("\n")
-
-
-def _exercise_function(exercise: str, name: str):
-    import importlib
-
-    return getattr(importlib.import_module(f"exercises.{exercise}.{exercise}"), name)
 
 
 def _activate(target: Path) -> None:

@@ -20,7 +20,6 @@ through a fresh prefill and decoding continues from there.
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Iterator
 from functools import partial
@@ -31,12 +30,9 @@ import numpy as np
 from flax import nnx
 
 from course.model import TransformerLM
+from course.submission import exercise_module
 
 Cache = list[tuple[jax.Array, jax.Array]]  # per layer: keys and values [B, H, max_seq_len, d_head]
-
-
-def _exercise(name: str):
-    return importlib.import_module(f"exercises.{name}.{name}")
 
 
 def init_cache(model: TransformerLM, batch: int) -> Cache:
@@ -63,7 +59,7 @@ def forward_cached(model: TransformerLM, tokens: jax.Array, cache: Cache, start:
     Returns:
       ``(logits float32[B, T_new, V], cache)`` with positions ``< start + T_new`` filled.
     """
-    sdpa = _exercise("attention").scaled_dot_product_attention
+    sdpa = exercise_module("attention").scaled_dot_product_attention
     c = model.config
     T_new = tokens.shape[1]
     positions = jax.lax.dynamic_slice_in_dim(model.positions[...], start, T_new)  # [T_new, d_model]
@@ -87,7 +83,7 @@ def forward_cached(model: TransformerLM, tokens: jax.Array, cache: Cache, start:
 
 def _sample(logits: jax.Array, key: jax.Array, t: jax.Array, temperature: float, top_k: int | None) -> jax.Array:
     """Token ``t`` of the output, drawn with the key ``fold_in(key, t)`` like the exercise's ``generate``."""
-    sample = _exercise("generation").sample_next_token
+    sample = exercise_module("generation").sample_next_token
     return sample(logits, jax.random.fold_in(key, t), temperature, top_k)
 
 

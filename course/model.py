@@ -13,13 +13,14 @@ your sinusoidal positional encoding. With the stubs it cannot be built; with
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from course.submission import exercise_module
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,6 @@ class Buffer(nnx.Variable):
     """A constant array of the model (not a parameter, so the optimizer leaves it alone)."""
 
 
-def _exercise(name: str):
-    return importlib.import_module(f"exercises.{name}.{name}")
-
-
 class TransformerLM(nnx.Module):
     """A decoder-only transformer language model.
 
@@ -74,9 +71,9 @@ class TransformerLM(nnx.Module):
     """
 
     def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
-        DecoderBlock = _exercise("transformer").DecoderBlock
-        attention = _exercise("attention")
-        pe = _exercise("positional_encoding").sinusoidal_positional_encoding
+        DecoderBlock = exercise_module("transformer").DecoderBlock
+        attention = exercise_module("attention")
+        pe = exercise_module("positional_encoding").sinusoidal_positional_encoding
         self.config = config
         self.max_seq_len = config.max_seq_len
         self.embed = nnx.Embed(config.vocab_size, config.d_model, rngs=rngs)

@@ -20,6 +20,7 @@ own tests run against whichever submission is active.
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.util
 import contextlib
@@ -61,6 +62,12 @@ def active_submission() -> Path:
     """The directory that ``exercises.<name>.<module>`` currently loads from."""
     value = os.environ.get(ENV_VAR)
     return resolve(value) if value else default_submission()
+
+
+def exercise_module(name: str):
+    """The active submission's module of exercise ``name`` (``exercises.<name>.<name>``)."""
+    install()
+    return importlib.import_module(f"{PACKAGE}.{name}.{name}")
 
 
 def _is_redirected(fullname: str) -> bool:

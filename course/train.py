@@ -16,7 +16,6 @@ the metrics so far), ``model.npz`` (the weights alone, for generation),
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
 import time
@@ -34,6 +33,7 @@ from flax import nnx
 from course import checkpoint, data
 from course.model import CONFIGS, TransformerLM
 from course.sharding import data_mesh, replicate
+from course.submission import exercise_module
 
 SYNTHETIC = tuple(data.TASKS)  # corpora that are tasks: "reverse", "sort"
 
@@ -169,8 +169,8 @@ def train(
         if corpus.train.max(initial=0) >= model_config.vocab_size:
             raise ValueError(f"model: vocab_size={model_config.vocab_size} is too small for the byte tokenizer's ids")
 
-    training = importlib.import_module("exercises.training.training")
-    loss_module = importlib.import_module("exercises.loss.loss")
+    training = exercise_module("training")
+    loss_module = exercise_module("loss")
     model = TransformerLM(model_config, rngs=nnx.Rngs(config.seed))
     optimizer = nnx.Optimizer(model, optimizer_for(config), wrt=nnx.Param)
     rng = np.random.default_rng(config.seed)
