@@ -11,6 +11,7 @@ from rich.table import Table
 
 from course import catalog, submission
 from course import submission as submission_module
+from course.host_memory import keep_freed_memory
 
 console = Console()
 
@@ -18,6 +19,7 @@ console = Console()
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Introduction to Transformers with JAX: exercises, checks and course tools."""
+    keep_freed_memory()  # before any verb starts JAX: XLA on CPU then reuses its scratch memory
 
 
 @main.command()
