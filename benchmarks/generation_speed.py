@@ -24,6 +24,7 @@ from common import dump, machine, median, timed  # noqa: E402
 
 from course import submission  # noqa: E402
 from course.decoding import stream  # noqa: E402
+from course.host_memory import keep_freed_memory  # noqa: E402
 from course.model import CONFIGS, TransformerLM  # noqa: E402
 
 
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json")
     args = parser.parse_args()
+    keep_freed_memory()  # as `course generate` runs
     submission.activate(submission.repo_root() / "reference")
     from exercises.generation.generation import generate
 
