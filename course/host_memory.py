@@ -1,11 +1,11 @@
 """Keeping freed host memory in the process, so XLA on CPU stops page-faulting every step.
 
 XLA's CPU runtime allocates one scratch buffer per execution of a compiled
-program (about 180 MiB for a training step of the course's ``small`` model at
+program (186 MiB for a training step of the course's ``small`` model at
 batch 32) and frees it when the execution ends. glibc's ``malloc`` serves a
 block that large from a fresh ``mmap`` whenever the caller is not the main
 thread (which XLA's worker threads never are), and ``free`` unmaps it, so on
-every step the kernel maps, faults in and zeroes some 45,000 pages again:
+every step the kernel maps, faults in and zeroes some 47,000 pages again:
 about a third of the step's CPU time on a 2-core machine (BENCHMARKS.md).
 
 With a single malloc arena, no ``mmap`` for large blocks and no trimming of
