@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
-from train_throughput import BENCH_CONFIGS  # noqa: E402
+from train_throughput import BENCH_CONFIGS, jax_stepper  # noqa: E402
 
 from course.host_memory import keep_freed_memory  # noqa: E402
 
@@ -67,32 +67,17 @@ def main() -> None:
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to={work / 'hlo'}".strip()
 
     import jax
-    import jax.numpy as jnp
     import numpy as np
-    import optax
-    from flax import nnx
 
-    from course import submission
-    from course.model import TransformerLM
-
-    submission.activate(submission.repo_root() / "reference")
-    train_step = submission.exercise_module("training").train_step
     config, batch = BENCH_CONFIGS[args.config]
-    model = TransformerLM(config, rngs=nnx.Rngs(0))
-    optimizer = nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param)
-    tokens = jnp.asarray(np.random.default_rng(0).integers(0, config.vocab_size, (batch, config.max_seq_len)))
-    for _ in range(10):  # compilation, and the heap growing to its working size
-        train_step(model, optimizer, tokens).block_until_ready()
+    run, _ = jax_stepper(config, np.random.default_rng(0).integers(0, config.vocab_size, (batch, config.max_seq_len)))
+    run(10)  # the heap growing to its working size
 
     before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    for _ in range(args.steps):
-        loss = train_step(model, optimizer, tokens)
-    loss.block_until_ready()
+    run(args.steps)
     seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
     with jax.profiler.trace(str(work / "trace"), create_perfetto_trace=True):
-        for _ in range(args.steps):
-            loss = train_step(model, optimizer, tokens)
-        loss.block_until_ready()
+        run(args.steps)
 
     times, hlo = op_times(work / "trace"), instructions(work / "hlo")
     per_step = {op: us / args.steps / 1e3 for op, us in times.items()}  # ms
