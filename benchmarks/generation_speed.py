@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import dump, machine, median, timed  # noqa: E402
 
 from course import submission  # noqa: E402
-from course.decoding import stream  # noqa: E402
+from course.generate import stream  # noqa: E402
 from course.host_memory import keep_freed_memory  # noqa: E402
 from course.model import CONFIGS, TransformerLM  # noqa: E402
 

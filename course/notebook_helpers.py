@@ -33,7 +33,9 @@ from course.host_memory import keep_freed_memory
 
 QUICK_ENV = "COURSE_QUICK"
 VIRTUAL_CPU_DEVICES = "--xla_force_host_platform_device_count=8"
-NOT_IMPLEMENTED = "not implemented yet"  # how every stub's message starts (course.stubs.not_implemented_message)
+NOT_IMPLEMENTED = "not implemented yet"  # how every stub's message starts (authoring.stubs.not_implemented_message)
+EXERCISE_TAG = "exercise"  # a notebook cell that runs the student's code
+SETUP_TAG = "setup"  # the generated cell that prepares a kernel
 RED, RESET = "\x1b[31m", "\x1b[0m"
 
 

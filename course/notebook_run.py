@@ -23,13 +23,13 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from nbformat import NotebookNode
 
 from course import submission, syllabus
-from course.notebook_helpers import NOT_IMPLEMENTED, QUICK_ENV
-from course.notebook_source import EXERCISE_TAG
+from course.notebook_helpers import EXERCISE_TAG, NOT_IMPLEMENTED, QUICK_ENV
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Cell errors are in the outputs; the kernel's own log warnings (one about
 # loopback TCP on every start) would only bury them.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+JOBS = 2  # kernels at once: each takes a core while it computes, and this is a 2-core course machine
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def execute_notebooks(
     *,
     target: str | os.PathLike[str] | None = None,
     quick: bool = False,
-    jobs: int = 2,
+    jobs: int = JOBS,
     timeout: float = 1800.0,
 ) -> list[NotebookRun]:
     """Executes the sections' notebooks, each in its own kernel, ``jobs`` at a time.
@@ -152,7 +152,7 @@ def execute_notebooks(
     env = kernel_environment(resolve_target(target), quick)
     for section in sections:
         if not section.notebook.is_file():
-            raise FileNotFoundError(f"notebook: {section.notebook} is missing (build it: course notebooks --build)")
+            raise FileNotFoundError(f"notebook: {section.notebook} is missing (build it: course build-notebooks)")
 
     async def run_all() -> list[NotebookRun]:
         limit = asyncio.Semaphore(jobs)

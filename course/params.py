@@ -69,3 +69,21 @@ def module_vjp(
     output, vjp = jax.vjp(pure, params, x)
     d_params, d_x = vjp(cotangent)
     return np.asarray(output), np.asarray(d_x), _flat(d_params)
+
+
+def flatten_params(prefix: str, params) -> dict[str, np.ndarray]:
+    """``{"<prefix>.<l>.W": ..., "<prefix>.<l>.b": ...}`` for a list of ``(W, b)``."""
+    out = {}
+    for layer, (W, b) in enumerate(params):
+        out[f"{prefix}.{layer}.W"] = np.asarray(W)
+        out[f"{prefix}.{layer}.b"] = np.asarray(b)
+    return out
+
+
+def unflatten_params(arrays: dict[str, np.ndarray], prefix: str) -> list[tuple[jax.Array, jax.Array]]:
+    """The inverse of :func:`flatten_params`, as JAX arrays."""
+    params = []
+    while f"{prefix}.{len(params)}.W" in arrays:
+        layer = len(params)
+        params.append((jnp.asarray(arrays[f"{prefix}.{layer}.W"]), jnp.asarray(arrays[f"{prefix}.{layer}.b"])))
+    return params

@@ -6,7 +6,7 @@ is one entry here and one source file in ``course/notebooks/src/``.
 
 A section's notebook is ``course/notebooks/<NN>_<slug>.ipynb``, built from the
 percent-format text source ``course/notebooks/src/<NN>_<slug>.py`` (see
-:mod:`course.notebook_source`).
+:mod:`authoring.notebooks.build`).
 """
 
 from __future__ import annotations

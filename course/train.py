@@ -32,10 +32,19 @@ from flax import nnx
 
 from course import checkpoint, data
 from course.model import CONFIGS, TransformerLM
+from course.seeds import check_seed
 from course.sharding import data_mesh, replicate
 from course.submission import exercise_module
 
 SYNTHETIC = tuple(data.TASKS)  # corpora that are tasks: "reverse", "sort"
+
+
+class ConfigError(ValueError):
+    """A training setting is out of range; ``field`` names it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -56,15 +65,19 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.model not in CONFIGS:
-            raise ValueError(f"model: expected one of {sorted(CONFIGS)}, got {self.model!r}")
+            raise ConfigError("model", f"expected one of {sorted(CONFIGS)}, got {self.model!r}")
         for name in ("steps", "batch_size", "eval_every", "eval_batches", "checkpoint_every", "log_every", "task_length"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+                raise ConfigError(name, f"expected a positive int, got {value!r}")
         if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate: expected a positive number, got {self.learning_rate!r}")
+            raise ConfigError("learning_rate", f"expected a positive number, got {self.learning_rate!r}")
+        try:
+            check_seed(self.seed)
+        except ValueError as error:
+            raise ConfigError("seed", str(error).removeprefix("seed: ")) from None
         if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps: expected an int >= 0, got {self.warmup_steps!r}")
+            raise ConfigError("warmup_steps", f"expected an int >= 0, got {self.warmup_steps!r}")
 
 
 # Named runs. `tiny` learns to reverse sequences in about a minute on a 2-core CPU;

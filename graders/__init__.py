@@ -13,8 +13,8 @@ worker), ``compare`` (comparisons and known-mistake hints), ``failures``,
 readers and writers).
 """
 
-from graders.grading import grade, graded_exercises
-from graders.sandbox import Limits
-from graders.scores import Case, ExerciseScore, GradingResult, load
+from graders.engine.grading import grade, graded_exercises
+from graders.engine.sandbox import Limits
+from graders.results.scores import Case, ExerciseScore, GradingResult, load
 
 __all__ = ["Case", "ExerciseScore", "GradingResult", "Limits", "grade", "graded_exercises", "load"]

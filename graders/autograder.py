@@ -15,7 +15,7 @@ The bundle (Gradescope unpacks it into ``/autograder/source``) holds:
 The root is ``/autograder`` unless ``AUTOGRADER_ROOT`` says otherwise (the
 project's tests run a bundle in a temporary folder). Gradescope runs the
 script as root, so the grader runs the student's code as ``nobody``
-(:mod:`graders.sandbox`).
+(:mod:`graders.engine.sandbox`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import re
-import secrets
 import stat
 import sys
 import time
@@ -34,9 +33,11 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
+from course.seeds import check_seed, draw_seed
 from course import submission as submissions
-from graders import gradescope, grading
-from graders.scores import GradingResult, write_json
+from graders.engine import grading
+from graders.results import gradescope
+from graders.results.scores import GradingResult, write_json
 
 BUNDLED = ("course", "exercises", "graders", "reference")
 CONFIG_FILE = "autograder.json"
@@ -81,10 +82,7 @@ def build_bundle(out: str | os.PathLike[str], *, seed: int | None = None, exerci
     path = Path(out)
     if path.suffix != ".zip":
         raise ValueError(f"--gradescope: expected a path ending in .zip, got {str(out)!r}")
-    if seed is None:
-        seed = secrets.randbelow(2**32)
-    if not (isinstance(seed, int) and 0 <= seed < 2**32):
-        raise ValueError(f"seed: expected an int in [0, 2**32), got {seed!r}")
+    seed = draw_seed() if seed is None else check_seed(seed)
     names = list(exercises) if exercises else grading.graded_exercises()
     for name in names:
         if not grading.suite_path(name).is_file():

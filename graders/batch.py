@@ -15,7 +15,7 @@ Reference outputs are not shared between students: the reference runs in each
 student's trusted pytest process at the same time as the student's worker
 waits for its answer, so it costs little wall time, and with the one seed of
 the class run its compilations come from JAX's persistent compilation cache
-(``graders.grading.default_cache_dir``), which is what made the reference side
+(``graders.engine.grading.default_cache_dir``), which is what made the reference side
 expensive. Sharing the outputs would need a store that every grading process
 trusts, for a saving the benchmark (``benchmarks/grade_all.py``) does not show.
 """
@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 import stat
 import tempfile
@@ -38,8 +37,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from graders import grading, sandbox
-from graders.scores import write_json
+from course.seeds import check_seed, draw_seed
+from graders.engine import grading, sandbox
+from graders.results.scores import write_json
 
 BATCH_FILE, STUDENT_FILE = "batch.json", "submission.json"
 BATCH_SCHEMA = "course-batch/1"
@@ -48,10 +48,9 @@ STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 MAX_ZIP_FILES = 2000
 MAX_ZIP_BYTES = 50 * 2**20  # uncompressed, all entries together
 MAX_ZIP_RATIO = 200  # uncompressed / compressed size of one entry (a zip bomb)
-_HASHED_SOURCES = ("graders", "reference", "course")
-# Tools around grading that never change a grade: editing them keeps the results folders valid.
-_NOT_GRADING = {"graders/batch.py", "graders/reports.py", "graders/html_report.py", "graders/autograder.py",
-                "course/cli.py", "course/release.py", "course/train.py", "course/decoding.py", "course/checkpoint.py"}
+# What a grade depends on: the grading engine and worker, the suites, the reference and the course runtime.
+# The batch, report and bundle tools beside them never change a grade, so editing them keeps results folders valid.
+_GRADING_SOURCES = ("course", "graders/engine", "graders/runtime", "graders/suites", "reference")
 _SKIPPED_PARTS = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
 
 
@@ -94,14 +93,13 @@ class BatchResult:
 
 
 def grader_version() -> str:
-    """A hash of the grader, the reference and the course code: a grade depends on all three."""
-    root = Path(grading.__file__).resolve().parent.parent
+    """A hash of the Python code a grade depends on: the grading engine, suites, reference and course runtime."""
+    root = Path(grading.__file__).resolve().parents[2]
     digest = hashlib.sha256()
-    for top in _HASHED_SOURCES:
+    for top in _GRADING_SOURCES:
         for path in sorted((root / top).rglob("*.py")):
-            relpath = path.relative_to(root).as_posix()
-            if _SKIPPED_PARTS.isdisjoint(path.parts) and relpath not in _NOT_GRADING:
-                digest.update(relpath.encode() + b"\0" + path.read_bytes() + b"\0")
+            if _SKIPPED_PARTS.isdisjoint(path.parts):
+                digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
@@ -219,7 +217,7 @@ def prepare_results_dir(results_dir: Path, *, seed: int | None, exercises: Seque
     elif results_dir.is_dir() and any(results_dir.iterdir()):
         raise BatchError(f"--out: {results_dir} is not empty and holds no {BATCH_FILE}: not a results folder of course grade-all")
     if seed is None:
-        seed = previous["seed"] if previous else secrets.randbelow(2**32)
+        seed = previous["seed"] if previous else draw_seed()
     record = {"schema": BATCH_SCHEMA, "grader_version": version, "seed": seed, "exercises": list(exercises),
               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -301,8 +299,8 @@ def grade_all(
         jobs = os.cpu_count() or 1
     if not (isinstance(jobs, int) and jobs >= 1):
         raise ValueError(f"jobs: expected a positive int, got {jobs!r}")
-    if seed is not None and not (isinstance(seed, int) and 0 <= seed < 2**32):
-        raise ValueError(f"seed: expected an int in [0, 2**32), got {seed!r}")
+    if seed is not None:
+        check_seed(seed)
     names = list(exercises) if exercises else grading.graded_exercises()
     for name in names:
         if not grading.suite_path(name).is_file():

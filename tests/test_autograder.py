@@ -77,7 +77,7 @@ def test_bundle_holds_scripts_grader_reference_and_pinned_requirements(bundle):
         requirements = zipped.read("requirements.txt").decode().split()
         config = json.loads(zipped.read("autograder.json"))
         modes = {i.filename: i.external_attr >> 16 for i in zipped.infolist()}
-    assert {"setup.sh", "run_autograder", "graders/grading.py", f"graders/suites/test_{EXERCISE}.py",
+    assert {"setup.sh", "run_autograder", "graders/engine/grading.py", f"graders/suites/test_{EXERCISE}.py",
             f"reference/{MODULE}", "course/submission.py", "pyproject.toml"} <= names
     assert not any("__pycache__" in n or n.startswith("tests/") for n in names)
     assert f"jax=={version('jax')}" in requirements and f"flax=={version('flax')}" in requirements

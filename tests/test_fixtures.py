@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from course import catalog, fixtures
+from authoring import fixtures
+from course import catalog
+from course.params import flatten_params, unflatten_params
 from course.submission import repo_root
 
 ROOT = repo_root()
@@ -27,7 +29,7 @@ def test_compare_reports_changed_values_and_names():
 
 def test_params_round_trip():
     params = fixtures.mlp_params(np.random.default_rng(0), (3, 5, 2))
-    back = fixtures.unflatten_params(fixtures.flatten_params("p", params), "p")
+    back = unflatten_params(flatten_params("p", params), "p")
     assert len(back) == 2
     for (W, b), (W2, b2) in zip(params, back):
         np.testing.assert_array_equal(W, W2)

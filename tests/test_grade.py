@@ -69,7 +69,7 @@ def test_a_grader_bug_is_reported_as_such(tmp_path, monkeypatch):
     (suites / "test_loss.py").write_text(
         "import pytest\n\n@pytest.mark.points(2)\ndef test_buggy(student):\n    raise KeyError('a bug in the suite')\n"
     )
-    monkeypatch.setattr("graders.grading.SUITES", suites)
+    monkeypatch.setattr("graders.engine.grading.SUITES", suites)
     result = graders.grade(ROOT / "reference", exercises=["loss"], out=tmp_path / "out", seed=1)
     assert result.status == "grader_error" and any("a bug in the suite" in e for e in result.errors)
     (case,) = result.exercises[0].cases

@@ -24,7 +24,8 @@ from course.submission import repo_root
 from tests.conftest import copy_with_edits
 
 import graders
-from graders import batch, reports
+from graders import batch
+from graders.results import reports
 
 ROOT = repo_root()
 EXERCISE = "positional_encoding"

@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from graders import compare, gradescope, pytest_report, sandbox, scores
-from graders.failures import Mismatch
+from graders.engine import compare, sandbox
+from graders.results import gradescope, pytest_report, scores
+from graders.engine.failures import Mismatch
 from graders.runtime import wire
 
 pytest_plugins = ["pytester"]
@@ -109,7 +110,7 @@ def test_missing_records_and_broken_suites_are_grader_errors():
 ])
 def test_the_plugin_rejects_cases_without_valid_markers(pytester, marks, problem):
     pytester.makepyfile(test_loss=f"import pytest\n\n{marks}\ndef test_case():\n    pass\n")
-    result = pytester.runpytest("-p", "graders.plugin")
+    result = pytester.runpytest("-p", "graders.engine.plugin")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     output = result.stdout.str() + result.stderr.str()
     assert problem in output and "test_loss.py::test_case" in output
@@ -153,8 +154,8 @@ def test_modules_get_the_reference_weights_and_their_parameter_gradients(tmp_pat
 
     from flax import nnx
 
-    from graders.client import Session, Student
-    from graders.failures import StudentError
+    from graders.engine.client import Session, Student
+    from graders.engine.failures import StudentError
     from graders.runtime import transforms
 
     (tmp_path / "toy").mkdir()
@@ -233,7 +234,7 @@ def test_objects_built_in_the_worker_can_be_passed_to_calls(tmp_path):
     from flax import nnx
 
     import course
-    from graders.client import Session, Student
+    from graders.engine.client import Session, Student
     from graders.runtime import transforms
 
     (tmp_path / "toy").mkdir()

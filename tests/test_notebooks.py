@@ -19,11 +19,14 @@ import pytest
 from click.testing import CliRunner
 from IPython.core.inputtransformer2 import TransformerManager
 
-from course import catalog, notebook_source, release, syllabus
+from authoring import release
+from authoring.notebooks import build as notebook_source
+from course import catalog, syllabus
 from course.cli import main
 from course.notebook_run import CellError, NotebookRun, execute_notebooks
-from course.notebook_source import EXERCISE_TAG, SETUP_TAG, SourceError, parse_source
-from course.site import static_widgets, write_site
+from authoring.notebooks.build import SourceError, parse_source
+from course.notebook_helpers import EXERCISE_TAG, SETUP_TAG
+from authoring.notebooks.site import static_widgets, write_site
 from course.submission import repo_root
 
 ROOT = repo_root()
@@ -56,7 +59,7 @@ def test_the_sections_are_numbered_in_order_and_every_file_is_listed():
 
 def test_the_committed_notebooks_are_what_their_sources_build():
     stale = [u.path.name for u in notebook_source.sync(write=False) if u.changed]
-    assert not stale, f"{stale} differ from their sources: run `course notebooks --build`"
+    assert not stale, f"{stale} differ from their sources: run `course build-notebooks`"
 
 
 def test_a_changed_source_is_reported_stale_and_rebuilt(tmp_path, monkeypatch):
@@ -259,7 +262,7 @@ def test_notebooks_command_names_bad_arguments():
 
 
 def test_notebooks_command_checks_and_lists():
-    checked = CliRunner().invoke(main, ["notebooks", "--check"])
+    checked = CliRunner().invoke(main, ["build-notebooks", "--check"])
     assert checked.exit_code == 0 and "course/notebooks/09_llm_demo.ipynb: up to date" in checked.output
     listed = CliRunner().invoke(main, ["notebooks"])
     assert listed.exit_code == 0 and "5. Understanding attention (intermediate): course/notebooks/05_attention.ipynb" in listed.output

@@ -9,7 +9,8 @@ import zipfile
 import pytest
 from click.testing import CliRunner
 
-from course import catalog, release
+from authoring import release
+from course import catalog
 from course.cli import main
 from course.submission import repo_root
 
@@ -62,7 +63,16 @@ def test_the_release_builds_and_its_tests_run(released, tmp_path):
     (wheel,) = wheel_dir.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "exercises/attention/fixtures.npz" in names and "course/demo/model.npz" in names
-    assert not any(n.startswith(("reference/", "graders/")) for n in names)
+    assert not any(n.startswith(("reference/", "graders/", "authoring/")) for n in names)
+    # Installed on its own, the student's `course` has the student's verbs and no instructor's.
+    site = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+                             capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
+    helped = subprocess.run([sys.executable, "-m", "course", "--help"], cwd=site, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(site)})
+    verbs = {line.split()[0] for line in helped.stdout.split("Commands:")[1].splitlines() if line.strip()}
+    assert helped.returncode == 0 and verbs == {"check", "generate", "notebooks", "train"}, helped.stdout + helped.stderr
     env = {**os.environ, "PYTHONPATH": str(released)}
     env.pop("COURSE_SUBMISSION", None)
     stubs = subprocess.run([sys.executable, "-m", "pytest", "exercises/attention", "-q"], cwd=released, env=env, capture_output=True, text=True)

@@ -4,7 +4,8 @@ import ast
 
 import pytest
 
-from course import catalog, stubs
+from authoring import stubs
+from course import catalog
 from course.submission import repo_root
 
 ROOT = repo_root()

@@ -98,7 +98,7 @@ def test_memory_stays_flat_over_hundreds_of_steps(tmp_path):
 
 @pytest.mark.parametrize("temperature,top_k", [(0.0, None), (1.0, None), (0.7, 4)])
 def test_cached_and_uncached_decoding_agree(temperature, top_k):
-    from course.decoding import generate_cached
+    from course.generate import generate_cached
     from exercises.generation.generation import generate
 
     model = TransformerLM(CONFIGS["tiny"], rngs=nnx.Rngs(3))
@@ -108,7 +108,7 @@ def test_cached_and_uncached_decoding_agree(temperature, top_k):
 
 
 def test_cached_decoding_continues_past_the_context():
-    from course.decoding import generate_cached
+    from course.generate import generate_cached
 
     model = TransformerLM(CONFIGS["tiny"], rngs=nnx.Rngs(3))
     out = generate_cached(model, jnp.zeros((2, 4), jnp.int32), 70, jax.random.key(0), 1.0)

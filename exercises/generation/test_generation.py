@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from course.fixtures import TOY
 from course.params import load_param_arrays
 from course.testing import assert_close, assert_shape_dtype, chi_square_p_value, load_fixtures
-from course.toy_model import BigramMLP
+from course.testing.toy_model import TOY, BigramMLP
 from exercises.generation.generation import generate, sample_next_token
 
 FX = load_fixtures(__file__)

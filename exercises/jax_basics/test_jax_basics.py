@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from course.fixtures import unflatten_params
+from course.params import unflatten_params
 from course.testing import assert_close, load_fixtures
 from exercises.jax_basics.jax_basics import loss_and_grad, mse_loss, per_example_grads, predict
 

@@ -1,6 +1,6 @@
 """Visible tests for exercises/training: run them with ``pytest exercises/training``.
 
-The model is :class:`course.toy_model.BigramMLP`, a tiny language model that
+The model is :class:`course.testing.toy_model.BigramMLP`, a tiny language model that
 needs none of your other exercises, with weights from the fixture.
 """
 
@@ -12,11 +12,10 @@ import pytest
 from flax import nnx
 from jax.sharding import Mesh
 
-from course.fixtures import TOY
 from course.params import load_param_arrays, param_arrays
 from course.sharding import data_mesh, replicate
 from course.testing import assert_close, load_fixtures
-from course.toy_model import BigramMLP
+from course.testing.toy_model import TOY, BigramMLP
 from exercises.training.training import shard_batch, train_step
 
 FX = load_fixtures(__file__)

@@ -1,6 +1,6 @@
 """The worker: runs one submission's functions for the grader, one request at a time.
 
-Started by :mod:`graders.sandbox` as ``python -I -B -c ...`` in a scratch
+Started by :mod:`graders.engine.sandbox` as ``python -I -B -c ...`` in a scratch
 directory, with a minimal environment and, under root, as an unprivileged
 user. ``main`` sets the resource limits, imports jax, installs the traps on
 forbidden routines and the finder that maps ``exercises.*`` to the submission

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from graders.compare import check, expect_dtype, expect_like_reference, expect_raises
-from graders.failures import Mismatch
+from graders.engine.compare import check, expect_dtype, expect_like_reference, expect_raises
+from graders.engine.failures import Mismatch
 
 
 def _normal(rng, *shape):

@@ -14,7 +14,7 @@ Sizes (drawn once per grading seed): vocabulary ``V`` in 5..12, batch ``B`` in
 allowed token has an expected count of at least about 19 in ``SAMPLES`` draws
 at the temperatures used (0.6 and 1.7): large enough for the chi-square
 approximation of the test. ``generate`` runs on
-``course.toy_model.PrefixMeanLM``, built in the worker with the reference
+``course.testing.toy_model.PrefixMeanLM``, built in the worker with the reference
 model's weights copied in; its logits depend on every token of the window, so
 a window that does not slide changes the tokens, and it counts its traces.
 """
@@ -26,9 +26,9 @@ import pytest
 from flax import nnx
 
 from course.testing import chi_square_p_value
-from course.toy_model import PrefixMeanLM
-from graders.compare import check, expect_dtype, expect_raises
-from graders.failures import Mismatch
+from course.testing.toy_model import PrefixMeanLM
+from graders.engine.compare import check, expect_dtype, expect_raises
+from graders.engine.failures import Mismatch
 from graders.runtime import transforms
 
 ALPHA = 1e-4  # the false-alarm rate of each chi-square case
@@ -143,7 +143,7 @@ def _models(student, rng, dims):
     V, _, max_seq_len = dims
     kwargs = {"vocab_size": V, "d_hidden": 16, "max_seq_len": max_seq_len}
     ref = PrefixMeanLM(**kwargs, rngs=nnx.Rngs(int(rng.integers(2**31))))
-    model = student.construct("course.toy_model.PrefixMeanLM", kwargs=kwargs, rngs_seed=0)
+    model = student.construct("course.testing.toy_model.PrefixMeanLM", kwargs=kwargs, rngs_seed=0)
     model.set_params({k: np.asarray(v) for k, v in transforms.get_params(ref).items()})
     return model, ref
 

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from graders.compare import expect_dtype, expect_like_reference
-from graders.failures import Mismatch
+from graders.engine.compare import expect_dtype, expect_like_reference
+from graders.engine.failures import Mismatch
 
 
 @pytest.fixture(scope="module")

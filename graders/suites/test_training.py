@@ -1,7 +1,7 @@
 """Grader suite for exercises/training: ``train_step`` and ``shard_batch``.
 
 ``train_step`` runs in the worker on the worker's own model and optimizer
-(``course.toy_model.BigramMLP`` and ``nnx.Optimizer`` built there, passed by
+(``course.testing.toy_model.BigramMLP`` and ``nnx.Optimizer`` built there, passed by
 handle), with the reference's initial weights copied in; the reference runs
 the same steps here on the same weights, optimizer and batches, and the loss
 and every parameter are compared after each step.
@@ -24,9 +24,9 @@ import optax
 import pytest
 from flax import nnx
 
-from course.toy_model import BigramMLP, PrefixMeanLM
-from graders.compare import check, expect_raises
-from graders.failures import Mismatch
+from course.testing.toy_model import BigramMLP, PrefixMeanLM
+from graders.engine.compare import check, expect_raises
+from graders.engine.failures import Mismatch
 from graders.runtime import transforms, wire
 
 STEPS = 3
@@ -43,7 +43,7 @@ def _models(student, rng, V, model_class=BigramMLP, optimizer=("adam", 0.05)):
     """The worker's model and optimizer (the reference's weights copied in) and the same pair here."""
     kwargs = {"vocab_size": V, "d_hidden": 8, "max_seq_len": 16}
     ref = model_class(**kwargs, rngs=nnx.Rngs(int(rng.integers(2**31))))
-    model = student.construct(f"course.toy_model.{model_class.__name__}", kwargs=kwargs, rngs_seed=0)
+    model = student.construct(f"course.testing.toy_model.{model_class.__name__}", kwargs=kwargs, rngs_seed=0)
     model.set_params({k: np.asarray(v) for k, v in transforms.get_params(ref).items()})
     name, learning_rate = optimizer
     tx = student.construct(f"optax.{name}", kwargs={"learning_rate": learning_rate})

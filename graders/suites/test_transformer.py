@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from graders.compare import check, expect_dtype
-from graders.failures import Mismatch, StudentError
+from graders.engine.compare import check, expect_dtype
+from graders.engine.failures import Mismatch, StudentError
 from graders.runtime import transforms
 
 

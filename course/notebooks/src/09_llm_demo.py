@@ -231,7 +231,7 @@ plt.show()
 #
 # - `course generate --prompt "def fibonacci(n):"` writes with this model in
 #   your terminal, token by token, with a key/value cache
-#   (`course/decoding.py`): each new token costs one position instead of a
+#   (`course/generate.py`): each new token costs one position instead of a
 #   pass over the whole context.
 # - `course train --config demo` reproduces this model (see the README);
 #   `course train --config small --out runs/mine` trains your own, and

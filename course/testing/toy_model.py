@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+TOY = {"vocab_size": 11, "d_hidden": 16, "max_seq_len": 12}  # the BigramMLP of the visible tests and fixtures
+
 
 class BigramMLP(nnx.Module):
     """``logits[:, t] = out(tanh(hidden(embed(tokens[:, t]))))``: each position on its own.

@@ -45,8 +45,8 @@ from pathlib import Path
 
 import psutil
 
-RUNTIME = Path(__file__).resolve().parent / "runtime"
-COURSE = Path(__file__).resolve().parent.parent / "course"  # public (released to students): the worker may import it
+RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
+COURSE = Path(__file__).resolve().parents[2] / "course"  # public (released to students): the worker may import it
 _PR_SET_CHILD_SUBREAPER = 36
 # Variables the worker inherits: which device JAX uses, never paths into the grader.
 _PASSED_ENV = ("JAX_PLATFORMS", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "XLA_FLAGS")

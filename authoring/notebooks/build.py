@@ -38,9 +38,8 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from course import catalog, syllabus
+from course.notebook_helpers import EXERCISE_TAG, SETUP_TAG
 
-EXERCISE_TAG = "exercise"
-SETUP_TAG = "setup"
 MARKER = re.compile(r"^# %%(?P<header>.*)$")
 HEADER = re.compile(r"^(?:\s+\[(?P<kind>markdown)\])?(?:\s+tags=(?P<tags>\[.*\]))?\s*$")
 COLAB_DIR = f"/content/{syllabus.DISTRIBUTION}"  # where pip's --src puts the course on Colab

@@ -7,8 +7,8 @@ The grading runs in two trusted processes and one untrusted one:
    settings file, runs pytest on the suites in a child process, converts the
    pytest-json-report output into the score model and writes every file;
 2. the pytest process holds the reference and the suites (plugin
-   :mod:`graders.plugin`) and starts
-3. the worker (:mod:`graders.sandbox`), where the submission's code runs.
+   :mod:`graders.engine.plugin`) and starts
+3. the worker (:mod:`graders.engine.sandbox`), where the submission's code runs.
 
 Whatever happens, a score file is written: a crash of the pytest process (a
 grader bug, never the submission's doing) gives a result with status
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -28,11 +27,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from course.seeds import check_seed, draw_seed
 from course import catalog, submission as submissions
-from graders import gradescope, pytest_report, sandbox
-from graders.scores import GradingResult, write_json
+from graders.engine import sandbox
+from graders.results import gradescope, pytest_report
+from graders.results.scores import GradingResult, write_json
 
-SUITES = Path(__file__).resolve().parent / "suites"
+SUITES = Path(__file__).resolve().parents[1] / "suites"
 RESULTS_FILE, REPORT_FILE, SCORE_FILE = "results.json", "report.json", "score.json"
 
 
@@ -74,13 +75,13 @@ def grade(
         created if missing. ``None`` writes nothing.
       seed: the seed of the inputs, ``0 <= seed < 2**32``; random when ``None``.
         The same seed and submission give the same grade.
-      limits: the worker's limits (default :class:`graders.sandbox.Limits()`).
+      limits: the worker's limits (default :class:`graders.engine.sandbox.Limits()`).
       forbidden: per exercise, the forbidden routines (default: the catalogue's).
       cache_dir: JAX's persistent compilation cache for the reference side
         (default :func:`default_cache_dir`).
 
     Returns:
-      The :class:`~graders.scores.GradingResult`; its ``status`` is
+      The :class:`~graders.results.scores.GradingResult`; its ``status`` is
       ``grader_error`` when the grading itself failed.
 
     Raises:
@@ -95,10 +96,7 @@ def grade(
         catalog.get(name)
         if not suite_path(name).is_file():
             raise KeyError(f"exercise: {name!r} has no grader suite (graders/suites/test_{name}.py)")
-    if seed is None:
-        seed = secrets.randbelow(2**32)
-    if not (isinstance(seed, int) and 0 <= seed < 2**32):
-        raise ValueError(f"seed: expected an int in [0, 2**32), got {seed!r}")
+    seed = draw_seed() if seed is None else check_seed(seed)
     limits = limits or sandbox.Limits()
     routines = {name: list((forbidden or {}).get(name, catalog.get(name).forbidden)) for name in names}
     repo = submissions.repo_root()
@@ -116,7 +114,7 @@ def grade(
             "reference": str(repo / "reference"), "cache_dir": str(cache), "pid_file": str(Path(tmp) / "workers"),
         }))
         command = [
-            sys.executable, "-m", "pytest", "-q", "-p", "graders.plugin", "-p", "no:cacheprovider",
+            sys.executable, "-m", "pytest", "-q", "-p", "graders.engine.plugin", "-p", "no:cacheprovider",
             f"--rootdir={repo}", "-o", "addopts=", "-o", "python_files=test_*.py",
             f"--timeout={limits.call_seconds * 4 + limits.startup_seconds}",
             f"--grader-config={settings}", "--json-report", f"--json-report-file={report_path}",

@@ -20,6 +20,7 @@ through a fresh prefill and decoding continues from there.
 
 from __future__ import annotations
 
+import codecs
 import math
 from collections.abc import Iterator
 from functools import partial
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from course import tokenizer
 from course.model import TransformerLM
 from course.submission import exercise_module
 
@@ -155,3 +157,59 @@ def generate_cached(model: TransformerLM, prompt: jax.Array, max_new_tokens: int
     """:func:`stream` collected: ``int32[B, T + max_new_tokens]``, the prompt then the new tokens."""
     new = [t[:, None] for t in stream(model, prompt, max_new_tokens, key, temperature, top_k)]
     return np.concatenate([np.asarray(prompt, np.int32), *new], axis=1)
+
+
+class PromptError(ValueError):
+    """A generation setting does not suit the model; ``field`` names it (``prompt``, ``top_k``)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def continue_text(
+    model: TransformerLM,
+    prompt: str,
+    *,
+    max_new_tokens: int = 300,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    seed: int = 0,
+    cache: bool = True,
+) -> Iterator[str]:
+    """Continues ``prompt`` with ``model``, yielding the new text piece by piece (``course generate``; a notebook can call it).
+
+    With ``cache`` the text comes token by token from :func:`stream`; without it
+    the active submission's ``generate`` (the exercise, no cache) produces it all
+    at once. A character that spans several byte tokens is yielded whole.
+
+    Raises:
+      PromptError: the prompt is empty, longer than the context, or holds bytes
+        the model does not know (a synthetic task's model), or ``top_k`` exceeds
+        the vocabulary; raised before any text is produced.
+    """
+    ids = _prompt_ids(model, prompt, top_k)  # here, not inside the generator: bad settings fail before any output
+    return _pieces(model, jnp.asarray(ids)[None], max_new_tokens, jax.random.key(seed), temperature, top_k, cache)
+
+
+def _pieces(model, batch, max_new_tokens, key, temperature, top_k, cache) -> Iterator[str]:
+    if not cache:
+        generate = exercise_module("generation").generate
+        yield tokenizer.decode(generate(model, batch, max_new_tokens, key, temperature, top_k)[0, batch.shape[1]:])
+        return
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span several byte tokens
+    for token in stream(model, batch, max_new_tokens, key, temperature, top_k):
+        yield decoder.decode(bytes([int(token[0])]))
+    yield decoder.decode(b"", final=True)
+
+
+def _prompt_ids(model: TransformerLM, prompt: str, top_k: int | None) -> np.ndarray:
+    vocab, context = model.config.vocab_size, model.config.max_seq_len
+    if top_k is not None and top_k > vocab:
+        raise PromptError("top_k", f"expected at most the vocabulary size {vocab}, got {top_k}")
+    ids = tokenizer.encode(prompt)
+    if ids.max(initial=0) >= vocab:
+        raise PromptError("prompt", f"this model knows {vocab} token ids (a synthetic task's model?), not the text's bytes")
+    if not 1 <= len(ids) <= context:
+        raise PromptError("prompt", f"{len(ids)} bytes; expected 1 to {context} (the model's context)")
+    return ids

@@ -4,7 +4,7 @@ The visible tests compare a student's outputs with committed fixtures
 (``exercises/<name>/fixtures.npz``, made from the reference by ``course
 fixtures``) and explain a mismatch in words: what was compared, the shapes and
 dtypes, where the largest error is and how large it is. The hidden grader
-(``graders/compare.py``) uses the same tolerances and messages, without the
+(``graders/engine/compare.py``) uses the same tolerances and messages, without the
 expected values.
 """
 

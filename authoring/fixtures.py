@@ -24,9 +24,9 @@ import optax
 from flax import nnx
 
 from course import catalog, submission
-from course.params import load_param_arrays, module_vjp, param_arrays
+from course.params import flatten_params, load_param_arrays, module_vjp, param_arrays
 from course.testing import FIXTURES_FILE
-from course.toy_model import BigramMLP
+from course.testing.toy_model import TOY, BigramMLP
 
 Arrays = dict[str, np.ndarray]
 
@@ -47,24 +47,6 @@ def mlp_params(rng: np.random.Generator, sizes: tuple[int, ...]) -> list[tuple[n
         (normal(rng, d_in, d_out) / np.float32(np.sqrt(d_in)), normal(rng, d_out) * np.float32(0.1))
         for d_in, d_out in zip(sizes[:-1], sizes[1:])
     ]
-
-
-def flatten_params(prefix: str, params) -> Arrays:
-    """``{"<prefix>.<l>.W": ..., "<prefix>.<l>.b": ...}`` for a list of ``(W, b)``."""
-    out = {}
-    for layer, (W, b) in enumerate(params):
-        out[f"{prefix}.{layer}.W"] = np.asarray(W)
-        out[f"{prefix}.{layer}.b"] = np.asarray(b)
-    return out
-
-
-def unflatten_params(arrays: Arrays, prefix: str) -> list[tuple[jax.Array, jax.Array]]:
-    """The inverse of :func:`flatten_params`, as JAX arrays."""
-    params = []
-    while f"{prefix}.{len(params)}.W" in arrays:
-        layer = len(params)
-        params.append((jnp.asarray(arrays[f"{prefix}.{layer}.W"]), jnp.asarray(arrays[f"{prefix}.{layer}.b"])))
-    return params
 
 
 def _jax_basics(ref: ModuleType, rng: np.random.Generator) -> Arrays:
@@ -165,9 +147,6 @@ def _transformer(ref: ModuleType, rng: np.random.Generator) -> Arrays:
         out |= {f"{case}.output": output, f"{case}.grad_x": d_x}
         out |= {f"{case}.grad_params.{k}": v for k, v in d_params.items()}
     return out
-
-
-TOY = {"vocab_size": 11, "d_hidden": 16, "max_seq_len": 12}
 
 
 def _training(ref: ModuleType, rng: np.random.Generator) -> Arrays:

@@ -1,7 +1,7 @@
 """The grader's pytest-json-report output, converted into the score model.
 
 Each test's ``user_properties["grader"]`` record (written by
-:mod:`graders.plugin`) gives its exercise, points and message; the outcome
+:mod:`graders.engine.plugin`) gives its exercise, points and message; the outcome
 decides the points. An exercise in which any case saw a forbidden routine
 earns nothing. A suite that failed to import, or a case with a grader error,
 makes the run's status ``grader_error``.
@@ -9,7 +9,7 @@ makes the run's status ``grader_error``.
 
 from __future__ import annotations
 
-from graders.scores import Case, ExerciseScore, GradingResult
+from graders.results.scores import Case, ExerciseScore, GradingResult
 
 
 def _case(test: dict) -> Case | None:

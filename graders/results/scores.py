@@ -1,7 +1,7 @@
 """The score model: one grading run's results, whatever format they are written in.
 
-:func:`graders.pytest_report.convert` builds a :class:`GradingResult` from the
-grader's pytest run; writers turn it into files (:mod:`graders.gradescope`
+:func:`graders.results.pytest_report.convert` builds a :class:`GradingResult` from the
+grader's pytest run; writers turn it into files (:mod:`graders.results.gradescope`
 for Gradescope's ``results.json``; :meth:`GradingResult.to_json` for the
 project's own score file, which :func:`load` reads back).
 """
@@ -51,6 +51,11 @@ class ExerciseScore:
     @property
     def passed(self) -> int:
         return sum(c.status == "passed" for c in self.cases)
+
+    @property
+    def first_problem(self) -> Case | None:
+        """The first case that did not pass, or ``None``."""
+        return next((c for c in self.cases if c.status != "passed"), None)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ and ``visibility``.
 
 from __future__ import annotations
 
-from graders.scores import GradingResult
+from graders.results.scores import GradingResult
 
 
 def results(result: GradingResult, *, execution_time: float) -> dict:

@@ -1,10 +1,10 @@
 """``course report``: a class's grades from a results folder of ``course grade-all``.
 
-Writers of the score model (:mod:`graders.scores`), beside
-:mod:`graders.gradescope`: ``grades.csv`` (otter-grader's layout: a first row
+Writers of the score model (:mod:`graders.results.scores`), beside
+:mod:`graders.results.gradescope`: ``grades.csv`` (otter-grader's layout: a first row
 with the maximum points), ``summary.json`` (the same numbers for scripts),
 ``feedback/<student>.md`` (only what that student may see) and, through
-:mod:`graders.html_report`, ``report.html``.
+:mod:`graders.results.html_report`, ``report.html``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graders import batch
-from graders.scores import GradingResult, load, write_json
+from graders.results.scores import GradingResult, load, write_json
 
 SUMMARY_SCHEMA = "course-class-summary/1"
 # Gradescope's visibility settings: what a student sees of a case before the results are published.
@@ -163,7 +163,7 @@ def write_report(results_dir: str | os.PathLike[str], out: str | os.PathLike[str
     Returns:
       The class summary (``summary.json``'s contents).
     """
-    from graders import html_report  # matplotlib is imported only to write the page
+    from graders.results import html_report  # matplotlib is imported only to write the page
 
     meta, records = load_results(results_dir)
     summary = class_summary(meta, records)

@@ -23,7 +23,7 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_markdown_cell
 
 from course import syllabus
-from course.notebook_run import NotebookRun, execute_notebooks, resolve_target
+from course.notebook_run import JOBS, NotebookRun, execute_notebooks, resolve_target
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -160,7 +160,7 @@ def build_site(
     *,
     target: str | os.PathLike[str] | None = None,
     quick: bool = False,
-    jobs: int = 2,
+    jobs: int = JOBS,
 ) -> tuple[list[NotebookRun], list[Path]]:
     """Executes every notebook against ``target`` and writes the site into ``out_dir``.
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from course.testing import describe_mismatch
-from graders.failures import Mismatch, StudentError
+from graders.engine.failures import Mismatch, StudentError
 from graders.runtime import transforms
 from graders.runtime.wire import Unsupported
 

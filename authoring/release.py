@@ -16,7 +16,8 @@ import shutil
 import tomllib
 from pathlib import Path
 
-from course import catalog, stubs
+from authoring import stubs
+from course import catalog
 from course.submission import repo_root
 
 SHIPPED = ("course", "exercises")
@@ -48,7 +49,7 @@ def student_pyproject(root: Path) -> str:
         f"dependencies = [\n{dependencies}]\n\n"
         '[project.scripts]\ncourse = "course.cli:main"\n\n'
         '[tool.setuptools.packages.find]\ninclude = ["course*", "exercises*"]\n\n'
-        '[tool.setuptools.package-data]\ncourse = ["demo/*", "templates/*", "notebooks/*.ipynb", "notebooks/src/*.py"]\nexercises = ["*/fixtures.npz"]\n\n'
+        '[tool.setuptools.package-data]\ncourse = ["demo/*", "notebooks/*.ipynb", "notebooks/src/*.py"]\nexercises = ["*/fixtures.npz"]\n\n'
         '[tool.pytest.ini_options]\ntestpaths = ["exercises"]\naddopts = "-p no:cacheprovider"\ntimeout = 300\n'
     )
 
@@ -84,7 +85,7 @@ def secrets(root: Path) -> dict[str, str]:
 def leaks(out_dir: Path, root: Path | None = None) -> list[str]:
     """Every place in ``out_dir`` that holds hidden text or a hidden folder, as readable lines."""
     root = root or repo_root()
-    found = [f"{p.relative_to(out_dir)}: a hidden folder" for p in out_dir.rglob("*") if p.is_dir() and p.name in ("reference", "graders")]
+    found = [f"{p.relative_to(out_dir)}: a hidden folder" for p in out_dir.rglob("*") if p.is_dir() and p.name in ("reference", "graders", "authoring")]
     hidden = secrets(root)
     # A hidden test name counts as a whole identifier only: a hidden "test_x" is
     # no leak inside a visible "test_x_matches_reference".

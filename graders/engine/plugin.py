@@ -1,6 +1,6 @@
 """The grader's pytest plugin: points and visibility markers, the suites' fixtures, grading records.
 
-Loaded with ``-p graders.plugin`` by :func:`graders.grade` (which passes
+Loaded with ``-p graders.engine.plugin`` by :func:`graders.grade` (which passes
 ``--grader-config FILE``); the suites are ordinary pytest modules named
 ``graders/suites/test_<exercise>.py``.
 
@@ -15,7 +15,7 @@ error naming the case.
 
 Fixtures:
 
-- ``student``: the submission's exercise (:class:`graders.client.Student`);
+- ``student``: the submission's exercise (:class:`graders.engine.client.Student`);
   its functions run in the worker.
 - ``reference``: the reference's exercise module, imported in this trusted process.
 - ``rng``: a ``numpy.random.Generator`` seeded by the grading seed and the
@@ -60,8 +60,8 @@ class Grading:
     """The state of one grading run inside the pytest process."""
 
     def __init__(self, settings: dict):
-        from graders.client import Session  # no jax: the worker starts before this process imports it
-        from graders.sandbox import Limits
+        from graders.engine.client import Session  # no jax: the worker starts before this process imports it
+        from graders.engine.sandbox import Limits
 
         self.seed = int(settings["seed"])
         self.forbidden = {name: tuple(routines) for name, routines in settings["forbidden"].items()}
@@ -91,7 +91,7 @@ class Grading:
             self.compile_seconds += duration
 
     def student(self, exercise: str):
-        from graders.client import Student
+        from graders.engine.client import Student
 
         if exercise not in self.students:
             self.students[exercise] = Student(self.session, exercise, self.forbidden.get(exercise, ()))
@@ -233,7 +233,7 @@ def _first_line(error: BaseException) -> str:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    from graders.failures import SubmissionFailure
+    from graders.engine.failures import SubmissionFailure
 
     record = _record(item)
     excinfo = call.excinfo

@@ -3,7 +3,7 @@
 :class:`Session` owns the worker of one grading run: it starts it (again after
 a crash), sends requests, waits for answers within the per-call and
 per-submission time limits while watching memory, and turns every way the
-worker can fail into a :class:`~graders.failures.SubmissionFailure`.
+worker can fail into a :class:`~graders.engine.failures.SubmissionFailure`.
 :class:`Student` is what a suite receives as its ``student`` fixture: one
 exercise of the submission, whose functions run in the worker::
 
@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graders import sandbox
-from graders.failures import ForbiddenRoutine, NotRun, StudentError, WorkerCrash
+from graders.engine import sandbox
+from graders.engine.failures import ForbiddenRoutine, NotRun, StudentError, WorkerCrash
 from graders.runtime import wire
 
 
@@ -273,7 +273,7 @@ class Student:
 
         Raises:
           StudentError: the function raised (its type is in ``type_name`` and ``bases``).
-          ForbiddenRoutine, WorkerCrash, NotRun: see :mod:`graders.failures`.
+          ForbiddenRoutine, WorkerCrash, NotRun: see :mod:`graders.engine.failures`.
         """
         return self.submit(function, *args, kwargs=kwargs, transform=transform, in_axes=in_axes,
                            cotangent=cotangent, precision=precision)()

@@ -26,7 +26,7 @@ img { max-width: 48%; margin-right: 1%; }
 
 
 def render(summary: dict) -> str:
-    """The page for a class summary (:func:`graders.reports.class_summary`)."""
+    """The page for a class summary (:func:`graders.results.reports.class_summary`)."""
     body = [
         f"<h1>Class report</h1><p>{len(summary['students'])} students; seed {summary['seed']}; "
         f"grader version {html.escape(summary['grader_version'])}; average {summary['average_total']:.1f} / {summary['total_max']:g}; "

@@ -1,0 +1,109 @@
+"""The instructor's verbs of ``course``: stubs, fixtures, build-notebooks, site and release.
+
+Registered through the ``course.commands`` entry-point group, so they exist
+only where ``authoring`` is installed (never in a student's repository).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from course import submission
+from course.cli import console, notebook_target, report_files, sections_of
+
+reference_option = click.option("--reference", type=click.Path(file_okay=False, exists=True, path_type=Path),
+                                help="The reference submission (default: reference/).")
+
+
+def register(main: click.Group) -> None:
+    """Adds this package's verbs to the ``course`` command."""
+    for command in (stubs, fixtures, build_notebooks, site, release):
+        main.add_command(command)
+
+
+def _sync_paths(reference: Path | None) -> tuple[Path, Path]:
+    root = submission.repo_root()
+    return (reference or root / "reference"), root / "exercises"
+
+
+@click.command()
+@click.option("--check", "only_check", is_flag=True, help="Fail if a committed stub differs from the generated one; write nothing.")
+@reference_option
+def stubs(only_check: bool, reference: Path | None) -> None:
+    """Generate the student stubs in exercises/ from the reference solutions."""
+    from authoring.stubs import MarkerError, sync
+
+    source, target = _sync_paths(reference)
+    try:
+        updates = sync(source, target, write=not only_check)
+    except (MarkerError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from None
+    report_files((u.path, "differs from the generated stub" if u.changed else None) for u in updates)
+    if only_check and any(u.changed for u in updates):
+        raise click.ClickException("stubs are stale: run `course stubs`")
+
+
+@click.command()
+@click.option("--check", "only_check", is_flag=True, help="Fail if a committed fixture file is stale; write nothing.")
+@reference_option
+def fixtures(only_check: bool, reference: Path | None) -> None:
+    """Compute the visible tests' fixtures (exercises/*/fixtures.npz) from the reference."""
+    from authoring.fixtures import sync
+
+    source, target = _sync_paths(reference)
+    updates = sync(source, target, write=not only_check)
+    report_files((u.path, u.stale) for u in updates)
+    if only_check and any(u.stale for u in updates):
+        raise click.ClickException("fixtures are stale: run `course fixtures`")
+
+
+@click.command("build-notebooks")
+@click.option("--check", "only_check", is_flag=True, help="Fail if a .ipynb file differs from what its source builds; write nothing.")
+@click.option("-n", "--section", "sections", multiple=True, type=int, callback=sections_of, help="Only this section (repeatable).")
+def build_notebooks(only_check: bool, sections) -> None:
+    """Write the .ipynb files from their sources (course/notebooks/src/)."""
+    from authoring.notebooks.build import SourceError, sync
+
+    try:
+        updates = sync(write=not only_check, sections=sections)
+    except (SourceError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from None
+    report_files((u.path, ("differs from what its source builds" if only_check else "rebuilt") if u.changed else None) for u in updates)
+    if only_check and any(u.changed for u in updates):
+        raise click.ClickException("notebooks are stale: run `course build-notebooks`")
+
+
+@click.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--with", "target", metavar="reference|PATH", help="The submission the notebooks run (default: exercises/).")
+@click.option("--quick", is_flag=True, help="The small setting of long cells (COURSE_QUICK=1).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Kernels at once (default: as `course notebooks --execute`).")
+def site(out_dir: Path, target: str | None, quick: bool, jobs: int | None) -> None:
+    """Execute every notebook and export the course to OUT_DIR as a static HTML site."""
+    from authoring.notebooks.site import build_site
+    from course.cli import shown
+    from course.notebook_run import print_runs
+
+    runs, pages = build_site(out_dir, target=notebook_target(target), quick=quick, **({"jobs": jobs} if jobs else {}))
+    print_runs(runs, console)
+    console.print(f"Wrote {len(pages)} pages; open {shown(pages[0])}")
+    if not all(run.ok for run in runs):
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace the contents of a non-empty OUT_DIR.")
+def release(out_dir: Path, force: bool) -> None:
+    """Write the student repository to OUT_DIR: course/, exercises/, README, pyproject, CI; nothing hidden."""
+    from authoring.release import ReleaseError
+    from authoring.release import release as write_release
+
+    try:
+        written = write_release(out_dir, force=force)
+    except ReleaseError as error:
+        raise click.ClickException(str(error)) from None
+    files = sum(1 for p in written.rglob("*") if p.is_file())
+    console.print(f"Wrote the student repository to {written} ({files} files; no reference or grader text found in it).")

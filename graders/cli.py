@@ -1,0 +1,165 @@
+"""The grader's verbs of ``course``: grade, grade-all, report and autograder.
+
+Registered through the ``course.commands`` entry-point group, so they exist
+only where ``graders`` is installed (never in a student's repository).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from course import submission as submissions
+from course.cli import console, cut, exercise_option
+from course.seeds import SEED_LIMIT
+
+seed_option = click.option("--seed", type=click.IntRange(0, SEED_LIMIT - 1),
+                           help="Seed of the inputs (default: random, recorded); the same seed reproduces a grade.")
+
+
+def register(main: click.Group) -> None:
+    """Adds this package's verbs to the ``course`` command."""
+    for command in (grade, grade_all, report, autograder):
+        main.add_command(command)
+
+
+def graded(ctx: click.Context, param: click.Parameter, exercises: tuple[str, ...]) -> list[str] | None:
+    """Click callback of ``-e/--exercise`` for the grading verbs: catalogued exercises that have a suite."""
+    from course.cli import exercise_names
+    from graders.engine.grading import graded_exercises
+
+    names = exercise_names(ctx, param, exercises)
+    for name in names or ():
+        if name not in graded_exercises():
+            raise click.BadParameter(f"{name!r} has no grader suite", ctx=ctx, param=param)
+    return names
+
+
+graded_option = click.option("-e", "--exercise", "exercises", multiple=True, callback=graded, help="Only this exercise (repeatable).")
+
+
+@click.command()
+@click.argument("submission", required=False, type=click.Path(file_okay=False, path_type=Path))
+@graded_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out/grade"), show_default=True,
+              help="Folder for results.json (Gradescope), report.json (pytest) and score.json.")
+@seed_option
+@click.option("--points-line", is_flag=True, help="Also print `Points X/Y` (GitHub Classroom).")
+def grade(submission: Path | None, exercises: list[str] | None, out: Path, seed: int | None, points_line: bool) -> None:
+    """Grade SUBMISSION (default: exercises/) with the hidden grader suites.
+
+    Exits 0 when grading completed, whatever the score; 1 when the grading
+    itself failed (a grader error: the score cannot be trusted).
+    """
+    from graders import grade as run_grade
+
+    target = submission if submission is not None else submissions.default_submission()
+    try:
+        result = run_grade(target, exercises=exercises, out=out, seed=seed)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as error:
+        raise click.BadParameter(str(error), param_hint="SUBMISSION") from None
+    table = Table(title=escape(f"Grade of {target} (seed {result.seed})"))
+    for column in ("exercise", "points", "passed", "first problem"):
+        table.add_column(column, no_wrap=True)
+    room = max(20, console.width - max([len(e.name) for e in result.exercises] or [8]) - 31)
+    for exercise in result.exercises:
+        problem = exercise.first_problem
+        note = (f"forbidden: {', '.join(exercise.forbidden)}" if exercise.forbidden
+                else f"{problem.name}: {problem.message}" if problem else "")
+        style = "green" if exercise.score == exercise.max_score else "red"
+        table.add_row(exercise.name, f"[{style}]{exercise.score:g}/{exercise.max_score:g}[/{style}]",
+                      f"{exercise.passed}/{len(exercise.cases)}", escape(cut(note, room)))
+    console.print(table)
+    for exercise in result.exercises:
+        if (problem := exercise.first_problem) is not None:
+            console.print(escape(f"{exercise.name}: {problem.name}\n    {problem.message}"), soft_wrap=True)
+    console.print(f"Score {result.score:g}/{result.max_score:g}; files in {escape(str(out))}/ (results.json, report.json, score.json)")
+    if points_line:
+        click.echo(f"Points {result.score:g}/{result.max_score:g}")
+    if result.status != "ok":
+        console.print("[red]grading failed[/red] (a grader error, not the submission's fault):", escape("\n".join(result.errors)[-4000:]))
+        raise SystemExit(1)
+
+
+@click.command("grade-all")
+@click.argument("submissions_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="The results folder: one folder per student.")
+@click.option("--jobs", type=click.IntRange(min=1), help="Submissions graded at once (default: one per core).")
+@click.option("--force", is_flag=True, help="Regrade every submission, even unchanged ones or another grader version's results.")
+@click.option("--seed", type=click.IntRange(0, SEED_LIMIT - 1), help="One seed for the whole class (default: the results folder's, or random).")
+@graded_option
+@click.option("--call-seconds", type=click.FloatRange(min=0, min_open=True), help="Time limit of one call of a student's function.")
+@click.option("--submission-seconds", type=click.FloatRange(min=0, min_open=True), help="Time limit of one submission's calls together.")
+def grade_all(submissions_dir, out, jobs, force, seed, exercises, call_seconds, submission_seconds) -> None:
+    """Grade every student's submission (a folder or .zip each, named by the student id) of SUBMISSIONS_DIR.
+
+    Exits 1 when a submission was rejected or hit a grader error (each is a
+    zero with its reason in the results), 0 otherwise.
+    """
+    from course.progress import progress_bar
+    from graders import Limits
+    from graders.batch import BatchError, grade_all as run_grade_all
+
+    limits = Limits(**{k: v for k, v in {"call_seconds": call_seconds, "submission_seconds": submission_seconds}.items() if v is not None})
+    fields = {"rate": "{value}/min", "failures": "failures {value}"}
+    with progress_bar(console, label="grading", fields=fields) as bar:
+        failures = 0
+
+        def on_done(outcome):
+            nonlocal failures
+            failures += outcome.status in ("rejected", "grader_error")
+            done = bar.completed + 1
+            line = (f"{done}/{bar.total} {outcome.student}: {outcome.status} {outcome.score:g}/{outcome.max_score:g}"
+                    + (" (unchanged, skipped)" if outcome.skipped else ""))
+            bar.update(done, line=line, rate=f"{60 * done / max(bar.elapsed, 1e-9):.1f}", failures=str(failures))
+
+        try:
+            result = run_grade_all(submissions_dir, out, jobs=jobs, force=force, seed=seed, exercises=exercises,
+                                   limits=limits, on_start=bar.start, on_done=on_done)
+        except BatchError as error:
+            raise click.UsageError(str(error)) from None
+    counts: dict[str, int] = {}
+    for outcome in result.outcomes:
+        label = "unchanged (skipped)" if outcome.skipped else outcome.status
+        counts[label] = counts.get(label, 0) + 1
+    console.print(f"{len(result.outcomes)} submissions in {result.seconds:.1f} s (seed {result.seed}, grader {result.grader_version}): "
+                  + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + f". Results in {escape(str(out))}/")
+    for outcome in result.failures:
+        console.print(f"[red]{escape(outcome.student)}[/red] {outcome.status}: {escape(outcome.reason[:300])}", soft_wrap=True)
+    if result.failures:
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("results_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="The report folder.")
+@click.option("--published", is_flag=True, help="Show after_due_date / after_published cases in full in the feedback.")
+def report(results_dir: Path, out: Path, published: bool) -> None:
+    """Write grades.csv, summary.json, feedback/<student>.md and report.html for a grade-all results folder."""
+    from graders.results.reports import ReportError, write_report
+
+    try:
+        summary = write_report(results_dir, out, published=published)
+    except ReportError as error:
+        raise click.BadParameter(str(error), param_hint="RESULTS_DIR") from None
+    console.print(f"{len(summary['students'])} students, average {summary['average_total']:.1f}/{summary['total_max']:g}; "
+                  f"wrote {escape(str(out))}/ (grades.csv, summary.json, feedback/, report.html)")
+
+
+@click.command()
+@click.option("--gradescope", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The bundle to write (OUT.zip).")
+@click.option("--seed", type=click.IntRange(0, SEED_LIMIT - 1), help="One seed for every student (default: drawn now, recorded in the bundle).")
+@graded_option
+def autograder(out: Path, seed: int | None, exercises: list[str] | None) -> None:
+    """Write a Gradescope autograder bundle: setup.sh, run_autograder, the grader, reference and pinned requirements."""
+    from graders.autograder import build_bundle
+
+    try:
+        path = build_bundle(out, seed=seed, exercises=exercises)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--gradescope") from None
+    console.print(f"Wrote the Gradescope autograder bundle {escape(str(path))} ({path.stat().st_size / 2**20:.1f} MiB); "
+                  "upload it as the assignment's autograder (Ubuntu base image).")
