@@ -5,12 +5,10 @@
 submission and returns a :class:`GradingResult`, written as Gradescope's
 ``results.json``, the raw pytest-json-report and the project's ``score.json``.
 
-Modules: ``grading`` (the entry point, ``grade``), ``plugin`` (pytest markers and
-fixtures), ``client`` (the grader's side of the worker), ``sandbox``
-(starting, limiting and stopping the worker), ``runtime`` (what runs in the
-worker), ``compare`` (comparisons and known-mistake hints), ``failures``,
-``scores`` (the score model), ``pytest_report`` and ``gradescope`` (its
-readers and writers).
+Wings: ``engine`` (``grade``, the pytest plugin, the worker's client and
+sandbox, comparisons), ``runtime`` (what runs in the worker), ``results`` (the
+score model and its writers); around them ``batch`` (a class), ``autograder``
+(the Gradescope bundle), ``cli`` (the ``course`` verbs) and ``suites``.
 """
 
 from graders.engine.grading import grade, graded_exercises
