@@ -10,6 +10,7 @@ verbs only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -26,7 +27,30 @@ console = Console()
 PLUGIN_GROUP = "course.commands"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class CourseGroup(click.Group):
+    """The ``course`` group: a verb that meets an exercise not written yet stops with one line, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except NotImplementedError as error:
+            from course.notebook_helpers import NOT_IMPLEMENTED
+
+            if not str(error).startswith(NOT_IMPLEMENTED):
+                raise
+            raise click.ClickException(not_implemented_advice(str(error))) from None
+
+
+def not_implemented_advice(message: str) -> str:
+    """A stub's message with the file to edit and the tests to run: ``"not implemented yet: ... Check it with: ..."``."""
+    found = re.search(r"exercises/(?P<name>\w+)/(?P<file>\w+\.py)", message)
+    if found is None:
+        return message
+    return (f"{message}. Your file: {submission.active_submission() / found['name'] / found['file']}; "
+            f"check it with: pytest exercises/{found['name']} (or run this command with --submission DIR to use other code)")
+
+
+@click.group(cls=CourseGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="course")
 def main() -> None:
     """Introduction to Transformers with JAX: exercises, checks and course tools."""

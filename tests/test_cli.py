@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from course.cli import main
@@ -70,3 +71,13 @@ def test_instructor_verbs_come_from_their_packages():
 def test_version():
     result = run("--version")
     assert result.exit_code == 0 and result.output.startswith("course, version ")
+
+
+@pytest.mark.parametrize("verb", [["train", "--corpus", "reverse", "--steps", "2"], ["generate", "--prompt", "def "]])
+def test_verbs_that_run_stubs_say_one_line(verb, tmp_path):
+    result = run(*verb, "--submission", str(ROOT / "exercises"), *(["--out", str(tmp_path / "run")] if verb[0] == "train" else []))
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert "not implemented yet: implement DecoderBlock.__init__ in exercises/transformer/transformer.py" in line
+    assert "pytest exercises/transformer" in line and str(ROOT / "exercises" / "transformer" / "transformer.py") in line
