@@ -1,10 +1,13 @@
 """``course release``: write the student repository, holding nothing hidden.
 
-The student repository is ``course/`` (the shared code, the notebooks and the
-``course`` command), ``exercises/`` (stubs, visible tests and fixtures), a
-student README, a ``pyproject.toml`` and a CI workflow that runs the visible
-tests. ``reference/`` and ``graders/`` never go in; :func:`leaks` scans a
-release for their text, and ``release`` refuses to finish when it finds any.
+The student repository is two folders copied whole, ``course/`` (the shared
+code, the notebooks and the ``course`` command) and ``exercises/`` (stubs,
+visible tests and fixtures), and what ``templates/`` makes of the rest: a
+student README, a ``pyproject.toml`` (the course's, less the instructor's
+tools and verbs) and a CI workflow that runs the visible tests. Nothing else is
+copied, so ``reference/``, ``graders/`` and ``authoring/`` stay out; as a second
+line of defence, :func:`leaks` scans a release for their folders and hidden
+text, and ``release`` refuses to finish when it finds any.
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ import shutil
 import tomllib
 from pathlib import Path
 
+import jinja2
+
 from authoring import stubs
 from course import catalog
-from course.submission import repo_root
+from course.submission import is_skipped, repo_root
 
 SHIPPED = ("course", "exercises")
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
+HIDDEN = ("reference", "graders", "authoring")
+# The instructor's tools (this project's tests, stub and notebook building): not in the student's dependencies.
+INSTRUCTOR_ONLY = frozenset({"import-linter", "jinja2", "jupytext"})
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MIN_SECRET_LENGTH = 24  # shorter solution lines ("return x") are too generic to be a leak
 
@@ -37,20 +44,30 @@ def exercise_table() -> str:
     return "\n".join(rows)
 
 
+def requirement_name(requirement: str) -> str:
+    """The normalized project name of a dependency string (``"Jinja2>=3.1"`` -> ``"jinja2"``)."""
+    name = re.split(r"[^A-Za-z0-9._-]", requirement.strip(), maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def student_pyproject(root: Path) -> str:
-    """The student repository's ``pyproject.toml``: this project's name, version and dependencies."""
-    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
-    q = json.dumps  # a JSON string of plain text is a valid TOML basic string
-    dependencies = "".join(f"    {q(d)},\n" for d in project["dependencies"])
-    return (
-        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n\n'
-        f"[project]\nname = {q(project['name'])}\nversion = {q(project['version'])}\n"
-        f"description = {q(project['description'])}\nrequires-python = {q(project['requires-python'])}\n"
-        f"dependencies = [\n{dependencies}]\n\n"
-        '[project.scripts]\ncourse = "course.cli:main"\n\n'
-        '[tool.setuptools.packages.find]\ninclude = ["course*", "exercises*"]\n\n'
-        '[tool.setuptools.package-data]\ncourse = ["demo/*", "notebooks/*.ipynb", "notebooks/src/*.py"]\nexercises = ["*/fixtures.npz"]\n\n'
-        '[tool.pytest.ini_options]\ntestpaths = ["exercises"]\naddopts = "-p no:cacheprovider"\ntimeout = 300\n'
+    """The student repository's ``pyproject.toml`` (``templates/student_pyproject.toml.j2``).
+
+    The course's name, version, description, Python and dependencies, less the
+    instructor's tools (:data:`INSTRUCTOR_ONLY`); the shipped packages and their
+    data; and no ``course.commands`` entry points, so the student's ``course``
+    has the student's verbs only.
+    """
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    project = pyproject["project"]
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+                                     keep_trailing_newline=True)
+    environment.filters["toml"] = json.dumps  # a JSON string, or list of strings, is valid TOML as it is
+    return environment.get_template("student_pyproject.toml.j2").render(
+        project=project,
+        dependencies=[d for d in project["dependencies"] if requirement_name(d) not in INSTRUCTOR_ONLY],
+        packages=[f"{package}*" for package in SHIPPED],
+        package_data={p: data for p, data in pyproject["tool"]["setuptools"]["package-data"].items() if p in SHIPPED},
     )
 
 
@@ -85,7 +102,7 @@ def secrets(root: Path) -> dict[str, str]:
 def leaks(out_dir: Path, root: Path | None = None) -> list[str]:
     """Every place in ``out_dir`` that holds hidden text or a hidden folder, as readable lines."""
     root = root or repo_root()
-    found = [f"{p.relative_to(out_dir)}: a hidden folder" for p in out_dir.rglob("*") if p.is_dir() and p.name in ("reference", "graders", "authoring")]
+    found = [f"{p.relative_to(out_dir)}: a hidden folder" for p in out_dir.rglob("*") if p.is_dir() and p.name in HIDDEN]
     hidden = secrets(root)
     # A hidden test name counts as a whole identifier only: a hidden "test_x" is
     # no leak inside a visible "test_x_matches_reference".
@@ -131,7 +148,7 @@ def release(out_dir: str | Path, *, force: bool = False, root: Path | None = Non
         raise ReleaseError(f"stubs are stale (run `course stubs`): {stale}")
     out_dir.mkdir(parents=True, exist_ok=True)
     for folder in SHIPPED:
-        shutil.copytree(root / folder, out_dir / folder, ignore=IGNORED)
+        shutil.copytree(root / folder, out_dir / folder, ignore=lambda _, names: [n for n in names if is_skipped(Path(n))])
     readme = (TEMPLATES / "student_README.md").read_text().format(
         title="Introduction to Transformers with JAX", exercise_table=exercise_table())
     (out_dir / "README.md").write_text(readme)

@@ -32,7 +32,6 @@ from course import submission
 from course.host_memory import keep_freed_memory
 
 QUICK_ENV = "COURSE_QUICK"
-VIRTUAL_CPU_DEVICES = "--xla_force_host_platform_device_count=8"
 NOT_IMPLEMENTED = "not implemented yet"  # how every stub's message starts (authoring.stubs.not_implemented_message)
 EXERCISE_TAG = "exercise"  # a notebook cell that runs the student's code
 SETUP_TAG = "setup"  # the generated cell that prepares a kernel
@@ -53,11 +52,10 @@ def quick() -> bool:
 
 def setup_notebook() -> None:
     """Readies a notebook: virtual CPU devices, reused host memory, the not-implemented message, and a line on what runs."""
+    from course.sharding import VIRTUAL_CPU_DEVICES, request_host_devices  # imports JAX: only in a kernel
+
     keep_freed_memory()
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in flags:
-        # JAX reads the flag when it first starts a backend, which no cell has done yet.
-        os.environ["XLA_FLAGS"] = f"{flags} {VIRTUAL_CPU_DEVICES}".strip()
+    request_host_devices(VIRTUAL_CPU_DEVICES)  # in time: no cell has run a computation yet
     shell = _ipython()
     if shell is not None:
         shell.set_custom_exc((NotImplementedError,), show_not_implemented)

@@ -5,15 +5,46 @@ Data parallelism in JAX is a matter of placement: the batch is split along a
 and optimizer array is replicated on all devices. The compiled train step is
 then partitioned by XLA's SPMD partitioner, which inserts the gradient
 all-reduce itself.
+
+On a CPU, XLA can split itself into virtual devices, so the same code runs
+data parallel on a laptop; :func:`request_host_devices` asks for them.
 """
 
 from __future__ import annotations
+
+import os
 
 import jax
 import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+VIRTUAL_CPU_DEVICES = 8  # the visible tests' and notebooks' split of a CPU; the data-parallel test expects this many
+
+
+def request_host_devices(count: int, *, replace: bool = False) -> None:
+    """Asks XLA, through ``XLA_FLAGS``, to split the CPU into ``count`` virtual devices.
+
+    XLA reads the flag when JAX starts its backends (lazily, at the first
+    computation), so this must run before then; afterwards it changes nothing.
+
+    Args:
+      count: the number of devices, a positive int.
+      replace: replace a device count already in ``XLA_FLAGS``; by default one
+        already there (the user's own) is kept.
+
+    Raises:
+      ValueError: ``count`` is not a positive int.
+    """
+    if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
+        raise ValueError(f"count: expected a positive int, got {count!r}")
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    kept = [f for f in flags if not f.startswith(DEVICE_COUNT_FLAG)]
+    if len(kept) < len(flags) and not replace:
+        return
+    os.environ["XLA_FLAGS"] = " ".join([*kept, f"{DEVICE_COUNT_FLAG}={count}"])
 
 
 def data_mesh(devices: list | None = None) -> Mesh:

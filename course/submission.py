@@ -31,6 +31,12 @@ from pathlib import Path
 
 ENV_VAR = "COURSE_SUBMISSION"
 PACKAGE = "exercises"
+# What tools leave beside the code: bytecode, notebook checkpoints, test caches,
+# version control and virtual environments. Every walk over a submission or the
+# course's folders (the grader's copy and hash of a submission, the grader's own
+# version hash, the Gradescope bundle, the student release) leaves them out.
+SKIPPED_FOLDERS = frozenset({"__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".git", ".venv"})
+SKIPPED_SUFFIXES = frozenset({".pyc"})
 
 
 def repo_root() -> Path:
@@ -56,6 +62,11 @@ def resolve(path: str | os.PathLike[str]) -> Path:
     if not resolved.is_dir():
         raise NotADirectoryError(f"submission: {str(path)!r} is not a directory")
     return resolved
+
+
+def is_skipped(relative: Path) -> bool:
+    """Whether ``relative`` (a path below the folder being walked) is a tool's leftover, no part of the code."""
+    return relative.suffix in SKIPPED_SUFFIXES or not SKIPPED_FOLDERS.isdisjoint(relative.parts)
 
 
 def active_submission() -> Path:

@@ -33,7 +33,7 @@ from flax import nnx
 from course import checkpoint, data
 from course.model import CONFIGS, TransformerLM
 from course.seeds import check_seed
-from course.sharding import data_mesh, replicate
+from course.sharding import data_mesh, replicate, request_host_devices
 from course.submission import exercise_module
 
 SYNTHETIC = tuple(data.TASKS)  # corpora that are tasks: "reverse", "sort"
@@ -93,13 +93,10 @@ def set_host_device_count(count: int) -> None:
     """Asks XLA for ``count`` virtual CPU devices; must run before JAX's first computation.
 
     Raises:
-      ValueError: ``count`` is not positive.
+      ValueError: ``count`` is not a positive int.
       RuntimeError: JAX had already started with another device count.
     """
-    if count <= 0:
-        raise ValueError(f"devices: expected a positive int, got {count}")
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
-    os.environ["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={count}"])
+    request_host_devices(count, replace=True)
     cpus = jax.devices("cpu")
     if len(cpus) != count:
         raise RuntimeError(f"devices: JAX already started with {len(cpus)} CPU devices; set --devices before any computation")

@@ -9,13 +9,11 @@ JAX starts its backends (JAX starts them lazily, at the first computation, so
 setting the flag here is early enough).
 """
 
-import os
-
 import pytest
 
-VIRTUAL_CPU_DEVICES = "--xla_force_host_platform_device_count=8"
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {VIRTUAL_CPU_DEVICES}".strip()
+from course.sharding import VIRTUAL_CPU_DEVICES, request_host_devices
+
+request_host_devices(VIRTUAL_CPU_DEVICES)
 
 
 @pytest.hookimpl(wrapper=True)

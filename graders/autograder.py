@@ -77,16 +77,14 @@ def build_bundle(out: str | os.PathLike[str], *, seed: int | None = None, exerci
 
     Raises:
       ValueError: ``out`` does not end in ``.zip``, or ``seed`` is out of range.
-      KeyError: an exercise without a grader suite.
+      KeyError: an unknown exercise, or one without a grader suite.
     """
     path = Path(out)
     if path.suffix != ".zip":
         raise ValueError(f"--gradescope: expected a path ending in .zip, got {str(out)!r}")
     seed = draw_seed() if seed is None else check_seed(seed)
     names = list(exercises) if exercises else grading.graded_exercises()
-    for name in names:
-        if not grading.suite_path(name).is_file():
-            raise KeyError(f"exercise: {name!r} has no grader suite")
+    grading.check_graded(names)
     root = submissions.repo_root()
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bundle:
@@ -102,10 +100,10 @@ def build_bundle(out: str | os.PathLike[str], *, seed: int | None = None, exerci
 
 
 def _files(folder: Path) -> list[Path]:
-    """The files under ``folder`` that the grader needs (no caches, no demo model)."""
-    skip = {"__pycache__", ".ipynb_checkpoints", "demo"}  # the demo model is for students, not for grading
-    return [p for p in sorted(folder.rglob("*")) if p.is_file() and skip.isdisjoint(p.relative_to(folder).parts)
-            and p.suffix != ".pyc"]
+    """The files under ``folder`` that the grader needs: no tools' leftovers, and no demo model."""
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+    # Beyond the common skip list, the demo model: it is for students, not for grading.
+    return [p for p in files if not submissions.is_skipped(p.relative_to(folder)) and "demo" not in p.relative_to(folder).parts]
 
 
 def _add_text(bundle: zipfile.ZipFile, name: str, text: str, *, executable: bool = False) -> None:

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from course.seeds import check_seed, draw_seed
+from course.submission import is_skipped
 from graders.engine import grading, sandbox
 from graders.results.scores import write_json
 
@@ -51,7 +52,6 @@ MAX_ZIP_RATIO = 200  # uncompressed / compressed size of one entry (a zip bomb)
 # What a grade depends on: the grading engine and worker, the suites, the reference and the course runtime.
 # The batch, report and bundle tools beside them never change a grade, so editing them keeps results folders valid.
 _GRADING_SOURCES = ("course", "graders/engine", "graders/runtime", "graders/suites", "reference")
-_SKIPPED_PARTS = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
 
 
 class BatchError(ValueError):
@@ -98,8 +98,9 @@ def grader_version() -> str:
     digest = hashlib.sha256()
     for top in _GRADING_SOURCES:
         for path in sorted((root / top).rglob("*.py")):
-            if _SKIPPED_PARTS.isdisjoint(path.parts):
-                digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+            relative = path.relative_to(root)
+            if not is_skipped(relative):
+                digest.update(relative.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
@@ -131,14 +132,15 @@ def discover(submissions_dir: str | os.PathLike[str]) -> dict[str, Path]:
 
 
 def content_hash(source: Path) -> str:
-    """The hash of a submission's contents: the zip's bytes, or every file's path and bytes of a folder."""
+    """The hash of a submission's contents: the zip's bytes, or every file's path and bytes of a folder (tools' leftovers aside)."""
     digest = hashlib.sha256()
     if source.is_file():
         digest.update(source.read_bytes())
         return digest.hexdigest()
     for path in sorted(source.rglob("*")):
-        if path.is_file() and _SKIPPED_PARTS.isdisjoint(path.parts):
-            digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
+        relative = path.relative_to(source)
+        if path.is_file() and not is_skipped(relative):
+            digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -292,7 +294,7 @@ def grade_all(
 
     Raises:
       BatchError: see :func:`discover` and :func:`prepare_results_dir`.
-      ValueError: ``jobs`` or ``seed`` out of range; KeyError: an unknown exercise.
+      ValueError: ``jobs`` or ``seed`` out of range; KeyError: an unknown exercise, or one without a grader suite.
     """
     started = time.monotonic()
     if jobs is None:
@@ -302,9 +304,7 @@ def grade_all(
     if seed is not None:
         check_seed(seed)
     names = list(exercises) if exercises else grading.graded_exercises()
-    for name in names:
-        if not grading.suite_path(name).is_file():
-            raise KeyError(f"exercise: {name!r} has no grader suite")
+    grading.check_graded(names)
     submissions = discover(submissions_dir)
     out = Path(results_dir)
     batch = prepare_results_dir(out, seed=seed, exercises=names, force=force)

@@ -29,12 +29,13 @@ def register(main: click.Group) -> None:
 def graded(ctx: click.Context, param: click.Parameter, exercises: tuple[str, ...]) -> list[str] | None:
     """Click callback of ``-e/--exercise`` for the grading verbs: catalogued exercises that have a suite."""
     from course.cli import exercise_names
-    from graders.engine.grading import graded_exercises
+    from graders.engine.grading import check_graded
 
     names = exercise_names(ctx, param, exercises)
-    for name in names or ():
-        if name not in graded_exercises():
-            raise click.BadParameter(f"{name!r} has no grader suite", ctx=ctx, param=param)
+    try:
+        check_graded(names or ())
+    except KeyError as error:
+        raise click.BadParameter(error.args[0], ctx=ctx, param=param) from None
     return names
 
 

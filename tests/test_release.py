@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 
 import pytest
@@ -36,15 +37,28 @@ def test_the_release_has_the_student_files_and_nothing_hidden(released):
     assert "`exercises/attention/` | intermediate | `causal_mask`, `scaled_dot_product_attention`" in readme
 
 
+def test_the_student_pyproject_is_the_course_s_less_the_instructor_s_tools_and_verbs(released):
+    course = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    student = tomllib.loads((released / "pyproject.toml").read_text())
+    for key in ("name", "version", "description", "requires-python"):
+        assert student["project"][key] == course["project"][key]
+    left_out = [d for d in course["project"]["dependencies"] if d not in student["project"]["dependencies"]]
+    assert sorted(release.requirement_name(d) for d in left_out) == ["import-linter", "jinja2"]
+    assert "entry-points" not in student["project"] and student["project"]["scripts"] == {"course": "course.cli:main"}
+    assert student["tool"]["setuptools"]["packages"]["find"]["include"] == ["course*", "exercises*"]
+    assert student["tool"]["setuptools"]["package-data"].keys() == {"course", "exercises"}
+
+
 def test_the_scanner_finds_reference_lines_and_hidden_folders(released, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(released, copy)
     stub = copy / "exercises" / "loss" / "loss.py"
     stub.write_text(stub.read_text() + "\n    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)  # [..., V]\n")
-    (copy / "reference").mkdir()
+    for hidden in ("reference", "graders", "authoring"):
+        (copy / "course" / hidden).mkdir()
     found = release.leaks(copy)
     assert any("exercises/loss/loss.py" in f and "reference/loss/loss.py" in f for f in found), found
-    assert any("a hidden folder" in f for f in found), found
+    assert sorted(f for f in found if "a hidden folder" in f) == [f"course/{h}: a hidden folder" for h in ("authoring", "graders", "reference")], found
 
 
 def test_hidden_test_names_count_as_secrets(tmp_path):

@@ -47,6 +47,18 @@ def graded_exercises() -> list[str]:
     return [e.name for e in catalog.EXERCISES if suite_path(e.name).is_file()]
 
 
+def check_graded(names: Sequence[str]) -> None:
+    """Checks that every exercise of ``names`` is in the catalogue and has a grader suite.
+
+    Raises:
+      KeyError: an unknown exercise, or one without a grader suite; the message names it.
+    """
+    for name in names:
+        catalog.get(name)
+        if not suite_path(name).is_file():
+            raise KeyError(f"exercise: {name!r} has no grader suite (graders/suites/test_{name}.py)")
+
+
 def default_cache_dir() -> Path:
     """Where the reference side keeps JAX's persistent compilation cache (private to this user)."""
     from importlib.metadata import version  # not jax itself: this process never imports it
@@ -92,10 +104,7 @@ def grade(
     started = time.monotonic()
     root = submissions.resolve(submission)
     names = list(exercises) if exercises else graded_exercises()
-    for name in names:
-        catalog.get(name)
-        if not suite_path(name).is_file():
-            raise KeyError(f"exercise: {name!r} has no grader suite (graders/suites/test_{name}.py)")
+    check_graded(names)
     seed = draw_seed() if seed is None else check_seed(seed)
     limits = limits or sandbox.Limits()
     routines = {name: list((forbidden or {}).get(name, catalog.get(name).forbidden)) for name in names}

@@ -45,6 +45,8 @@ from pathlib import Path
 
 import psutil
 
+from course.submission import SKIPPED_FOLDERS, is_skipped
+
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
 COURSE = Path(__file__).resolve().parents[2] / "course"  # public (released to students): the worker may import it
 _PR_SET_CHILD_SUBREAPER = 36
@@ -275,16 +277,13 @@ def _process_limit(user, allowed: int) -> int:
 
 
 def _files(root: Path):
-    """Every regular file under ``root``; symbolic links are neither followed nor listed."""
+    """Every regular file under ``root`` but tools' leftovers; symbolic links are neither followed nor listed."""
     for folder, dirs, files in os.walk(root, followlinks=False):
-        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d)) and d not in _SKIPPED]
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d)) and d not in SKIPPED_FOLDERS]
         for name in files:
             path = Path(folder, name)
-            if not path.is_symlink() and path.is_file() and path.suffix != ".pyc":
+            if not path.is_symlink() and path.is_file() and not is_skipped(Path(name)):
                 yield path
-
-
-_SKIPPED = ("__pycache__", ".git", ".venv")
 
 
 def make_scratch(submission: Path, *, max_mb: int = 64) -> Path:
@@ -292,8 +291,8 @@ def make_scratch(submission: Path, *, max_mb: int = 64) -> Path:
 
     Both are readable, not writable, by the worker user. Only regular files are
     copied: a symbolic link (which could point the worker, through the root
-    grader's copy, at ``reference/``) is left out, and so are bytecode caches
-    and version-control folders.
+    grader's copy, at ``reference/``) is left out, and so is what tools leave
+    beside the code (:data:`course.submission.SKIPPED_FOLDERS`).
 
     Raises:
       ValueError: the submission holds more than ``max_mb`` MiB.
