@@ -236,8 +236,10 @@ def grade_one(student: str, source: Path, results_dir: Path, batch: dict, *, lim
     if not force and record_file.is_file():
         record = json.loads(record_file.read_text())
         # A grader error is the grader's fault, never final: only graded or rejected submissions are kept.
-        if record.get("status") in (SubmissionStatus.GRADED, SubmissionStatus.REJECTED) and all(record.get(k) == v for k, v in key.items()):
-            return Outcome(student, SubmissionStatus(record["status"]), record["score"], record["max_score"], record["reason"], skipped=True)
+        final = record.get("status") in (SubmissionStatus.GRADED, SubmissionStatus.REJECTED)
+        if final and all(record.get(k) == v for k, v in key.items()):
+            return Outcome(student, SubmissionStatus(record["status"]), record["score"], record["max_score"], record["reason"],
+                           skipped=True)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)

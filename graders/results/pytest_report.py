@@ -22,9 +22,10 @@ def _case(test: dict) -> Case | None:
         status = CaseStatus.GRADER_ERROR
     seconds = sum(test.get(stage, {}).get("duration", 0.0) for stage in ("setup", "call", "teardown"))
     return Case(
-        exercise=record["exercise"], name=test["nodeid"].split("::", 1)[-1], points=record["points"] if status == CaseStatus.PASSED else 0,
-        max_points=record["points"], status=status, message=record["message"], hint=record["hint"],
-        visibility=record["visibility"], seconds=round(seconds, 4), forbidden=tuple(record["forbidden"]), detail=record["detail"],
+        exercise=record["exercise"], name=test["nodeid"].split("::", 1)[-1],
+        points=record["points"] if status == CaseStatus.PASSED else 0, max_points=record["points"], status=status,
+        message=record["message"], hint=record["hint"], visibility=record["visibility"], seconds=round(seconds, 4),
+        forbidden=tuple(record["forbidden"]), detail=record["detail"],
     )
 
 

@@ -1,10 +1,11 @@
 """``course report``: a class's grades from a results folder of ``course grade-all``.
 
 Writers of the score model (:mod:`graders.results.scores`), beside
-:mod:`graders.results.gradescope`: ``grades.csv`` (otter-grader's layout: a first row
-with the maximum points), ``summary.json`` (the same numbers for scripts),
-``feedback/<student>.md`` (only what that student may see) and, through
-:mod:`graders.results.html_report`, ``report.html``.
+:mod:`graders.results.gradescope`. The class's numbers (a :class:`ClassSummary`)
+become ``grades.csv`` (otter-grader's layout: a first row with the maximum
+points), ``summary.json`` (the same numbers for scripts) and, through
+:mod:`graders.results.html_report`, ``report.html``; each student's record
+becomes ``feedback/<student>.md`` (only what that student may see).
 """
 
 from __future__ import annotations
@@ -133,11 +134,11 @@ def class_summary(meta: dict, records: list[StudentRecord]) -> ClassSummary:
         exercise_averages={name: sum(s.points[name] for s in students) / count for name in max_points},
         average_total=sum(s.total for s in students) / count,
         status_counts=dict(Counter(s.status for s in students)),
-        hardest_cases=tuple(hardest_cases(graded)),
+        hardest_cases=hardest_cases(graded),
     )
 
 
-def hardest_cases(results: list[GradingResult], shown: int = HARDEST_SHOWN) -> list[HardCase]:
+def hardest_cases(results: list[GradingResult], shown: int = HARDEST_SHOWN) -> tuple[HardCase, ...]:
     """The cases with the lowest pass rate over ``results`` (at most ``shown``), each with the hint most often shown."""
     tally: dict[tuple[str, str], dict] = {}
     for result in results:
@@ -153,7 +154,7 @@ def hardest_cases(results: list[GradingResult], shown: int = HARDEST_SHOWN) -> l
         hint, count = e["hints"].most_common(1)[0] if e["hints"] else (None, 0)
         rows.append(HardCase(exercise, name, e["passed"] / e["total"], e["total"], hint, count))
     rows.sort(key=lambda r: (r.pass_rate, r.exercise, r.case))
-    return [r for r in rows if r.pass_rate < 1][:shown]
+    return tuple(r for r in rows if r.pass_rate < 1)[:shown]
 
 
 def write_csv(summary: ClassSummary, path: Path) -> None:
