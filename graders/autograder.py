@@ -2,11 +2,12 @@
 
 The bundle (Gradescope unpacks it into ``/autograder/source``) holds:
 
-- ``setup.sh``: installs ``requirements.txt``, the versions installed where
-  the bundle was built, pinned;
-- ``run_autograder``: runs ``python3 -m graders.autograder`` on this
-  ``source`` folder, which grades ``<root>/submission`` with
-  :func:`graders.grade` and writes ``<root>/results/results.json``;
+- ``setup.sh`` (from ``graders/templates/``): installs ``requirements.txt``,
+  the versions installed where the bundle was built, pinned;
+- ``run_autograder`` (from ``graders/templates/``): runs ``python3 -m
+  graders.autograder`` on this ``source`` folder, which grades
+  ``<root>/submission`` with :func:`graders.grade` and writes
+  ``<root>/results/results.json``;
 - ``course/``, ``exercises/``, ``graders/``, ``reference/`` and
   ``pyproject.toml``: the grader and what it imports;
 - ``autograder.json``: the seed and exercises fixed when the bundle was built,
@@ -31,34 +32,21 @@ import tomllib
 import zipfile
 from collections.abc import Sequence
 from importlib.metadata import version
+from importlib.resources import files
 from pathlib import Path
 
 from course.seeds import check_seed, draw_seed
 from course import submission as submissions
 from graders.engine import grading
 from graders.results import gradescope
-from graders.results.scores import GradingResult, write_json
+from graders.results.scores import GradingResult, RunStatus, write_json
 
 BUNDLED = ("course", "exercises", "graders", "reference")
 CONFIG_FILE = "autograder.json"
 ROOT_ENV = "AUTOGRADER_ROOT"
-
-SETUP_SH = """#!/usr/bin/env bash
-# Gradescope's image setup: the grader's Python packages, pinned to the versions it was tested with.
-set -euo pipefail
-cd "$(dirname "$0")"
-python3 -m pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
-"""
-
-RUN_AUTOGRADER = """#!/usr/bin/env bash
-# Gradescope's entry point: grade ${AUTOGRADER_ROOT:-/autograder}/submission into .../results/results.json.
-set -euo pipefail
-root="${AUTOGRADER_ROOT:-/autograder}"
-cd "$root/source"
-# The bundled grader wins over any installed copy of the course.
-export PYTHONPATH="$root/source"
-exec "${AUTOGRADER_PYTHON:-python3}" -m graders.autograder --root "$root"
-"""
+# Gradescope's two entry points, kept as files in graders/templates/ (its image setup, then one grading).
+TEMPLATES = files("graders") / "templates"
+SCRIPTS = ("setup.sh", "run_autograder")
 
 
 def requirements(root: Path) -> str:
@@ -88,8 +76,8 @@ def build_bundle(out: str | os.PathLike[str], *, seed: int | None = None, exerci
     root = submissions.repo_root()
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bundle:
-        _add_text(bundle, "setup.sh", SETUP_SH, executable=True)
-        _add_text(bundle, "run_autograder", RUN_AUTOGRADER, executable=True)
+        for script in SCRIPTS:
+            _add_text(bundle, script, (TEMPLATES / script).read_text(), executable=True)
         _add_text(bundle, "requirements.txt", requirements(root))
         _add_text(bundle, CONFIG_FILE, json.dumps({"seed": seed, "exercises": names}, indent=1))
         bundle.write(root / "pyproject.toml", "pyproject.toml")
@@ -138,7 +126,7 @@ def run(root: Path, source: Path) -> tuple[dict, bool]:
                     "score": 0, "output": f"Your submission could not be graded: {error}"}
     else:
         document = gradescope.results(result, execution_time=time.monotonic() - started)
-        ok = result.status == "ok"
+        ok = result.status == RunStatus.OK
         if not ok:  # for the staff: Gradescope shows stdout to instructors only (stdout_visibility hidden)
             print("\n".join(result.errors)[-8000:])
     write_json(results_dir / "results.json", document)

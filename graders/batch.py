@@ -8,7 +8,8 @@ at a time, so a crash, hang or output flood costs only that student's grade.
 The results folder holds ``batch.json`` (the grader version, the seed and the
 exercises of the class run) and, per student, ``<student>/`` with the score
 files of :func:`graders.grade` and ``submission.json`` (the content hash,
-the status and, for a rejected submission, the reason). A re-run skips every
+the status and, for a rejected submission, the reason; names in
+:mod:`graders.results.layout`). A re-run skips every
 student whose content hash, grader version, seed and exercises are unchanged.
 
 Reference outputs are not shared between students: the reference runs in each
@@ -40,10 +41,9 @@ from pathlib import Path
 from course.seeds import check_seed, draw_seed
 from course.submission import is_skipped
 from graders.engine import grading, sandbox
-from graders.results.scores import write_json
+from graders.results.layout import BATCH_FILE, BATCH_SCHEMA, STUDENT_FILE
+from graders.results.scores import CaseStatus, RunStatus, SubmissionStatus, write_json
 
-BATCH_FILE, STUDENT_FILE = "batch.json", "submission.json"
-BATCH_SCHEMA = "course-batch/1"
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 # Zip bounds: a submission is a few small Python files; anything near these is a mistake or an attack.
 MAX_ZIP_FILES = 2000
@@ -67,7 +67,7 @@ class Outcome:
     """What happened to one student's submission in this run."""
 
     student: str
-    status: str  # graded, rejected or grader_error
+    status: SubmissionStatus
     score: float = 0.0
     max_score: float = 0.0
     reason: str = ""
@@ -89,7 +89,7 @@ class BatchResult:
     @property
     def failures(self) -> tuple[Outcome, ...]:
         """The outcomes the instructor must look at: rejected submissions and grader errors."""
-        return tuple(o for o in self.outcomes if o.status in ("rejected", "grader_error"))
+        return tuple(o for o in self.outcomes if o.status != SubmissionStatus.GRADED)
 
 
 def grader_version() -> str:
@@ -238,8 +238,10 @@ def grade_one(student: str, source: Path, results_dir: Path, batch: dict, *, lim
     if not force and record_file.is_file():
         record = json.loads(record_file.read_text())
         # A grader error is the grader's fault, never final: only graded or rejected submissions are kept.
-        if record.get("status") in ("graded", "rejected") and all(record.get(k) == v for k, v in key.items()):
-            return Outcome(student, record["status"], record["score"], record["max_score"], record["reason"], skipped=True)
+        final = record.get("status") in (SubmissionStatus.GRADED, SubmissionStatus.REJECTED)
+        if final and all(record.get(k) == v for k, v in key.items()):
+            return Outcome(student, SubmissionStatus(record["status"]), record["score"], record["max_score"], record["reason"],
+                           skipped=True)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -248,9 +250,9 @@ def grade_one(student: str, source: Path, results_dir: Path, batch: dict, *, lim
             folder = safe_extract(source, Path(tmp)) if source.is_file() else source
             result = grading.grade(folder, exercises=batch["exercises"], out=out, seed=batch["seed"], limits=limits)
         except (Rejected, ValueError, OSError) as error:  # graders.grade's own refusals (e.g. too large to copy)
-            outcome = Outcome(student, "rejected", reason=str(error), seconds=time.monotonic() - started)
+            outcome = Outcome(student, SubmissionStatus.REJECTED, reason=str(error), seconds=time.monotonic() - started)
         else:
-            status = "graded" if result.status == "ok" else "grader_error"
+            status = SubmissionStatus.GRADED if result.status == RunStatus.OK else SubmissionStatus.GRADER_ERROR
             outcome = Outcome(student, status, result.score, result.max_score, _reason(result), time.monotonic() - started)
     write_json(record_file, {**key, "student": student, "source": source.name, **asdict(outcome), "skipped": False})
     return outcome
@@ -261,7 +263,7 @@ def _reason(result) -> str:
     if result.errors:
         return "; ".join(result.errors)[:2000]
     cases = [c for e in result.exercises for c in e.cases]
-    if cases and not any(c.status == "passed" for c in cases):
+    if cases and not any(c.status == CaseStatus.PASSED for c in cases):
         return f"no case passed; first: {cases[0].message.splitlines()[0][:300]}" if cases[0].message else "no case passed"
     return ""
 
@@ -328,7 +330,7 @@ def _outcome_of(future, student: str, out: Path) -> Outcome:
     if error is None:
         return future.result()
     detail = "".join(traceback.format_exception(error))
-    outcome = Outcome(student, "grader_error", reason=f"grading this submission failed: {error!r}")
+    outcome = Outcome(student, SubmissionStatus.GRADER_ERROR, reason=f"grading this submission failed: {error!r}")
     (out / student).mkdir(parents=True, exist_ok=True)
     write_json(out / student / STUDENT_FILE, {"student": student, **asdict(outcome), "detail": detail})
     return outcome

@@ -56,6 +56,7 @@ def grade(submission: Path | None, exercises: list[str] | None, out: Path, seed:
     itself failed (a grader error: the score cannot be trusted).
     """
     from graders import grade as run_grade
+    from graders.results.scores import RunStatus
 
     target = submission if submission is not None else submissions.default_submission()
     try:
@@ -80,7 +81,7 @@ def grade(submission: Path | None, exercises: list[str] | None, out: Path, seed:
     console.print(f"Score {result.score:g}/{result.max_score:g}; files in {escape(str(out))}/ (results.json, report.json, score.json)")
     if points_line:
         click.echo(f"Points {result.score:g}/{result.max_score:g}")
-    if result.status != "ok":
+    if result.status != RunStatus.OK:
         console.print("[red]grading failed[/red] (a grader error, not the submission's fault):", escape("\n".join(result.errors)[-4000:]))
         raise SystemExit(1)
 
@@ -103,6 +104,7 @@ def grade_all(submissions_dir, out, jobs, force, seed, exercises, call_seconds, 
     from course.progress import progress_bar
     from graders import Limits
     from graders.batch import BatchError, grade_all as run_grade_all
+    from graders.results.scores import SubmissionStatus
 
     limits = Limits(**{k: v for k, v in {"call_seconds": call_seconds, "submission_seconds": submission_seconds}.items() if v is not None})
     fields = {"rate": "{value}/min", "failures": "failures {value}"}
@@ -111,7 +113,7 @@ def grade_all(submissions_dir, out, jobs, force, seed, exercises, call_seconds, 
 
         def on_done(outcome):
             nonlocal failures
-            failures += outcome.status in ("rejected", "grader_error")
+            failures += outcome.status != SubmissionStatus.GRADED
             done = bar.completed + 1
             line = (f"{done}/{bar.total} {outcome.student}: {outcome.status} {outcome.score:g}/{outcome.max_score:g}"
                     + (" (unchanged, skipped)" if outcome.skipped else ""))
@@ -146,7 +148,7 @@ def report(results_dir: Path, out: Path, published: bool) -> None:
         summary = write_report(results_dir, out, published=published)
     except ReportError as error:
         raise click.BadParameter(str(error), param_hint="RESULTS_DIR") from None
-    console.print(f"{len(summary['students'])} students, average {summary['average_total']:.1f}/{summary['total_max']:g}; "
+    console.print(f"{len(summary.students)} students, average {summary.average_total:.1f}/{summary.total_max:g}; "
                   f"wrote {escape(str(out))}/ (grades.csv, summary.json, feedback/, report.html)")
 
 

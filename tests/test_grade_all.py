@@ -25,7 +25,8 @@ from tests.conftest import copy_with_edits
 
 import graders
 from graders import batch
-from graders.results import reports
+from graders.results import layout, reports
+from graders.results.scores import Case, ExerciseScore, GradingResult
 
 ROOT = repo_root()
 EXERCISE = "positional_encoding"
@@ -105,10 +106,10 @@ def test_grade_all_grades_each_student_and_isolates_failures(graded_class):
     assert "20 submissions" in said and "3 rejected" in said and "17 graded" in said, said
     folders = sorted(p.name for p in (base / "results").iterdir() if p.is_dir())
     assert folders == sorted(kinds)
-    meta = json.loads((base / "results" / batch.BATCH_FILE).read_text())
+    meta = json.loads((base / "results" / layout.BATCH_FILE).read_text())
     assert meta["seed"] == SEED and meta["exercises"] == [EXERCISE] and meta["grader_version"] == batch.grader_version()
     for student, kind in kinds.items():
-        record = json.loads((base / "results" / student / batch.STUDENT_FILE).read_text())
+        record = json.loads((base / "results" / student / layout.STUDENT_FILE).read_text())
         assert record["seed"] == SEED, student
         if kind == "correct":
             assert record["status"] == "graded" and record["score"] == record["max_score"] > 0, record
@@ -118,7 +119,7 @@ def test_grade_all_grades_each_student_and_isolates_failures(graded_class):
         else:  # wrong, crashing, hanging, broken: graded, and below full marks
             assert record["status"] == "graded" and record["score"] < record["max_score"], record
     assert not (base / "escaped.py").exists() and not (base.parent / "escaped.py").exists()
-    reasons = {s: json.loads((base / "results" / s / batch.STUDENT_FILE).read_text())["reason"] for s in ("badzip", "slip", "link")}
+    reasons = {s: json.loads((base / "results" / s / layout.STUDENT_FILE).read_text())["reason"] for s in ("badzip", "slip", "link")}
     assert "not a readable zip" in reasons["badzip"] and "outside" in reasons["slip"] and "symbolic link" in reasons["link"]
 
 
@@ -156,8 +157,8 @@ def test_bad_batch_input_is_a_clear_error(graded_class, tmp_path):
     assert empty.exit_code == 2 and "holds no submission" in empty.output
     other = tmp_path / "other"
     shutil.copytree(base / "results", other)
-    meta = json.loads((other / batch.BATCH_FILE).read_text())
-    (other / batch.BATCH_FILE).write_text(json.dumps({**meta, "grader_version": "0" * 16}))
+    meta = json.loads((other / layout.BATCH_FILE).read_text())
+    (other / layout.BATCH_FILE).write_text(json.dumps({**meta, "grader_version": "0" * 16}))
     stale = runner.invoke(main, ["grade-all", str(base / "submissions"), "--out", str(other), "-e", EXERCISE])
     assert stale.exit_code == 2 and "grader version" in stale.output and "--force" in stale.output
     (tmp_path / "notresults").mkdir()
@@ -203,6 +204,26 @@ def test_feedback_shows_hidden_cases_as_pass_fail_only(graded_class):
     text = reports.feedback(record)
     assert case.message.splitlines()[0] not in text and "hidden case: failed" in text
     assert case.message.splitlines()[0] in reports.feedback(reports.StudentRecord("wrong0", "graded", "", result))
+
+
+def test_report_escapes_what_submissions_control(tmp_path):
+    # A hand-made results folder (no grading): a hint and a reason carry markup, which the page must show as text.
+    results = tmp_path / "results"
+    (results / "alice").mkdir(parents=True)
+    (results / layout.BATCH_FILE).write_text(json.dumps({"schema": layout.BATCH_SCHEMA, "grader_version": "v1", "seed": SEED,
+                                                           "exercises": ["loss"]}))
+    cases = (Case("loss", "test_a", 2, 2, "passed"), Case("loss", "test_b", 0, 2, "failed", "wrong", hint="<b>one</b> & two"))
+    (results / "alice" / "score.json").write_text(json.dumps(GradingResult("alice", SEED, (ExerciseScore("loss", cases),)).to_json()))
+    (results / "alice" / layout.STUDENT_FILE).write_text(json.dumps({"student": "alice", "status": "grader_error",
+                                                                      "reason": "<script>alert(1)</script>"}))
+    summary = reports.write_report(results, tmp_path / "report")
+    assert summary.students[0].total == 2 and summary.hardest_cases[0].top_hint == "<b>one</b> & two"
+    assert json.loads((tmp_path / "report" / "summary.json").read_text()) == json.loads(json.dumps(summary.to_json()))
+    assert list(summary.to_json()) == ["schema", "seed", "grader_version", "exercises", "max_points", "total_max", "students",
+                                       "exercise_averages", "average_total", "status_counts", "hardest_cases"]
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;b&gt;one&lt;/b&gt; &amp; two (1×)" in page and '<span class="bad">grader_error</span>' in page
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (installed by .ci/run)")

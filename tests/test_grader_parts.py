@@ -89,6 +89,18 @@ def test_the_score_model_converts_writes_and_reads_back(tmp_path):
         scores.load(tmp_path / "bad.json")
 
 
+def test_a_score_file_reads_back_statuses_as_enums(tmp_path):
+    result = pytest_report.convert({"tests": [_report("failed")]}, submission="s", seed=4, exercises=["loss"])
+    scores.write_json(tmp_path / "score.json", result.to_json())
+    loaded = scores.load(tmp_path / "score.json")
+    assert loaded.status is scores.RunStatus.OK and loaded.exercises[0].cases[0].status is scores.CaseStatus.FAILED
+    data = result.to_json()
+    data["exercises"][0]["cases"][0]["status"] = "maybe"
+    (tmp_path / "odd.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="maybe"):
+        scores.load(tmp_path / "odd.json")
+
+
 def test_a_forbidden_routine_zeroes_the_whole_exercise():
     report = {"tests": [_report("passed"), _report("failed", forbidden=["optax.softmax_cross_entropy"])]}
     (exercise,) = pytest_report.convert(report, submission="s", seed=0, exercises=["loss"]).exercises

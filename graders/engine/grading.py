@@ -31,7 +31,7 @@ from course.seeds import check_seed, draw_seed
 from course import catalog, submission as submissions
 from graders.engine import sandbox
 from graders.results import gradescope, pytest_report
-from graders.results.scores import GradingResult, write_json
+from graders.results.scores import GradingResult, RunStatus, write_json
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 RESULTS_FILE, REPORT_FILE, SCORE_FILE = "results.json", "report.json", "score.json"
@@ -144,11 +144,11 @@ def grade(
         sandbox.kill_recorded(Path(tmp) / "workers")  # the pytest process kills its workers; this covers its own death
         report = _read_report(report_path)
     if report is None:
-        result = GradingResult(submission=str(submission), seed=seed, exercises=(), status="grader_error",
+        result = GradingResult(submission=str(submission), seed=seed, exercises=(), status=RunStatus.GRADER_ERROR,
                                errors=(f"the grader's pytest run wrote no report:\n{log}",))
     else:
         result = pytest_report.convert(report, submission=str(submission), seed=seed, exercises=names)
-        if result.status != "ok":
+        if result.status != RunStatus.OK:
             result = replace(result, errors=(*result.errors, f"pytest output:\n{log}"))
     total = time.monotonic() - started
     result = replace(result, timings={**result.timings, "pytest_process": round(pytest_seconds, 3), "total": round(total, 3)})

@@ -46,6 +46,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from graders.results.scores import CaseStatus
+
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 MESSAGE_CHARS = 4000  # a case's message is cut there: the submission controls part of it
 GRADER_ERROR_MESSAGE = "the grader failed on this case; this is not your fault and has been reported to the course staff"
@@ -171,7 +173,7 @@ def pytest_collection_modifyitems(config, items):
             raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.visibility must be one of {VISIBILITIES}, got {visibility!r}")
         item.user_properties.append(("grader", {
             "exercise": exercise_of(item), "points": points, "visibility": visibility,
-            "status": "passed", "message": "", "hint": None, "forbidden": [], "detail": "",
+            "status": CaseStatus.PASSED, "message": "", "hint": None, "forbidden": [], "detail": "",
         }))
 
 
@@ -237,21 +239,21 @@ def pytest_runtest_makereport(item, call):
 
     record = _record(item)
     excinfo = call.excinfo
-    failure = excinfo is not None and record["status"] == "passed"
+    failure = excinfo is not None and record["status"] == CaseStatus.PASSED
     if failure and excinfo.errisinstance(pytest.skip.Exception):
-        record.update(status="grader_error", message=GRADER_ERROR_MESSAGE, detail=f"skipped: {excinfo.value}")
+        record.update(status=CaseStatus.GRADER_ERROR, message=GRADER_ERROR_MESSAGE, detail=f"skipped: {excinfo.value}")
     elif failure and excinfo.errisinstance(AssertionError):
         error = excinfo.value
         message = str(error) if isinstance(error, SubmissionFailure) else _first_line(error)
-        record.update(status="failed", message=message[:MESSAGE_CHARS], hint=getattr(error, "hint", None))
+        record.update(status=CaseStatus.FAILED, message=message[:MESSAGE_CHARS], hint=getattr(error, "hint", None))
     elif failure:
         detail = "".join(traceback.format_exception(excinfo.value))[-20000:]
-        record.update(status="grader_error", message=GRADER_ERROR_MESSAGE, detail=detail)
+        record.update(status=CaseStatus.GRADER_ERROR, message=GRADER_ERROR_MESSAGE, detail=detail)
     student = item.funcargs.get("student") if hasattr(item, "funcargs") else None
     if student is not None and student.forbidden_called:
         record["forbidden"] = list(student.forbidden_called)
     report = yield
-    if failure and record["status"] == "failed":
+    if failure and record["status"] == CaseStatus.FAILED:
         report.longrepr = record["message"]  # never the suite's source or locals
     return report
 

@@ -8,7 +8,7 @@ and ``visibility``.
 
 from __future__ import annotations
 
-from graders.results.scores import GradingResult
+from graders.results.scores import CaseStatus, GradingResult, RunStatus
 
 
 def results(result: GradingResult, *, execution_time: float) -> dict:
@@ -18,7 +18,8 @@ def results(result: GradingResult, *, execution_time: float) -> dict:
             "name": f"{case.exercise}: {case.name}",
             "score": case.points,
             "max_score": case.max_points,
-            "status": "passed" if case.status == "passed" else "failed",
+            # Gradescope knows passed and failed only: a grader error shows as failed (the run's output says why).
+            "status": CaseStatus.PASSED if case.status == CaseStatus.PASSED else CaseStatus.FAILED,
             "output": case.message + (f"\nHint: {case.hint}" if case.hint and case.hint not in case.message else ""),
             "visibility": case.visibility,
         }
@@ -26,7 +27,7 @@ def results(result: GradingResult, *, execution_time: float) -> dict:
         for case in exercise.cases
     ]
     summary = [f"{e.name}: {e.score:g}/{e.max_score:g}" for e in result.exercises]
-    if result.status != "ok":
+    if result.status != RunStatus.OK:
         summary.append("The grader failed; this is not your fault, and the course staff has been told.")
     return {
         "score": result.score,

@@ -9,21 +9,23 @@ makes the run's status ``grader_error``.
 
 from __future__ import annotations
 
-from graders.results.scores import Case, ExerciseScore, GradingResult
+from graders.results.scores import Case, CaseStatus, ExerciseScore, GradingResult, RunStatus
 
 
 def _case(test: dict) -> Case | None:
     record = next((p["grader"] for p in test.get("user_properties", []) if "grader" in p), None)
     if record is None:
         return None
-    status = record["status"] if test.get("outcome") != "passed" else "passed"
-    if status == "passed" and test.get("outcome") != "passed":  # failed without a record: e.g. a teardown error
-        status = "grader_error"
+    # The test's outcome is pytest's word; the record's status is the plugin's (a CaseStatus).
+    status = CaseStatus(record["status"]) if test.get("outcome") != "passed" else CaseStatus.PASSED
+    if status == CaseStatus.PASSED and test.get("outcome") != "passed":  # failed without a record: e.g. a teardown error
+        status = CaseStatus.GRADER_ERROR
     seconds = sum(test.get(stage, {}).get("duration", 0.0) for stage in ("setup", "call", "teardown"))
     return Case(
-        exercise=record["exercise"], name=test["nodeid"].split("::", 1)[-1], points=record["points"] if status == "passed" else 0,
-        max_points=record["points"], status=status, message=record["message"], hint=record["hint"],
-        visibility=record["visibility"], seconds=round(seconds, 4), forbidden=tuple(record["forbidden"]), detail=record["detail"],
+        exercise=record["exercise"], name=test["nodeid"].split("::", 1)[-1],
+        points=record["points"] if status == CaseStatus.PASSED else 0, max_points=record["points"], status=status,
+        message=record["message"], hint=record["hint"], visibility=record["visibility"], seconds=round(seconds, 4),
+        forbidden=tuple(record["forbidden"]), detail=record["detail"],
     )
 
 
@@ -44,7 +46,7 @@ def convert(report: dict, *, submission: str, seed: int, exercises: list[str]) -
             errors.append(f"{test.get('nodeid')}: a test without a grading record")
             continue
         cases[case.exercise].append(case)
-        if case.status == "grader_error":
+        if case.status == CaseStatus.GRADER_ERROR:
             errors.append(f"{case.exercise}: {case.name}: grader error\n{case.detail}")
     for collector in report.get("collectors", []):
         if collector.get("outcome") == "failed":
@@ -55,7 +57,7 @@ def convert(report: dict, *, submission: str, seed: int, exercises: list[str]) -
         if forbidden:
             why = f"no points: the exercise calls {', '.join(forbidden)}"
             cases[name] = [
-                Case(**{**vars(c), "points": 0, "status": "failed" if c.status == "passed" else c.status,
+                Case(**{**vars(c), "points": 0, "status": CaseStatus.FAILED if c.status == CaseStatus.PASSED else c.status,
                         "message": c.message or why, "forbidden": forbidden})
                 for c in cases[name]
             ]
@@ -64,7 +66,7 @@ def convert(report: dict, *, submission: str, seed: int, exercises: list[str]) -
         scored.append(ExerciseScore(name, tuple(cases[name]), forbidden))
     grader = report.get("grader", {})
     return GradingResult(
-        submission=submission, seed=seed, exercises=tuple(scored), status="grader_error" if errors else "ok",
+        submission=submission, seed=seed, exercises=tuple(scored), status=RunStatus.GRADER_ERROR if errors else RunStatus.OK,
         errors=tuple(errors), device=grader.get("device", {}), versions=grader.get("versions", {}),
         timings=grader.get("timings", {}), worker=grader.get("worker", {}),
     )

@@ -1,10 +1,11 @@
 """``course report``: a class's grades from a results folder of ``course grade-all``.
 
 Writers of the score model (:mod:`graders.results.scores`), beside
-:mod:`graders.results.gradescope`: ``grades.csv`` (otter-grader's layout: a first row
-with the maximum points), ``summary.json`` (the same numbers for scripts),
-``feedback/<student>.md`` (only what that student may see) and, through
-:mod:`graders.results.html_report`, ``report.html``.
+:mod:`graders.results.gradescope`. The class's numbers (a :class:`ClassSummary`)
+become ``grades.csv`` (otter-grader's layout: a first row with the maximum
+points), ``summary.json`` (the same numbers for scripts) and, through
+:mod:`graders.results.html_report`, ``report.html``; each student's record
+becomes ``feedback/<student>.md`` (only what that student may see).
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import csv
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from graders import batch
-from graders.results.scores import GradingResult, load, write_json
+from graders.results.layout import BATCH_FILE, BATCH_SCHEMA, STUDENT_FILE
+from graders.results.scores import CaseStatus, GradingResult, SubmissionStatus, load, write_json
 
 SUMMARY_SCHEMA = "course-class-summary/1"
 # Gradescope's visibility settings: what a student sees of a case before the results are published.
@@ -34,9 +35,55 @@ class StudentRecord:
     """One student's line of the class run: its status and, unless rejected, its grading result."""
 
     student: str
-    status: str  # graded, rejected or grader_error
+    status: SubmissionStatus
     reason: str
     result: GradingResult | None
+
+
+@dataclass(frozen=True)
+class StudentTotal:
+    """One student's points: per exercise (0 where not graded), in all, and as a percent of the maximum."""
+
+    student: str
+    points: dict[str, float]
+    total: float
+    percent: float  # rounded to 2 decimals
+    status: SubmissionStatus
+    reason: str
+
+
+@dataclass(frozen=True)
+class HardCase:
+    """A case that not every graded student passed, with the hint most often shown on it."""
+
+    exercise: str
+    case: str
+    pass_rate: float  # in [0, 1)
+    graded: int  # students graded on it
+    top_hint: str | None
+    top_hint_count: int
+
+
+@dataclass(frozen=True)
+class ClassSummary:
+    """The class's numbers: maximum points, each student's points, averages and the hardest cases.
+
+    Written as ``summary.json`` (:meth:`to_json`), ``grades.csv`` and ``report.html``.
+    """
+
+    seed: int
+    grader_version: str
+    exercises: tuple[str, ...]  # in the class run's order
+    max_points: dict[str, float]  # per exercise
+    total_max: float
+    students: tuple[StudentTotal, ...]  # sorted by student id
+    exercise_averages: dict[str, float]  # over every student, rejected ones included (as zeros)
+    average_total: float
+    status_counts: dict[SubmissionStatus, int]
+    hardest_cases: tuple[HardCase, ...]  # lowest pass rate first
+
+    def to_json(self) -> dict:
+        return {"schema": SUMMARY_SCHEMA, **asdict(self)}
 
 
 def load_results(results_dir: str | os.PathLike[str]) -> tuple[dict, list[StudentRecord]]:
@@ -46,25 +93,26 @@ def load_results(results_dir: str | os.PathLike[str]) -> tuple[dict, list[Studen
       ReportError: not a results folder of this grader's schema, or no student in it.
     """
     root = Path(results_dir)
-    batch_file = root / batch.BATCH_FILE
+    batch_file = root / BATCH_FILE
     if not batch_file.is_file():
-        raise ReportError(f"RESULTS_DIR: {root} holds no {batch.BATCH_FILE}; expected the --out folder of course grade-all")
+        raise ReportError(f"RESULTS_DIR: {root} holds no {BATCH_FILE}; expected the --out folder of course grade-all")
     meta = json.loads(batch_file.read_text())
-    if meta.get("schema") != batch.BATCH_SCHEMA:
-        raise ReportError(f"RESULTS_DIR: {batch_file} is not of schema {batch.BATCH_SCHEMA}")
+    if meta.get("schema") != BATCH_SCHEMA:
+        raise ReportError(f"RESULTS_DIR: {batch_file} is not of schema {BATCH_SCHEMA}")
     records = []
-    for record_file in sorted(root.glob(f"*/{batch.STUDENT_FILE}")):
+    for record_file in sorted(root.glob(f"*/{STUDENT_FILE}")):
         record = json.loads(record_file.read_text())
+        status = SubmissionStatus(record["status"])
         score_file = record_file.parent / "score.json"
-        result = load(score_file) if record["status"] != "rejected" and score_file.is_file() else None
-        records.append(StudentRecord(record["student"], record["status"], record.get("reason", ""), result))
+        result = load(score_file) if status != SubmissionStatus.REJECTED and score_file.is_file() else None
+        records.append(StudentRecord(record["student"], status, record.get("reason", ""), result))
     if not records:
         raise ReportError(f"RESULTS_DIR: {root} holds no graded student")
     return meta, records
 
 
-def class_summary(meta: dict, records: list[StudentRecord]) -> dict:
-    """The class's numbers: maximum points, each student's points per exercise, averages and the hardest cases."""
+def class_summary(meta: dict, records: list[StudentRecord]) -> ClassSummary:
+    """The class's numbers from a results folder's ``batch.json`` (``meta``) and its students' records."""
     graded = [r.result for r in records if r.result is not None]
     max_points = {name: 0.0 for name in meta["exercises"]}
     for result in graded:  # every graded run has the same cases (one seed, one grader version)
@@ -77,50 +125,47 @@ def class_summary(meta: dict, records: list[StudentRecord]) -> dict:
         if record.result is not None:
             points |= {e.name: e.score for e in record.result.exercises}
         total = sum(points.values())
-        students.append({"student": record.student, "points": points, "total": total,
-                         "percent": round(100 * total / total_max, 2) if total_max else 0.0,
-                         "status": record.status, "reason": record.reason})
+        students.append(StudentTotal(record.student, points, total, round(100 * total / total_max, 2) if total_max else 0.0,
+                                     record.status, record.reason))
     count = len(students)
-    averages = {name: (sum(s["points"][name] for s in students) / count) for name in max_points}
-    return {
-        "schema": SUMMARY_SCHEMA, "seed": meta["seed"], "grader_version": meta["grader_version"],
-        "exercises": list(max_points), "max_points": max_points, "total_max": total_max,
-        "students": students, "exercise_averages": averages,
-        "average_total": sum(s["total"] for s in students) / count,
-        "status_counts": dict(Counter(s["status"] for s in students)),
-        "hardest_cases": hardest_cases(graded),
-    }
+    return ClassSummary(
+        seed=meta["seed"], grader_version=meta["grader_version"], exercises=tuple(max_points), max_points=max_points,
+        total_max=total_max, students=tuple(students),
+        exercise_averages={name: sum(s.points[name] for s in students) / count for name in max_points},
+        average_total=sum(s.total for s in students) / count,
+        status_counts=dict(Counter(s.status for s in students)),
+        hardest_cases=hardest_cases(graded),
+    )
 
 
-def hardest_cases(results: list[GradingResult], shown: int = HARDEST_SHOWN) -> list[dict]:
-    """The cases with the lowest pass rate over ``results``, each with the hint most often shown."""
+def hardest_cases(results: list[GradingResult], shown: int = HARDEST_SHOWN) -> tuple[HardCase, ...]:
+    """The cases with the lowest pass rate over ``results`` (at most ``shown``), each with the hint most often shown."""
     tally: dict[tuple[str, str], dict] = {}
     for result in results:
         for exercise in result.exercises:
             for case in exercise.cases:
                 entry = tally.setdefault((case.exercise, case.name), {"passed": 0, "total": 0, "hints": Counter()})
                 entry["total"] += 1
-                entry["passed"] += case.status == "passed"
+                entry["passed"] += case.status == CaseStatus.PASSED
                 if case.hint:
                     entry["hints"][case.hint] += 1
-    rows = [{"exercise": exercise, "case": name, "pass_rate": e["passed"] / e["total"], "graded": e["total"],
-             "top_hint": e["hints"].most_common(1)[0][0] if e["hints"] else None,
-             "top_hint_count": e["hints"].most_common(1)[0][1] if e["hints"] else 0}
-            for (exercise, name), e in tally.items()]
-    rows.sort(key=lambda r: (r["pass_rate"], r["exercise"], r["case"]))
-    return [r for r in rows if r["pass_rate"] < 1][:shown]
+    rows = []
+    for (exercise, name), e in tally.items():
+        hint, count = e["hints"].most_common(1)[0] if e["hints"] else (None, 0)
+        rows.append(HardCase(exercise, name, e["passed"] / e["total"], e["total"], hint, count))
+    rows.sort(key=lambda r: (r.pass_rate, r.exercise, r.case))
+    return tuple(r for r in rows if r.pass_rate < 1)[:shown]
 
 
-def write_csv(summary: dict, path: Path) -> None:
+def write_csv(summary: ClassSummary, path: Path) -> None:
     """``grades.csv``: a header, a row of maximum points, then one row per student."""
-    names = summary["exercises"]
+    names = summary.exercises
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["student", *names, "total", "percent", "status", "reason"])
-        writer.writerow(["max points", *(_number(summary["max_points"][n]) for n in names), _number(summary["total_max"]), 100, "", ""])
-        for s in summary["students"]:
-            writer.writerow([s["student"], *(_number(s["points"][n]) for n in names), _number(s["total"]), s["percent"],
-                             s["status"], s["reason"]])
+        writer.writerow(["max points", *(_number(summary.max_points[n]) for n in names), _number(summary.total_max), 100, "", ""])
+        for s in summary.students:
+            writer.writerow([s.student, *(_number(s.points[n]) for n in names), _number(s.total), s.percent, s.status, s.reason])
 
 
 def feedback(record: StudentRecord, *, published: bool = False) -> str:
@@ -136,7 +181,7 @@ def feedback(record: StudentRecord, *, published: bool = False) -> str:
         return "\n".join(lines)
     result = record.result
     lines += [f"Score: **{result.score:g} / {result.max_score:g}**", ""]
-    if record.status == "grader_error":
+    if record.status == SubmissionStatus.GRADER_ERROR:
         lines += ["The grader failed on your submission; this is not your fault, and the course staff has been told.", ""]
     shown = FULL_VISIBILITY | ({"after_due_date", "after_published"} if published else set())
     for exercise in result.exercises:
@@ -144,7 +189,7 @@ def feedback(record: StudentRecord, *, published: bool = False) -> str:
         if exercise.forbidden:
             lines += [f"Forbidden routines used (the exercise earns nothing): {', '.join(exercise.forbidden)}", ""]
         for case in exercise.cases:
-            mark = "passed" if case.status == "passed" else "failed"
+            mark = CaseStatus.PASSED if case.status == CaseStatus.PASSED else CaseStatus.FAILED
             if case.visibility in shown:
                 lines.append(f"- `{case.name}`: {mark}, {case.points:g}/{case.max_points:g}")
                 if case.message:
@@ -157,11 +202,11 @@ def feedback(record: StudentRecord, *, published: bool = False) -> str:
     return "\n".join(lines)
 
 
-def write_report(results_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, published: bool = False) -> dict:
+def write_report(results_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, published: bool = False) -> ClassSummary:
     """Writes ``grades.csv``, ``summary.json``, ``feedback/<student>.md`` and ``report.html`` into ``out``.
 
     Returns:
-      The class summary (``summary.json``'s contents).
+      The class summary, as written to ``summary.json``.
     """
     from graders.results import html_report  # matplotlib is imported only to write the page
 
@@ -170,7 +215,7 @@ def write_report(results_dir: str | os.PathLike[str], out: str | os.PathLike[str
     out_dir = Path(out)
     (out_dir / "feedback").mkdir(parents=True, exist_ok=True)
     write_csv(summary, out_dir / "grades.csv")
-    write_json(out_dir / "summary.json", summary)
+    write_json(out_dir / "summary.json", summary.to_json())
     for record in records:
         (out_dir / "feedback" / f"{record.student}.md").write_text(feedback(record, published=published))
     (out_dir / "report.html").write_text(html_report.render(summary))

@@ -11,10 +11,33 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 SCHEMA = "course-score/1"
-STATUSES = ("passed", "failed", "grader_error")
+
+
+class CaseStatus(StrEnum):
+    """How one graded case ended."""
+
+    PASSED = "passed"
+    FAILED = "failed"  # the submission's fault
+    GRADER_ERROR = "grader_error"  # the grader's fault: the case's points cannot be trusted
+
+
+class RunStatus(StrEnum):
+    """Whether a grading run's result can be trusted."""
+
+    OK = "ok"
+    GRADER_ERROR = "grader_error"
+
+
+class SubmissionStatus(StrEnum):
+    """What became of one student's submission in a class run (``course grade-all``)."""
+
+    GRADED = "graded"
+    REJECTED = "rejected"  # not gradable (a bad zip, an unsafe entry): a zero with its reason
+    GRADER_ERROR = "grader_error"
 
 
 @dataclass(frozen=True)
@@ -25,7 +48,7 @@ class Case:
     name: str  # the test and its parameters, e.g. "test_causal_mask[one]"
     points: float  # earned
     max_points: float
-    status: str  # passed, failed (the submission's fault) or grader_error
+    status: CaseStatus
     message: str = ""  # what the student reads; never reference values
     hint: str | None = None  # the known mistake the outputs match
     visibility: str = "visible"
@@ -50,12 +73,12 @@ class ExerciseScore:
 
     @property
     def passed(self) -> int:
-        return sum(c.status == "passed" for c in self.cases)
+        return sum(c.status == CaseStatus.PASSED for c in self.cases)
 
     @property
     def first_problem(self) -> Case | None:
         """The first case that did not pass, or ``None``."""
-        return next((c for c in self.cases if c.status != "passed"), None)
+        return next((c for c in self.cases if c.status != CaseStatus.PASSED), None)
 
 
 @dataclass(frozen=True)
@@ -65,7 +88,7 @@ class GradingResult:
     submission: str
     seed: int
     exercises: tuple[ExerciseScore, ...]
-    status: str = "ok"  # ok, or grader_error when the grade cannot be trusted
+    status: RunStatus = RunStatus.OK
     errors: tuple[str, ...] = ()  # why the status is not ok
     device: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
@@ -94,11 +117,12 @@ def load(path: str | os.PathLike[str]) -> GradingResult:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ValueError(f"{path}: not a score file of schema {SCHEMA}")
     exercises = tuple(
-        ExerciseScore(e["name"], tuple(Case(**{**c, "forbidden": tuple(c["forbidden"])}) for c in e["cases"]), tuple(e["forbidden"]))
+        ExerciseScore(e["name"], tuple(Case(**{**c, "status": CaseStatus(c["status"]), "forbidden": tuple(c["forbidden"])})
+                                       for c in e["cases"]), tuple(e["forbidden"]))
         for e in data["exercises"]
     )
-    fields = {k: data[k] for k in ("submission", "seed", "status", "device", "versions", "timings", "worker")}
-    return GradingResult(exercises=exercises, errors=tuple(data["errors"]), **fields)
+    fields = {k: data[k] for k in ("submission", "seed", "device", "versions", "timings", "worker")}
+    return GradingResult(exercises=exercises, status=RunStatus(data["status"]), errors=tuple(data["errors"]), **fields)
 
 
 def write_json(path: Path, data: dict) -> None:
