@@ -156,10 +156,10 @@ def test_no_notebook_holds_a_line_of_a_solution():
 
 def test_parse_source_reads_markdown_code_and_tags():
     cells = parse_source('# %% [markdown]\n# # Title\n#\n# text\n\n# %%\nx = 1\n\n\n# %% tags=["exercise"]\n%time f(x)\n')
-    assert [(c.kind, c.text, c.tags) for c in cells] == [
-        ("markdown", "# Title\n\ntext", ()),
-        ("code", "x = 1", ()),
-        ("code", "%time f(x)", ("exercise",)),
+    assert [(c.cell_type, c.source, c.metadata) for c in cells] == [
+        ("markdown", "# Title\n\ntext", {}),
+        ("code", "x = 1", {}),
+        ("code", "%time f(x)", {"tags": ["exercise"]}),
     ]
 
 
@@ -171,6 +171,11 @@ def test_parse_source_reads_markdown_code_and_tags():
         ("# %% tags=[1]\nx\n", "s.py:1: tags must be a JSON list of strings"),
         ("# %% tags=[oops]\nx\n", "s.py:1: tags must be a JSON list of strings"),
         ("# %% [code]\nx\n", "s.py:1: expected '# %%'"),
+        # what jupytext reads but the course's sources do not use: raw cells, titles, other metadata, other markers
+        ("# %%\nx\n# %% [raw]\n# x\n", "s.py:3: expected '# %%'"),
+        ("# %% [markdown] Title\n# x\n", "s.py:1: expected '# %%'"),
+        ('# %% active="ipynb"\nx\n', "s.py:1: expected '# %%'"),
+        ("# %%\nx\n#%%\ny\n", "s.py:1: jupytext reads 2 cells here"),
         ("# %%\n\n# %%\nx\n", "s.py:1: empty cell"),
         ("", "s.py: no cells"),
     ],
