@@ -26,7 +26,7 @@ from course.cli import main
 from course.notebook_run import CellError, NotebookRun, execute_notebooks
 from authoring.notebooks.build import SourceError, parse_source
 from course.notebook_helpers import EXERCISE_TAG, SETUP_TAG
-from authoring.notebooks.site import static_widgets, write_site
+from authoring.notebooks.site import index_page, static_widgets, write_site
 from course.submission import repo_root
 
 ROOT = repo_root()
@@ -156,10 +156,10 @@ def test_no_notebook_holds_a_line_of_a_solution():
 
 def test_parse_source_reads_markdown_code_and_tags():
     cells = parse_source('# %% [markdown]\n# # Title\n#\n# text\n\n# %%\nx = 1\n\n\n# %% tags=["exercise"]\n%time f(x)\n')
-    assert [(c.kind, c.text, c.tags) for c in cells] == [
-        ("markdown", "# Title\n\ntext", ()),
-        ("code", "x = 1", ()),
-        ("code", "%time f(x)", ("exercise",)),
+    assert [(c.cell_type, c.source, c.metadata) for c in cells] == [
+        ("markdown", "# Title\n\ntext", {}),
+        ("code", "x = 1", {}),
+        ("code", "%time f(x)", {"tags": ["exercise"]}),
     ]
 
 
@@ -171,6 +171,11 @@ def test_parse_source_reads_markdown_code_and_tags():
         ("# %% tags=[1]\nx\n", "s.py:1: tags must be a JSON list of strings"),
         ("# %% tags=[oops]\nx\n", "s.py:1: tags must be a JSON list of strings"),
         ("# %% [code]\nx\n", "s.py:1: expected '# %%'"),
+        # what jupytext reads but the course's sources do not use: raw cells, titles, other metadata, other markers
+        ("# %%\nx\n# %% [raw]\n# x\n", "s.py:3: expected '# %%'"),
+        ("# %% [markdown] Title\n# x\n", "s.py:1: expected '# %%'"),
+        ('# %% active="ipynb"\nx\n', "s.py:1: expected '# %%'"),
+        ("# %%\nx\n#%%\ny\n", "s.py:1: jupytext reads 2 cells here"),
         ("# %%\n\n# %%\nx\n", "s.py:1: empty cell"),
         ("", "s.py: no cells"),
     ],
@@ -279,6 +284,15 @@ def test_a_notebook_that_stopped_is_reported_on_the_index_and_still_gets_its_pag
     text = index.read_text()
     assert f"stopped at cell 8: {message}" in text and "ran in" not in text
     assert page.name == "04_positional_encoding.html" and "4. Positional encodings" in page.read_text()
+
+
+def test_the_index_escapes_what_it_shows():
+    section = syllabus.get(5)
+    error = CellError(None, "ValueError", 'expected <b>3</b> & "4"', "", False)
+    text = index_page([NotebookRun(section, read(section), 1.0, error)], Path("/tmp/a<b>"), quick=False)
+    assert "stopped at a cell: ValueError: expected &lt;b&gt;3&lt;/b&gt; &amp; &#34;4&#34;</span>" in text
+    assert "<code>/tmp/a&lt;b&gt;</code>" in text and "<b>" not in text
+    assert f'<a href="{section.name}.html">5. {section.title}</a>' in text
 
 
 class _Page(HTMLParser):

@@ -13,9 +13,12 @@ of jupytext and of VS Code's cells), which reads and diffs like code::
     # %% tags=["exercise"]
     output, weights = scaled_dot_product_attention(q, k, v)
 
-A markdown cell's lines start with ``# `` (or are a bare ``#`` or blank); a code cell is
-IPython code as written, magics included. ``tags=[...]`` (JSON) sets the cell's
-tags; the tag ``exercise`` marks a cell that runs the student's code.
+jupytext reads the cells (:func:`parse_source`), and this module holds it to
+that much of the format: a markdown cell's lines start with ``# `` (or are a
+bare ``#`` or blank); a code cell is IPython code as written, magics included
+(a magic commented out, ``# %time``, is jupytext's way of writing one and
+reads as the magic); ``tags=[...]`` (JSON) sets the cell's tags, and the tag
+``exercise`` marks a cell that runs the student's code.
 
 The built notebook (``course/notebooks/<name>.ipynb``, committed so that
 Jupyter and Colab open it) is the source's cells after three generated ones,
@@ -28,90 +31,86 @@ writes them and ``course notebooks --check`` fails when one is stale.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import jupytext
 import nbformat
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from course import catalog, syllabus
-from course.notebook_helpers import EXERCISE_TAG, SETUP_TAG
+from course.notebook_helpers import SETUP_TAG
 
-MARKER = re.compile(r"^# %%(?P<header>.*)$")
-HEADER = re.compile(r"^(?:\s+\[(?P<kind>markdown)\])?(?:\s+tags=(?P<tags>\[.*\]))?\s*$")
 COLAB_DIR = f"/content/{syllabus.DISTRIBUTION}"  # where pip's --src puts the course on Colab
+MARKER = "# %%"
+HEADERS = "'# %%', '# %% [markdown]' or '# %% tags=[\"...\"]'"
 
 
 class SourceError(ValueError):
     """A notebook source is malformed; the message names the file and line."""
 
 
-@dataclass(frozen=True)
-class SourceCell:
-    kind: str  # "code" or "markdown"
-    text: str
-    tags: tuple[str, ...]
-    line: int  # the line of its "# %%" marker, for messages
+def parse_source(text: str, origin: str = "<source>") -> list[NotebookNode]:
+    """The cells of a percent-format notebook source, read by jupytext.
 
-
-def parse_source(text: str, origin: str = "<source>") -> list[SourceCell]:
-    """The cells of a percent-format notebook source.
+    jupytext reads each cell, from its ``# %%`` line to the next, on its own, so
+    that an error names the line it is on; what jupytext accepts beyond this
+    module's format (titles, other metadata, raw cells) is refused here.
 
     Args:
       text: the source.
       origin: its file name, used in error messages.
 
+    Returns:
+      Markdown and code cells (nbformat v4) whose only metadata is their tags.
+
     Raises:
       SourceError: text before the first ``# %%``, a malformed marker or tags,
         a markdown line not starting with ``#``, or an empty cell.
     """
-    cells: list[SourceCell] = []
-    kind, tags, start, body = None, (), 0, []
+    lines = text.splitlines()
+    starts = [index for index, line in enumerate(lines) if line.startswith(MARKER)]
+    head = lines[: starts[0]] if starts else lines  # what comes before the first cell
+    stray = next((index for index, line in enumerate(head) if line.strip()), None)
+    if stray is not None:
+        raise SourceError(f"{origin}:{stray + 1}: expected a {MARKER!r} cell marker before any text, got {lines[stray]!r}")
+    if not starts:
+        raise SourceError(f"{origin}: no cells (each starts with a {MARKER!r} line)")
+    ends = [*starts[1:], len(lines)]
+    return [_read_cell(lines[start:end], origin, start + 1) for start, end in zip(starts, ends)]
 
-    def close() -> None:
-        if kind is None:
-            return
-        content = "\n".join(body).strip("\n")
-        if not content.strip():
-            raise SourceError(f"{origin}:{start}: empty cell")
-        cells.append(SourceCell(kind, content, tags, start))
 
-    for number, line in enumerate(text.splitlines(), start=1):
-        marker = MARKER.match(line)
-        if marker:
-            close()
-            kind, tags, start, body = *_parse_header(marker["header"], f"{origin}:{number}"), number, []
-        elif kind is None:
-            if line.strip():
-                raise SourceError(f"{origin}:{number}: expected a '# %%' cell marker before any text, got {line!r}")
-        elif kind == "markdown":
+def _read_cell(lines: list[str], origin: str, number: int) -> NotebookNode:
+    where, header = f"{origin}:{number}", lines[0]
+    try:
+        cells = jupytext.reads("\n".join(lines), fmt="py:percent").cells
+    except Exception as error:  # jupytext fails in several ways on metadata it parses but cannot use (tags=[1])
+        raise _header_error(header, where) from error
+    if len(cells) != 1:
+        raise SourceError(f"{where}: jupytext reads {len(cells)} cells here: start each cell with a {MARKER!r} line")
+    cell = cells[0]
+    # lines_to_next_cell is jupytext's count of the blank lines after the cell, kept only to write the source back
+    metadata = {key: value for key, value in cell.metadata.items() if key != "lines_to_next_cell"}
+    tags = metadata.pop("tags", [])
+    strings = isinstance(tags, list) and all(isinstance(tag, str) for tag in tags)
+    if metadata or cell.cell_type not in ("code", "markdown") or not strings:
+        raise _header_error(header, where)
+    if cell.cell_type == "markdown":
+        # jupytext keeps an uncommented line as it is; a missing "# " is a slip here, not markdown
+        for offset, line in enumerate(lines[1:], start=1):
             if line.strip() and line != "#" and not line.startswith("# "):
-                raise SourceError(f"{origin}:{number}: a markdown line must start with '# ' (or be '#'), got {line!r}")
-            body.append(line[2:])
-        else:
-            body.append(line)
-    close()
-    if not cells:
-        raise SourceError(f"{origin}: no cells (each starts with a '# %%' line)")
-    return cells
+                raise SourceError(f"{origin}:{number + offset}: a markdown line must start with '# ' (or be '#'), got {line!r}")
+    if not cell.source.strip():
+        raise SourceError(f"{where}: empty cell")
+    make = new_markdown_cell if cell.cell_type == "markdown" else new_code_cell
+    return make(cell.source, metadata={"tags": tags} if tags else {})
 
 
-def _parse_header(header: str, where: str) -> tuple[str, tuple[str, ...]]:
-    match = HEADER.match(header)
-    if not match:
-        raise SourceError(f"{where}: expected '# %%', '# %% [markdown]' or '# %% tags=[\"...\"]', got {'# %%' + header!r}")
-    tags = ()
-    if match["tags"]:
-        try:
-            tags = tuple(json.loads(match["tags"]))
-        except json.JSONDecodeError as error:
-            raise SourceError(f"{where}: tags must be a JSON list of strings ({error.msg})") from None
-        if not all(isinstance(tag, str) for tag in tags):
-            raise SourceError(f"{where}: tags must be a JSON list of strings, got {match['tags']}")
-    return match["kind"] or "code", tags
+def _header_error(header: str, where: str) -> SourceError:
+    if "tags=" in header:
+        return SourceError(f"{where}: tags must be a JSON list of strings, got {header!r}")
+    return SourceError(f"{where}: expected {HEADERS}, got {header!r}")
 
 
 def header_markdown(section: syllabus.Section) -> str:
@@ -199,10 +198,7 @@ def build_notebook(section: syllabus.Section, source: str | None = None) -> Note
         new_markdown_cell(RUN_HERE),
         new_code_cell(setup_code(), metadata={"tags": [SETUP_TAG]}),
     ]
-    for cell in parse_source(source, str(section.source.name)):
-        metadata = {"tags": list(cell.tags)} if cell.tags else {}
-        make = new_markdown_cell if cell.kind == "markdown" else new_code_cell
-        cells.append(make(cell.text, metadata=metadata))
+    cells += parse_source(source, section.source.name)
     for index, cell in enumerate(cells):
         cell["id"] = f"s{section.number:02d}-{index:02d}"  # fixed ids keep rebuilds byte-identical
     notebook = new_notebook(cells=cells, metadata=_metadata(section))

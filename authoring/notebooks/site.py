@@ -2,7 +2,8 @@
 
 Every notebook is executed (:mod:`course.notebook_run`) and exported to HTML
 with nbconvert, one page per section with links to the previous and next
-sections, plus an ``index.html`` that lists the sections in order. Plots are
+sections, plus an ``index.html`` that lists the sections in order (the Jinja2
+template ``authoring/templates/site_index.html.j2``). Plots are
 embedded in the pages as PNG images, so the site is a folder to open or serve
 as it is.
 
@@ -14,20 +15,26 @@ they read the same offline.
 from __future__ import annotations
 
 import copy
-import html
 import os
 from pathlib import Path
 
+import jinja2
 from nbconvert import HTMLExporter
 from nbformat import NotebookNode
 from nbformat.v4 import new_markdown_cell
 
-from course import syllabus
 from course.notebook_run import JOBS, NotebookRun, execute_notebooks, resolve_target
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 PROGRESS_MODELS = ("FloatProgressModel", "IntProgressModel")
+# authoring/templates/*.html.j2, rendered with every value escaped for HTML: titles and error messages hold '<' and '&'
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("authoring", "templates"),
+    autoescape=jinja2.select_autoescape(["html.j2"]),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
 
 
 def navigation(runs: list[NotebookRun], index: int) -> str:
@@ -88,53 +95,9 @@ def export_page(run: NotebookRun, nav: str) -> str:
     return body
 
 
-INDEX_STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 52rem; margin: 2rem auto; padding: 0 1rem; color: #222; line-height: 1.5; }
-h1 { margin-bottom: .2rem; }
-ol { padding-left: 0; list-style: none; }
-li { border: 1px solid #ddd; border-radius: 8px; padding: .8rem 1rem; margin: .8rem 0; }
-li a { font-size: 1.15rem; font-weight: 600; text-decoration: none; }
-.level { display: inline-block; font-size: .8rem; border-radius: 1rem; padding: 0 .6rem; margin-left: .5rem; color: white; }
-.beginner { background: #2e7d32; } .intermediate { background: #1565c0; } .advanced { background: #6a1b9a; }
-.status { font-size: .85rem; color: #555; } .failed { color: #b71c1c; }
-code { background: #f3f3f3; padding: 0 .2rem; border-radius: 3px; }
-"""
-
-
 def index_page(runs: list[NotebookRun], target: Path, quick: bool) -> str:
     """``index.html``: the sections in order, each with its level, what it builds and how its run went."""
-    items = []
-    for run in runs:
-        section = run.section
-        if run.ok:
-            status = f'<span class="status">ran in {run.seconds:.0f} s</span>'
-        else:
-            where = f"cell {run.error.index}" if run.error.index is not None else "a cell"
-            status = f'<span class="status failed">stopped at {where}: {html.escape(run.error.summary)}</span>'
-        exercises = ", ".join(f"<code>exercises/{html.escape(name)}/</code>" for name in section.exercises) or "none"
-        items.append(
-            f'<li><a href="{section.name}.html">{section.number}. {html.escape(section.title)}</a>'
-            f'<span class="level {section.level}">{section.level}</span>'
-            f"<div>You build {html.escape(_plain(section.builds))}.</div>"
-            f"<div>Exercises: {exercises}</div>{status}</li>"
-        )
-    setting = ", quick setting" if quick else ""
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<title>Introduction to Transformers with JAX</title>"
-        f"<style>{INDEX_STYLE}</style></head><body>"
-        "<h1>Introduction to Transformers with JAX</h1>"
-        "<p>Build a transformer language model piece by piece in JAX and Flax NNX: "
-        "from arrays and gradients to attention, a model trained on Python's own source code, "
-        "and a pretrained model that writes code.</p>"
-        f"<ol>{''.join(items)}</ol>"
-        f'<p class="status">Executed with the exercises of <code>{html.escape(str(target))}</code>{setting}.</p>'
-        "</body></html>\n"
-    )
-
-
-def _plain(markdown: str) -> str:
-    return markdown.replace("`", "")
+    return TEMPLATES.get_template("site_index.html.j2").render(runs=runs, target=target, quick=quick)
 
 
 def write_site(out_dir: str | os.PathLike[str], runs: list[NotebookRun], *, target: Path, quick: bool) -> list[Path]:
