@@ -28,7 +28,28 @@ PLUGIN_GROUP = "course.commands"
 
 
 class CourseGroup(click.Group):
-    """The ``course`` group: a verb that meets an exercise not written yet stops with one line, never a traceback."""
+    """The ``course`` group: the verbs of every installed package, and one line, never a traceback, for a stub.
+
+    The instructor's packages register their verbs when the group is first asked
+    for its verbs, not when this module is imported: they import this module.
+    """
+
+    plugins_loaded = False
+
+    def load_plugins(self) -> None:
+        """Lets every package of the ``course.commands`` entry points add its verbs (once)."""
+        if not self.plugins_loaded:
+            self.plugins_loaded = True
+            for entry_point in entry_points(group=PLUGIN_GROUP):
+                entry_point.load()(self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.load_plugins()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        self.load_plugins()
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -278,12 +299,3 @@ def notebooks(execute: bool, target: str | None, quick: bool, sections, jobs: in
     print_runs(runs, console)
     if not all(run.ok for run in runs):
         raise SystemExit(1)
-
-
-def _register_plugins() -> None:
-    # The instructor's packages add their verbs; a student's install has none registered.
-    for entry_point in entry_points(group=PLUGIN_GROUP):
-        entry_point.load()(main)
-
-
-_register_plugins()
