@@ -227,55 +227,47 @@ def recording_attention() -> Iterator[list[AttentionCall]]:
         module.scaled_dot_product_attention = original
 
 
+_DIAGRAM_COLORS = {"attn": "#f6c9a8", "ffn": "#b9d7f0", "norm": "#f3e6a1", "embed": "#d5e8c8", "out": "#e2d4f0"}
+
+
 def transformer_diagram():
     """A figure of the two transformer families: the original encoder-decoder, and the decoder-only language model."""
     import matplotlib.pyplot as plt
-    from matplotlib.patches import FancyBboxPatch
 
-    colors = {"attn": "#f6c9a8", "ffn": "#b9d7f0", "norm": "#f3e6a1", "embed": "#d5e8c8", "out": "#e2d4f0"}
     fig, axes = plt.subplots(1, 2, figsize=(13, 7.5), gridspec_kw={"width_ratios": [1.6, 1]})
+    _draw_encoder_decoder(axes[0])
+    _draw_decoder_only(axes[1])
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
 
-    def box(ax, x, y, text, kind, width=2.2):
-        ax.add_patch(FancyBboxPatch((x - width / 2, y - 0.28), width, 0.56, boxstyle="round,pad=0.04",
-                                    facecolor=colors[kind], edgecolor="#555"))
-        ax.text(x, y, text, ha="center", va="center", fontsize=9)
 
-    def arrow(ax, start, end, **style):
-        ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "->", "color": "#333", "lw": 1.2, **style})
-
-    def stack(ax, x, rows, repeat):
-        """Draws rows bottom to top with arrows between them; brackets the rows in `repeat` with "x N"."""
-        for i, (text, kind) in enumerate(rows):
-            box(ax, x, i, text, kind)
-            if i:
-                arrow(ax, (x, i - 1 + 0.3), (x, i - 0.3))
-        first, last = repeat
-        ax.add_patch(FancyBboxPatch((x - 1.35, first - 0.45), 2.7, last - first + 0.9, boxstyle="round,pad=0.05",
-                                    facecolor="none", edgecolor="#888", linestyle="--"))
-        ax.text(x + 1.45, (first + last) / 2, "× N", fontsize=11, va="center")
-
-    ax = axes[0]
+def _draw_encoder_decoder(ax) -> None:
+    """The original transformer: an encoder stack whose output every decoder layer cross-attends to."""
     encoder = [("source tokens", "embed"), ("embedding + positions", "embed"), ("self-attention (no mask)", "attn"),
                ("add & LayerNorm", "norm"), ("feed-forward", "ffn"), ("add & LayerNorm", "norm")]
     decoder = [("target tokens (shifted)", "embed"), ("embedding + positions", "embed"), ("masked self-attention", "attn"),
                ("add & LayerNorm", "norm"), ("cross-attention", "attn"), ("add & LayerNorm", "norm"),
                ("feed-forward", "ffn"), ("add & LayerNorm", "norm"), ("linear + softmax", "out")]
-    stack(ax, 0, encoder, (2, 5))
-    stack(ax, 4.2, decoder, (2, 7))
+    _stack(ax, 0, encoder, (2, 5))
+    _stack(ax, 4.2, decoder, (2, 7))
     # the encoder's output is the keys and values of every decoder layer's cross-attention
     ax.plot([0, 0, 2.1, 2.1], [5.3, 6.4, 6.4, 4], color="tab:red", lw=1.6)
-    arrow(ax, (2.1, 4), (4.2 - 1.12, 4), color="tab:red", lw=1.6)
+    _arrow(ax, (2.1, 4), (4.2 - 1.12, 4), color="tab:red", lw=1.6)
     ax.text(1.05, 6.55, "keys and values from the encoder", color="tab:red", fontsize=9, ha="center")
     ax.set_title("encoder-decoder (\"Attention Is All You Need\", translation)")
     ax.set_xlim(-1.8, 6.2)
     ax.set_ylim(-0.7, 9)
 
-    ax = axes[1]
+
+def _draw_decoder_only(ax) -> None:
+    """The course's TransformerLM: one pre-norm decoder stack around a residual stream."""
     lm = [("tokens [B, T]", "embed"), ("embed · √d + PE  [B, T, d]", "embed"), ("LayerNorm (ln1)", "norm"),
           ("masked multi-head attention", "attn"), ("+ residual", "norm"), ("LayerNorm (ln2)", "norm"),
           ("feed-forward (up, gelu, down)", "ffn"), ("+ residual", "norm"), ("LayerNorm (ln_f)", "norm"),
           ("linear → logits [B, T, V]", "out")]
-    stack(ax, 0, lm, (2, 7))
+    _stack(ax, 0, lm, (2, 7))
     for start, end in ((1.3, 4), (4.3, 7)):  # the residual stream skips each sublayer
         ax.annotate("", xy=(-1.1, end), xytext=(-1.1, start),
                     arrowprops=dict(arrowstyle="->", color="tab:green", lw=1.4, connectionstyle="bar,fraction=-0.15"))
@@ -283,7 +275,29 @@ def transformer_diagram():
     ax.set_title("decoder-only, pre-norm (GPT; this course's TransformerLM)")
     ax.set_xlim(-2.9, 2.2)
     ax.set_ylim(-0.7, 10)
-    for ax in axes:
-        ax.axis("off")
-    fig.tight_layout()
-    return fig
+
+
+def _box(ax, x, y, text, kind, width=2.2) -> None:
+    from matplotlib.patches import FancyBboxPatch
+
+    ax.add_patch(FancyBboxPatch((x - width / 2, y - 0.28), width, 0.56, boxstyle="round,pad=0.04",
+                                facecolor=_DIAGRAM_COLORS[kind], edgecolor="#555"))
+    ax.text(x, y, text, ha="center", va="center", fontsize=9)
+
+
+def _arrow(ax, start, end, **style) -> None:
+    ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "->", "color": "#333", "lw": 1.2, **style})
+
+
+def _stack(ax, x, rows, repeat) -> None:
+    """Draws rows bottom to top with arrows between them; brackets the rows in `repeat` with "x N"."""
+    from matplotlib.patches import FancyBboxPatch
+
+    for i, (text, kind) in enumerate(rows):
+        _box(ax, x, i, text, kind)
+        if i:
+            _arrow(ax, (x, i - 1 + 0.3), (x, i - 0.3))
+    first, last = repeat
+    ax.add_patch(FancyBboxPatch((x - 1.35, first - 0.45), 2.7, last - first + 0.9, boxstyle="round,pad=0.05",
+                                facecolor="none", edgecolor="#888", linestyle="--"))
+    ax.text(x + 1.45, (first + last) / 2, "× N", fontsize=11, va="center")

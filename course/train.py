@@ -20,8 +20,9 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import jax
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh
 
 from course import checkpoint, data
 from course.model import CONFIGS, TransformerLM
@@ -132,6 +134,23 @@ def _history_path(out_dir: Path) -> Path:
     return out_dir / "metrics.json"
 
 
+@dataclass
+class _Run:
+    """A training run in progress: what the loop reads and updates, and what a checkpoint saves of it."""
+
+    config: TrainConfig
+    mesh: Mesh
+    model: TransformerLM
+    optimizer: nnx.Optimizer
+    rng: np.random.Generator  # the training batches' stream, saved with every checkpoint
+    seq_len: int  # tokens per sequence
+    step: int = 0
+    history: dict[str, list] = field(default_factory=lambda: {"train": [], "val": []})
+    train_loss: float | None = None  # the mean loss of the last logged interval
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+
+
 def train(
     config: TrainConfig,
     out_dir: str | os.PathLike[str],
@@ -160,6 +179,24 @@ def train(
     """
     out_dir = Path(out_dir)
     ckpt_path = out_dir / checkpoint.CHECKPOINT_FILE
+    mesh = _check_run(config, ckpt_path, resume)
+    tokens, val_batches, seq_len = _load_data(config)
+    training, loss_module = exercise_module("training"), exercise_module("loss")
+    run = _init_or_resume(config, mesh, seq_len, ckpt_path if resume else None)
+    next_batch = _batches(config, tokens, seq_len, CONFIGS[config.model].vocab_size, run.rng)
+    validation = _validation(run, training, loss_module, val_batches)
+    start, start_step = time.perf_counter(), run.step
+    _loop(run, training, next_batch, validation, ckpt_path, progress)
+    seconds = time.perf_counter() - start
+    result = TrainResult(out_dir, run.step, run.train_loss, run.val_loss, run.val_accuracy, seconds,
+                         (run.step - start_step) * config.batch_size * seq_len / max(seconds, 1e-9))
+    if run.step > start_step:
+        _write_run(run, out_dir, seconds)
+    return result
+
+
+def _check_run(config: TrainConfig, ckpt_path: Path, resume: bool) -> Mesh:
+    """The data mesh over every local device, once the run folder and the batch size suit the run."""
     if ckpt_path.exists() and not resume:
         raise checkpoint.CheckpointError(f"out: {ckpt_path} exists; pass --resume to continue it or choose another --out")
     if resume and not ckpt_path.exists():
@@ -168,6 +205,15 @@ def train(
     devices = mesh.devices.size
     if config.batch_size % devices:
         raise ValueError(f"batch_size: {config.batch_size} does not split evenly over {devices} devices")
+    return mesh
+
+
+def _load_data(config: TrainConfig) -> tuple[np.ndarray | None, list[np.ndarray], int]:
+    """The training tokens (``None`` for a synthetic task), the fixed validation batches and the sequence length.
+
+    The validation batches (``int[batch_size, seq_len]`` each) come from a
+    stream of their own, so the validation set never moves, resumed or not.
+    """
     model_config = CONFIGS[config.model]
     if config.corpus in SYNTHETIC:
         tokens, val_tokens, seq_len = None, None, 2 * config.task_length + 1
@@ -178,28 +224,36 @@ def train(
         tokens, val_tokens, seq_len = corpus.train, corpus.val, model_config.max_seq_len
         if corpus.train.max(initial=0) >= model_config.vocab_size:
             raise ValueError(f"model: vocab_size={model_config.vocab_size} is too small for the byte tokenizer's ids")
+    val_batch = _batches(config, val_tokens, seq_len, model_config.vocab_size, np.random.default_rng([config.seed, 1]))
+    return tokens, [val_batch() for _ in range(config.eval_batches)], seq_len
 
-    training = exercise_module("training")
-    loss_module = exercise_module("loss")
-    model = TransformerLM(model_config, rngs=nnx.Rngs(config.seed))
+
+def _init_or_resume(config: TrainConfig, mesh: Mesh, seq_len: int, resume_from: Path | None) -> _Run:
+    """A run at step 0 from ``config.seed``, or the run saved at ``resume_from``; its state replicated over ``mesh``.
+
+    Raises:
+      ValueError: the checkpoint was trained with other settings than ``config`` (``steps`` aside).
+    """
+    model = TransformerLM(CONFIGS[config.model], rngs=nnx.Rngs(config.seed))
     optimizer = nnx.Optimizer(model, optimizer_for(config), wrt=nnx.Param)
-    rng = np.random.default_rng(config.seed)
-    val_rng = np.random.default_rng([config.seed, 1])  # a separate stream: the validation set never moves
-    val_batches = [_batches(config, val_tokens, seq_len, model_config.vocab_size, val_rng)() for _ in range(config.eval_batches)]
-    history: dict[str, list] = {"train": [], "val": []}
-    step = 0
-    if resume:
-        meta = checkpoint.restore(ckpt_path, model, optimizer)
+    run = _Run(config, mesh, model, optimizer, np.random.default_rng(config.seed), seq_len)
+    if resume_from is not None:
+        meta = checkpoint.restore(resume_from, model, optimizer)
         saved = meta["train_config"]
         mismatched = {k: (saved.get(k), v) for k, v in dataclasses.asdict(config).items() if k != "steps" and saved.get(k) != v}
         if mismatched:
             raise ValueError(f"resume: the checkpoint was trained with other settings (saved, given): {mismatched}")
-        rng.bit_generator.state = meta["rng_state"]
-        step, history = meta["step"], meta["history"]
+        run.rng.bit_generator.state = meta["rng_state"]
+        run.step, run.history = meta["step"], meta["history"]
     replicate(mesh, model, optimizer)
-    next_batch = _batches(config, tokens, seq_len, model_config.vocab_size, rng)
+    return run
 
-    @nnx.jit
+
+def _validation(run: _Run, training: ModuleType, loss_module: ModuleType,
+                val_batches: list[np.ndarray]) -> Callable[[], tuple[float, float | None]]:
+    """A function giving the model's mean validation loss and, for a synthetic task, its answer accuracy (else ``None``)."""
+
+    @nnx.jit  # one function per run, so its compilations are reused at every evaluation
     def evaluate(model, batch):
         logits = model(batch)
         return loss_module.next_token_loss(logits, batch), logits
@@ -207,49 +261,63 @@ def train(
     def validation() -> tuple[float, float | None]:
         losses, accuracies = [], []
         for batch in val_batches:
-            loss, logits = evaluate(model, training.shard_batch(jnp.asarray(batch), mesh))
+            loss, logits = evaluate(run.model, training.shard_batch(jnp.asarray(batch), run.mesh))
             losses.append(float(loss))
-            if config.corpus in SYNTHETIC:
+            if run.config.corpus in SYNTHETIC:
                 accuracies.append(data.synthetic_accuracy(np.asarray(logits), batch))
         return float(np.mean(losses)), (float(np.mean(accuracies)) if accuracies else None)
 
-    def save_checkpoint() -> None:
-        meta = {"train_config": dataclasses.asdict(config), "step": step, "rng_state": rng.bit_generator.state, "history": history}
-        checkpoint.save(ckpt_path, model, meta, optimizer)
+    return validation
 
-    start, start_step = time.perf_counter(), step
+
+def _loop(run: _Run, training: ModuleType, next_batch: Callable[[], np.ndarray],
+          validation: Callable[[], tuple[float, float | None]], ckpt_path: Path,
+          progress: Callable[[dict[str, Any]], None] | None) -> None:
+    """Trains ``run`` up to ``config.steps``: logs, validates and checkpoints on the config's schedule."""
+    config = run.config
     pending: list[jax.Array] = []  # device scalars, read back every log_every steps (memory stays flat)
-    interval_start, val_loss, val_accuracy, train_loss = time.perf_counter(), None, None, None
-    while step < config.steps:
-        batch = training.shard_batch(jnp.asarray(next_batch()), mesh)
-        pending.append(training.train_step(model, optimizer, batch))
-        step += 1
-        if step % config.log_every == 0 or step == config.steps:
-            train_loss = float(np.mean(jax.device_get(pending)))
-            now = time.perf_counter()
-            rate = len(pending) * config.batch_size * seq_len / (now - interval_start)
-            history["train"].append([step, train_loss])
-            pending, interval_start = [], now
-            if step % config.eval_every == 0 or step == config.steps:
-                val_loss, val_accuracy = validation()
-                history["val"].append([step, val_loss] + ([val_accuracy] if val_accuracy is not None else []))
-                interval_start = time.perf_counter()  # evaluation time is not training time
-            if progress is not None:
-                progress({"step": step, "steps": config.steps, "loss": train_loss, "tokens_per_second": rate,
-                          "val_loss": val_loss, "val_accuracy": val_accuracy})
-        if step % config.checkpoint_every == 0 or step == config.steps:
-            save_checkpoint()
-    seconds = time.perf_counter() - start
-    result = TrainResult(out_dir, step, train_loss, val_loss, val_accuracy, seconds,
-                         (step - start_step) * config.batch_size * seq_len / max(seconds, 1e-9))
-    if step > start_step:
-        summary = {"train_config": dataclasses.asdict(config), "step": step, "val_loss": val_loss,
-                   "val_accuracy": val_accuracy, "train_seconds": seconds, "devices": devices,
-                   "platform": jax.devices()[0].platform}
-        checkpoint.save(out_dir / checkpoint.MODEL_FILE, model, summary)
-        _history_path(out_dir).write_text(json.dumps({"summary": summary, "history": history}, indent=1))
-        plot_losses(history, out_dir / "loss.png", title=f"{config.model} on {config.corpus}")
-    return result
+    interval_start = time.perf_counter()
+    while run.step < config.steps:
+        batch = training.shard_batch(jnp.asarray(next_batch()), run.mesh)
+        pending.append(training.train_step(run.model, run.optimizer, batch))
+        run.step += 1
+        if run.step % config.log_every == 0 or run.step == config.steps:
+            interval_start = _end_interval(run, pending, interval_start, validation, progress)
+            pending = []
+        if run.step % config.checkpoint_every == 0 or run.step == config.steps:
+            meta = {"train_config": dataclasses.asdict(config), "step": run.step, "rng_state": run.rng.bit_generator.state,
+                    "history": run.history}
+            checkpoint.save(ckpt_path, run.model, meta, run.optimizer)
+
+
+def _end_interval(run: _Run, pending: list[jax.Array], interval_start: float,
+                  validation: Callable[[], tuple[float, float | None]],
+                  progress: Callable[[dict[str, Any]], None] | None) -> float:
+    """Records the interval's mean loss, validates when due and reports; returns when the next interval starts."""
+    config = run.config
+    run.train_loss = float(np.mean(jax.device_get(pending)))
+    now = time.perf_counter()
+    rate = len(pending) * config.batch_size * run.seq_len / (now - interval_start)
+    run.history["train"].append([run.step, run.train_loss])
+    if run.step % config.eval_every == 0 or run.step == config.steps:
+        run.val_loss, run.val_accuracy = validation()
+        run.history["val"].append([run.step, run.val_loss] + ([run.val_accuracy] if run.val_accuracy is not None else []))
+        now = time.perf_counter()  # evaluation time is not training time
+    if progress is not None:
+        progress({"step": run.step, "steps": config.steps, "loss": run.train_loss, "tokens_per_second": rate,
+                  "val_loss": run.val_loss, "val_accuracy": run.val_accuracy})
+    return now
+
+
+def _write_run(run: _Run, out_dir: Path, seconds: float) -> None:
+    """Writes the run's results: ``model.npz`` (weights and summary), ``metrics.json`` and ``loss.png``."""
+    config = run.config
+    summary = {"train_config": dataclasses.asdict(config), "step": run.step, "val_loss": run.val_loss,
+               "val_accuracy": run.val_accuracy, "train_seconds": seconds, "devices": run.mesh.devices.size,
+               "platform": jax.devices()[0].platform}
+    checkpoint.save(out_dir / checkpoint.MODEL_FILE, run.model, summary)
+    _history_path(out_dir).write_text(json.dumps({"summary": summary, "history": run.history}, indent=1))
+    plot_losses(run.history, out_dir / "loss.png", title=f"{config.model} on {config.corpus}")
 
 
 def plot_losses(history: dict[str, list], path: Path, title: str = "") -> None:

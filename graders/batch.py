@@ -299,6 +299,23 @@ def grade_all(
       ValueError: ``jobs`` or ``seed`` out of range; KeyError: an unknown exercise, or one without a grader suite.
     """
     started = time.monotonic()
+    jobs, names = _checked_arguments(jobs, seed, exercises)
+    submissions = discover(submissions_dir)
+    out = Path(results_dir)
+    batch = prepare_results_dir(out, seed=seed, exercises=names, force=force)
+    if on_start is not None:
+        on_start(len(submissions))
+    outcomes = _grade_in_pool(submissions, out, batch, jobs=jobs, limits=limits, force=force, on_done=on_done)
+    return BatchResult(out, batch["seed"], batch["grader_version"], tuple(names),
+                       tuple(sorted(outcomes, key=lambda o: o.student)), time.monotonic() - started)
+
+
+def _checked_arguments(jobs: int | None, seed: int | None, exercises: Sequence[str] | None) -> tuple[int, list[str]]:
+    """The number of jobs (default: one per core) and the exercises to grade (default: every one with a suite).
+
+    Raises:
+      ValueError: ``jobs`` or ``seed`` out of range; KeyError: an exercise without a grader suite.
+    """
     if jobs is None:
         jobs = os.cpu_count() or 1
     if not (isinstance(jobs, int) and jobs >= 1):
@@ -307,11 +324,12 @@ def grade_all(
         check_seed(seed)
     names = list(exercises) if exercises else grading.graded_exercises()
     grading.check_graded(names)
-    submissions = discover(submissions_dir)
-    out = Path(results_dir)
-    batch = prepare_results_dir(out, seed=seed, exercises=names, force=force)
-    if on_start is not None:
-        on_start(len(submissions))
+    return jobs, names
+
+
+def _grade_in_pool(submissions: dict[str, Path], out: Path, batch: dict, *, jobs: int, limits: sandbox.Limits | None,
+                   force: bool, on_done: Callable[[Outcome], None] | None) -> list[Outcome]:
+    """Grades every submission, ``jobs`` at a time, and tells ``on_done`` of each outcome as it completes."""
     outcomes = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads suffice: each grading is its own processes
         futures = {pool.submit(grade_one, s, p, out, batch, limits=limits, force=force): s for s, p in submissions.items()}
@@ -320,8 +338,7 @@ def grade_all(
             outcomes.append(outcome)
             if on_done is not None:
                 on_done(outcome)
-    return BatchResult(out, batch["seed"], batch["grader_version"], tuple(names),
-                       tuple(sorted(outcomes, key=lambda o: o.student)), time.monotonic() - started)
+    return outcomes
 
 
 def _outcome_of(future, student: str, out: Path) -> Outcome:

@@ -1,6 +1,10 @@
 """Shared fixtures of the project's own tests."""
 
+import ast
 import importlib
+import re
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,12 +21,99 @@ def reference_module():
         yield lambda name: importlib.import_module(f"exercises.{name}.{name}")
 
 
-def copy_with_edits(target: Path, edits: dict[str, tuple[str, str] | str] | None = None, *, source: Path = ROOT / "reference") -> Path:
+@dataclass(frozen=True)
+class Mutation:
+    """One edit of a function, found by the structure of its code rather than by its text.
+
+    ``function`` is the dotted path of a function, method or nested function
+    (``"predict"``, ``"MultiHeadAttention.__call__.split_heads"``). ``old`` is
+    Python source inside it: one or more consecutive statements, an
+    expression, or a decorator of the function itself (``"@jax.jit"``). It
+    matches code that parses to the same tree, whatever its layout, line breaks
+    and comments, and must match exactly once. ``new`` replaces it (statements
+    and decorators line by line, at their indentation; an expression in
+    place, in parentheses); ``""`` deletes statements or a decorator.
+    """
+
+    function: str
+    old: str
+    new: str
+
+
+def mutate(source: str, mutation: Mutation, where: str = "<source>") -> str:
+    """``source`` with ``mutation`` applied.
+
+    Fails, naming ``where`` (the file), when the function or ``old`` is not
+    found, when ``old`` matches more than once, or when the result is not Python.
+    """
+    scope = _definition(ast.parse(source), mutation.function, where)
+    old, new = textwrap.dedent(mutation.old).strip(), textwrap.dedent(mutation.new).strip()
+    anchors = _anchors(scope, old)
+    assert len(anchors) == 1, (
+        f"{where}: {old!r} matches {len(anchors)} times in {mutation.function}, expected once; "
+        "the reference changed: update this mutation"
+    )
+    first, last, whole_lines = anchors[0]
+    lines = source.splitlines(keepends=True)
+    if whole_lines:
+        indent = re.match(r"[ \t]*", lines[first.lineno - 1]).group()
+        mutated = "".join([*lines[:first.lineno - 1], textwrap.indent(new + "\n", indent) if new else "", *lines[last.end_lineno:]])
+    else:
+        assert new, f"{where}: {mutation.function}: an expression cannot be deleted, only replaced ({old!r})"
+        start, end = _offset(lines, first.lineno, first.col_offset), _offset(lines, last.end_lineno, last.end_col_offset)
+        mutated = f"{source[:start]}({new}){source[end:]}"
+    try:
+        ast.parse(mutated)
+    except SyntaxError as error:
+        raise AssertionError(f"{where}: replacing {old!r} in {mutation.function} by {new!r} is not Python: {error}") from None
+    return mutated
+
+
+def _definition(tree: ast.Module, dotted: str, where: str) -> ast.AST:
+    node = tree
+    for name in dotted.split("."):
+        found = [n for n in node.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and n.name == name]
+        assert found, f"{where}: no function or class {name!r} on the path {dotted!r}; the reference changed: update this mutation"
+        node = found[-1]  # the last definition of a name is the one Python keeps
+    return node
+
+
+def _anchors(scope: ast.AST, old: str) -> list[tuple[ast.AST, ast.AST, bool]]:
+    """Where ``old`` occurs in ``scope``: (first node, last node, whether whole lines are replaced) per match."""
+    if old.startswith("@"):
+        decorator = ast.dump(ast.parse(old[1:], mode="eval").body)
+        return [(d, d, True) for d in scope.decorator_list if ast.dump(d) == decorator]
+    statements = [ast.dump(s) for s in ast.parse(old).body]
+    n = len(statements)
+    runs = [
+        (body[i], body[i + n - 1], True)
+        for node in ast.walk(scope) for field in ("body", "orelse", "finalbody")
+        if isinstance(body := getattr(node, field, None), list)
+        for i in range(len(body) - n + 1) if [ast.dump(s) for s in body[i:i + n]] == statements
+    ]
+    if runs or n != 1 or not statements[0].startswith("Expr("):
+        return runs
+    expression = ast.dump(ast.parse(old, mode="eval").body)
+    return [(e, e, False) for e in ast.walk(scope) if isinstance(e, ast.expr) and ast.dump(e) == expression]
+
+
+def _offset(lines: list[str], lineno: int, col: int) -> int:
+    """The string offset of an AST position (1-based line, column in UTF-8 bytes)."""
+    return sum(map(len, lines[:lineno - 1])) + len(lines[lineno - 1].encode()[:col].decode())
+
+
+def copy_with_edits(
+    target: Path,
+    edits: dict[str, tuple[str, str] | str | Mutation | list[Mutation]] | None = None,
+    *,
+    source: Path = ROOT / "reference",
+) -> Path:
     """Copies ``source`` (default ``reference/``) to ``target`` and applies ``edits``.
 
     ``{"attention/attention.py": (old, new)}`` replaces the text ``old`` by
-    ``new`` in that file (failing if ``old`` is absent); a plain string writes
-    the file.
+    ``new`` in that file (failing if ``old`` is absent); a :class:`Mutation`
+    or a list of them edits the file by its structure (see :func:`mutate`); a
+    plain string writes the file.
     """
     import shutil
 
@@ -33,10 +124,15 @@ def copy_with_edits(target: Path, edits: dict[str, tuple[str, str] | str] | None
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(edit)
             continue
-        old, new = edit
         text = path.read_text()
-        assert old in text, f"{relpath} has no {old!r} to replace"
-        path.write_text(text.replace(old, new))
+        if isinstance(edit, tuple):
+            old, new = edit
+            assert old in text, f"{relpath} has no {old!r} to replace"
+            text = text.replace(old, new)
+        else:
+            for mutation in [edit] if isinstance(edit, Mutation) else edit:
+                text = mutate(text, mutation, relpath)
+        path.write_text(text)
     return target
 
 

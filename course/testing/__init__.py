@@ -89,12 +89,26 @@ def describe_mismatch(
     if got.shape != want.shape:
         return f"{what}: expected shape {want.shape}, got {got.shape}"
     if got.dtype == bool or want.dtype == bool:
-        wrong = np.argwhere(got != want)
-        if not len(wrong):
-            return None
-        index = tuple(int(i) for i in wrong[0])
-        values = f": got {got[index]}, expected {want[index]}" if reveal else ""
-        return f"{what}: {len(wrong)} of {got.size} entries differ; first at index {index}{values}"
+        return _boolean_mismatch(got, want, what=what, reveal=reveal)
+    return _numeric_mismatch(got, want, what=what, rtol=rtol, atol=atol, reveal=reveal)
+
+
+def _boolean_mismatch(got: np.ndarray, want: np.ndarray, *, what: str, reveal: bool) -> str | None:
+    """Counts the entries of two arrays of one shape that differ, and names the first; ``None`` when none does."""
+    wrong = np.argwhere(got != want)
+    if not len(wrong):
+        return None
+    index = tuple(int(i) for i in wrong[0])
+    values = f": got {got[index]}, expected {want[index]}" if reveal else ""
+    return f"{what}: {len(wrong)} of {got.size} entries differ; first at index {index}{values}"
+
+
+def _numeric_mismatch(got: np.ndarray, want: np.ndarray, *, what: str, rtol: float, atol: float,
+                      reveal: bool) -> str | None:
+    """Names unexpected NaNs or infinities, else the values outside the tolerance and the largest error; ``None`` when all match.
+
+    Both arrays have one shape; they are compared in float64.
+    """
     got64, want64 = got.astype(np.float64), want.astype(np.float64)
     bad_nonfinite = ~np.isfinite(got64) & np.isfinite(want64)
     if bad_nonfinite.any():
