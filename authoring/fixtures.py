@@ -4,7 +4,9 @@
 ``course fixtures --check`` (and a project test) fails when a committed file is
 stale. Inputs come from :func:`numpy.random.default_rng` with a fixed seed per
 exercise, never from ``jax.random``, whose streams change between releases.
-Each file is a flat mapping of names to arrays (``"<case>.<quantity>"``), stored
+Each file is a flat mapping of names to arrays (``"<case>.<quantity>"``; a
+module's parameters ``"<case>.params.<path>"`` with the paths of
+:func:`course.params.param_arrays`, ``"block.params.attn/query/kernel"``), stored
 without pickles; gradients are vector-Jacobian products for a stored cotangent.
 """
 

@@ -8,15 +8,11 @@ imports never touch this one, and reports through pytest-json-report.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from course import catalog, submission
+from course.pytest_child import run_pytest
 
 
 @dataclass(frozen=True)
@@ -80,24 +76,18 @@ def run_visible_tests(
     Raises:
       KeyError: an unknown exercise name.
       FileNotFoundError, NotADirectoryError: ``target`` is not a directory.
-      RuntimeError: pytest could not run the tests (no report written).
+      RuntimeError: pytest could not run the tests, or ran past ``timeout``
+        (no report written).
     """
     root = submission.repo_root()
     chosen = [catalog.get(n) for n in names] if names else list(catalog.EXERCISES)
     target_dir = submission.resolve(target) if target is not None else submission.default_submission()
     env = {**os.environ, submission.ENV_VAR: str(target_dir), "PYTHONDONTWRITEBYTECODE": "1"}
-    with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
-        report_path = Path(tmp) / "report.json"
-        command = [
-            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--continue-on-collection-errors", "--timeout=120",
-            f"--rootdir={root}", "--json-report", f"--json-report-file={report_path}",
-            "--json-report-omit=log,warnings,keywords,streams",
-            *(str(root / "exercises" / e.name) for e in chosen),
-        ]
-        completed = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
-        if not report_path.is_file():
-            raise RuntimeError(f"pytest did not run (exit {completed.returncode}):\n{completed.stdout}{completed.stderr}")
-        report = json.loads(report_path.read_text())
+    args = ["--continue-on-collection-errors", "--timeout=120", f"--rootdir={root}",
+            *(str(root / "exercises" / e.name) for e in chosen)]
+    report, log = run_pytest(args, cwd=root, env=env, timeout=timeout)
+    if report is None:
+        raise RuntimeError(f"pytest did not run:\n{log}")
     by_exercise: dict[str, list[TestOutcome]] = {e.name: [] for e in chosen}
     for test in report.get("tests", []):
         name = test["nodeid"].split("/")[1]

@@ -21,11 +21,11 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from course.model import TransformerConfig, TransformerLM
+from course.params import SEPARATOR, arrays_under, load_param_arrays, param_arrays
 
 CHECKPOINT_FILE = "checkpoint.npz"  # full training state, for --resume
 MODEL_FILE = "model.npz"  # parameters only, for generation (the shipped demo is one)
@@ -40,35 +40,19 @@ class CheckpointError(ValueError):
 
 # The model's parameters only: its constant buffers (positional encoding, mask)
 # are rebuilt by the active submission. The optimizer's state is saved whole.
-_SAVED = {"model/": nnx.Param, "optimizer/": ...}
+# Each part's arrays are named "<part>/<path>" ("model/blocks/0/attn/query/kernel").
+_SAVED = {"model": nnx.Param, "optimizer": ...}
 
 
-def _flat(obj: nnx.Module | nnx.Optimizer, prefix: str) -> dict[str, np.ndarray]:
-    return {
-        prefix + "/".join(map(str, path)): np.asarray(v.get_value())
-        for path, v in nnx.to_flat_state(nnx.state(obj, _SAVED[prefix]))
-    }
+def _flat(obj: nnx.Module | nnx.Optimizer, part: str) -> dict[str, np.ndarray]:
+    return {f"{part}{SEPARATOR}{name}": array for name, array in param_arrays(obj, _SAVED[part]).items()}
 
 
-def _restore(obj: nnx.Module | nnx.Optimizer, prefix: str, arrays: dict[str, np.ndarray], source: Path) -> None:
-    state = nnx.state(obj, _SAVED[prefix])
-    flat = list(nnx.to_flat_state(state))
-    expected = {prefix + "/".join(map(str, path)) for path, _ in flat}
-    present = {k for k in arrays if k.startswith(prefix)}
-    if expected != present:
-        missing, unexpected = sorted(expected - present)[:5], sorted(present - expected)[:5]
-        raise CheckpointError(
-            f"checkpoint: {source} does not fit this model (missing {missing}, unexpected {unexpected})"
-        )
-    for path, variable in flat:
-        value = arrays[prefix + "/".join(map(str, path))]
-        current = np.shape(variable.get_value())
-        if value.shape != current:
-            raise CheckpointError(
-                f"checkpoint: {source} holds {'/'.join(map(str, path))} of shape {value.shape}, the model has {current}"
-            )
-        variable.set_value(jnp.asarray(value))
-    nnx.update(obj, state)
+def _restore(obj: nnx.Module | nnx.Optimizer, part: str, arrays: dict[str, np.ndarray], source: Path) -> None:
+    try:
+        load_param_arrays(obj, arrays_under(arrays, part + SEPARATOR), _SAVED[part])
+    except ValueError as error:
+        raise CheckpointError(f"checkpoint: {source} does not fit this model ({error})") from None
 
 
 def save(
@@ -85,9 +69,9 @@ def save(
       The path written.
     """
     path = Path(path)
-    arrays = _flat(model, "model/")
+    arrays = _flat(model, "model")
     if optimizer is not None:
-        arrays |= _flat(optimizer, "optimizer/")
+        arrays |= _flat(optimizer, "optimizer")
     document = {"format": FORMAT_VERSION, "model_config": dataclasses.asdict(model.config), **meta}
     arrays[_META] = np.frombuffer(json.dumps(document).encode(), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,11 +129,11 @@ def restore(
         raise CheckpointError(
             f"checkpoint: {path} was written for {model_config(meta)}, not for {model.config}"
         )
-    _restore(model, "model/", arrays, Path(path))
+    _restore(model, "model", arrays, Path(path))
     if optimizer is not None:
-        if not any(k.startswith("optimizer/") for k in arrays):
+        if not arrays_under(arrays, "optimizer" + SEPARATOR):
             raise CheckpointError(f"checkpoint: {path} holds no optimizer state to resume from")
-        _restore(optimizer, "optimizer/", arrays, Path(path))
+        _restore(optimizer, "optimizer", arrays, Path(path))
     return meta
 
 

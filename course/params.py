@@ -1,8 +1,10 @@
 """An NNX module's parameters as a flat mapping of names to arrays, and back.
 
-This is the seam between a module and everything outside it: fixtures store a
-reference module's weights under these names, and tests and the grader load
-them into a student's module of the same structure (``"attn.query.kernel"``).
+This is the seam between a module and everything outside it: fixtures and
+checkpoints store a module's weights under these names, and tests and the
+grader load them into a student's module of the same structure
+(``"attn/query/kernel"``). The grader's worker keeps its own copy of the
+flattening (``graders/runtime/transforms.py``), with the same names.
 """
 
 from __future__ import annotations
@@ -15,37 +17,60 @@ import numpy as np
 from flax import nnx
 
 
-def param_arrays(module: nnx.Module) -> dict[str, np.ndarray]:
-    """``{"<path>": array}`` for every ``nnx.Param`` of ``module``, paths joined by dots."""
-    return _flat(nnx.state(module, nnx.Param))
+SEPARATOR = "/"  # as in checkpoints and the grader's wire: "blocks/0/attn/query/kernel"
 
 
-def load_param_arrays(module: nnx.Module, arrays: dict[str, np.ndarray]) -> None:
-    """Overwrites every ``nnx.Param`` of ``module`` with ``arrays`` (as from :func:`param_arrays`).
+def param_arrays(module: nnx.Module | nnx.Optimizer, which=nnx.Param) -> dict[str, np.ndarray]:
+    """``{"<path>": array}`` for every variable of ``module`` that ``which`` selects, paths joined by :data:`SEPARATOR`.
+
+    Args:
+      module: a module, or any NNX object (an optimizer).
+      which: an NNX filter; ``nnx.Param`` (the default) for the parameters,
+        ``...`` for everything (an optimizer's whole state).
+    """
+    return _flat(nnx.state(module, which))
+
+
+def load_param_arrays(module: nnx.Module | nnx.Optimizer, arrays: dict[str, np.ndarray], which=nnx.Param) -> None:
+    """Overwrites every variable of ``module`` that ``which`` selects with ``arrays`` (as from :func:`param_arrays`).
+
+    Each array is cast to its variable's dtype.
 
     Raises:
-      ValueError: the names or shapes differ from the module's; the message
+      ValueError: the names or shapes differ from ``module``'s; the message
         lists what is missing, unexpected or misshapen.
     """
-    state = nnx.state(module, nnx.Param)
-    expected = {".".join(map(str, path)): variable for path, variable in nnx.to_flat_state(state)}
+    state = nnx.state(module, which)
+    expected = {SEPARATOR.join(map(str, path)): variable for path, variable in nnx.to_flat_state(state)}
     missing, unexpected = sorted(expected.keys() - arrays.keys()), sorted(arrays.keys() - expected.keys())
     if missing or unexpected:
-        raise ValueError(f"module: parameters differ from the expected structure; missing {missing}, unexpected {unexpected}")
+        raise ValueError(
+            f"module: parameters differ from the expected structure; missing {_few(missing)}, unexpected {_few(unexpected)}"
+        )
     misshapen = [
-        f"{name}: {tuple(expected[name].get_value().shape)} instead of {tuple(np.shape(array))}"
+        f"{name}: {tuple(np.shape(array))} given for a parameter of shape {tuple(expected[name].get_value().shape)}"
         for name, array in arrays.items()
         if tuple(expected[name].get_value().shape) != tuple(np.shape(array))
     ]
     if misshapen:
-        raise ValueError(f"module: parameter shapes differ from the expected ones; {'; '.join(misshapen)}")
+        raise ValueError(f"module: parameter shapes differ from the expected ones; {'; '.join(_few(misshapen))}")
     for name, variable in expected.items():
         variable.set_value(jnp.asarray(arrays[name], dtype=variable.get_value().dtype))
     nnx.update(module, state)
 
 
+def arrays_under(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The entries of ``arrays`` named ``prefix + name``, as ``{name: array}`` (a fixture's or checkpoint's part)."""
+    return {name[len(prefix):]: array for name, array in arrays.items() if name.startswith(prefix)}
+
+
+def _few(names: list[str], limit: int = 8) -> list[str]:
+    """At most ``limit`` of ``names``, then how many more: a whole model's names would bury the message."""
+    return names if len(names) <= limit else [*names[:limit], f"... {len(names) - limit} more"]
+
+
 def _flat(state: nnx.State) -> dict[str, np.ndarray]:
-    return {".".join(map(str, path)): np.asarray(v.get_value()) for path, v in nnx.to_flat_state(state)}
+    return {SEPARATOR.join(map(str, path)): np.asarray(v.get_value()) for path, v in nnx.to_flat_state(state)}
 
 
 def module_vjp(

@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+from flax import nnx
 
 from authoring import fixtures
 from course import catalog
-from course.params import flatten_params, unflatten_params
+from course.params import arrays_under, flatten_params, load_param_arrays, param_arrays, unflatten_params
+from course.testing.toy_model import TOY, BigramMLP
 from course.submission import repo_root
 
 ROOT = repo_root()
@@ -34,3 +36,16 @@ def test_params_round_trip():
     for (W, b), (W2, b2) in zip(params, back):
         np.testing.assert_array_equal(W, W2)
         np.testing.assert_array_equal(b, b2)
+
+
+def test_module_parameters_round_trip_by_path():
+    source, target = BigramMLP(**TOY, rngs=nnx.Rngs(0)), BigramMLP(**TOY, rngs=nnx.Rngs(1))
+    arrays = param_arrays(source)
+    assert sorted(arrays) == ["embed/embedding", "hidden/bias", "hidden/kernel", "out/bias", "out/kernel"]
+    load_param_arrays(target, arrays_under({f"params.{k}": v for k, v in arrays.items()} | {"other": np.ones(1)}, "params."))
+    for name, value in param_arrays(target).items():
+        np.testing.assert_array_equal(value, arrays[name], err_msg=name)
+    with pytest.raises(ValueError, match=r"missing \['out/bias'\], unexpected \['out/b'\]"):
+        load_param_arrays(target, {**{k: v for k, v in arrays.items() if k != "out/bias"}, "out/b": arrays["out/bias"]})
+    with pytest.raises(ValueError, match=r"hidden/bias: \(3,\) given for a parameter of shape"):
+        load_param_arrays(target, {**arrays, "hidden/bias": np.zeros(3, np.float32)})

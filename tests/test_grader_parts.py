@@ -167,6 +167,7 @@ def test_modules_get_the_reference_weights_and_their_parameter_gradients(tmp_pat
     from flax import nnx
 
     from graders.engine.client import Session, Student
+    from course.params import param_arrays
     from graders.engine.failures import StudentError
     from graders.runtime import transforms
 
@@ -176,7 +177,7 @@ def test_modules_get_the_reference_weights_and_their_parameter_gradients(tmp_pat
     here = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(here)
     reference = here.Mlp(3, rngs=nnx.Rngs(1))
-    weights = {k: np.asarray(v) for k, v in transforms.get_params(reference).items()}
+    weights = param_arrays(reference)
     rng = np.random.default_rng(0)
     x, ct = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((4, 2)).astype(np.float32)
     session = Session(tmp_path, sandbox.Limits(call_seconds=60), traps=[])
@@ -246,8 +247,8 @@ def test_objects_built_in_the_worker_can_be_passed_to_calls(tmp_path):
     from flax import nnx
 
     import course
+    from course.params import param_arrays
     from graders.engine.client import Session, Student
-    from graders.runtime import transforms
 
     (tmp_path / "toy").mkdir()
     (tmp_path / "toy" / "toy.py").write_text(TOY + TRAINING)
@@ -255,7 +256,7 @@ def test_objects_built_in_the_worker_can_be_passed_to_calls(tmp_path):
     here = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(here)
     model = here.Mlp(3, rngs=nnx.Rngs(1))
-    weights = {k: np.asarray(v) for k, v in transforms.get_params(model).items()}
+    weights = param_arrays(model)
     optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((4, 2)).astype(np.float32)
@@ -269,7 +270,7 @@ def test_objects_built_in_the_worker_can_be_passed_to_calls(tmp_path):
         remote_optimizer = student.construct("flax.nnx.Optimizer", remote.ref, tx.ref, kwargs={"wrt": wire.Ref("flax.nnx.Param")})
         for _ in range(2):
             compare.check(student.sgd_step(remote.ref, remote_optimizer.ref, x, y), here.sgd_step(model, optimizer, x, y), what="loss")
-        compare.check(remote.get_params(), {k: np.asarray(v) for k, v in transforms.get_params(model).items()}, what="parameters after two steps")
+        compare.check(remote.get_params(), param_arrays(model), what="parameters after two steps")
     finally:
         session.close()
 

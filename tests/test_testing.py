@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from course.testing import assert_close, assert_shape_dtype, tolerance
+from course.testing import assert_close, assert_shape_dtype, chi_square_p_value, tolerance
 
 
 def test_equal_values_pass():
@@ -51,3 +51,22 @@ def test_shape_and_dtype():
     assert_shape_dtype(jnp.ones((2, 2), bool), (2, 2), bool, what="m")
     with pytest.raises(AssertionError, match="expected dtype bool, got float32"):
         assert_shape_dtype(jnp.ones((2, 2)), (2, 2), bool, what="m")
+
+
+def test_chi_square_p_value_matches_the_tables():
+    # Two categories, statistic (60-50)^2/50 * 2 = 4 on one degree of freedom: p = 0.0455 (textbook tables).
+    assert chi_square_p_value([60, 40], [0.5, 0.5]) == pytest.approx(0.0455, abs=1e-4)
+    # Probabilities are normalized; counts exactly as expected give p = 1.
+    assert chi_square_p_value([10, 20, 30], [1, 2, 3]) == pytest.approx(1.0)
+    # Five categories, statistic 9.4877 (the 5% critical value on four degrees of freedom).
+    counts = np.array([100, 100, 100, 100, 100]) + np.array([1, -1, 0, 0, 0]) * np.sqrt(9.4877 * 100 / 2)
+    assert chi_square_p_value(counts, np.full(5, 0.2)) == pytest.approx(0.05, abs=1e-4)
+
+
+def test_chi_square_p_value_names_bad_arguments():
+    with pytest.raises(ValueError, match="counts and probabilities"):
+        chi_square_p_value([1, 2, 3], [0.5, 0.5])
+    with pytest.raises(ValueError, match="counts and probabilities"):
+        chi_square_p_value([1], [1.0])
+    with pytest.raises(ValueError, match="probabilities: every category"):
+        chi_square_p_value([1, 2], [1.0, 0.0])

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from flax import nnx
 
 from course import checkpoint, submission
+from course.params import param_arrays
 from course.cli import main
 from course.model import CONFIGS, TransformerLM
 from course.train import RUNS, TrainConfig, train
@@ -27,10 +28,6 @@ QUICK = dataclasses.replace(RUNS["tiny"], steps=40, eval_every=20, checkpoint_ev
 def reference():
     with submission.active(ROOT / "reference"):
         yield
-
-
-def params(model):
-    return {k: np.asarray(v) for k, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
 
 
 def test_tiny_run_learns_to_reverse_and_writes_its_files(tmp_path):
@@ -152,6 +149,22 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path):
     other = TransformerLM(dataclasses.replace(CONFIGS["tiny"], d_model=64), rngs=nnx.Rngs(0))
     with pytest.raises(checkpoint.CheckpointError, match="was written for"):
         checkpoint.restore(tmp_path / "run" / "checkpoint.npz", other)
+
+
+def test_checkpoint_names_are_parameter_paths_and_a_misfit_is_named(tmp_path):
+    model, _ = checkpoint.load_checkpoint(checkpoint.DEMO_CHECKPOINT)  # the shipped file keeps loading
+    arrays, meta = checkpoint.read(checkpoint.DEMO_CHECKPOINT / checkpoint.MODEL_FILE)
+    assert set(arrays) == {f"model/{name}" for name in param_arrays(model)} and "model/blocks/0/attn/query/kernel" in arrays
+    arrays["model/head/bias"] = arrays["model/head/bias"][:-1]
+    del arrays["model/ln_f/scale"]
+    damaged = tmp_path / "damaged.npz"
+    np.savez(damaged, **arrays, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    with pytest.raises(checkpoint.CheckpointError, match=r"does not fit this model .*missing \['ln_f/scale'\]"):
+        checkpoint.restore(damaged, model)
+    arrays["model/ln_f/scale"] = np.ones(model.config.d_model, np.float32)
+    np.savez(damaged, **arrays, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    with pytest.raises(checkpoint.CheckpointError, match=r"head/bias: \(255,\) given for a parameter of shape \(256,\)"):
+        checkpoint.restore(damaged, model)
 
 
 def test_cli_train_resume_and_generate(tmp_path):

@@ -10,12 +10,13 @@ expected values.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from course.testing.statistics import chi_square_p_value  # noqa: F401  (the tests import it from here)
 
 # Every tolerance of the course, stated once, per kind of quantity and dtype:
 # the visible tests use "output"; the grader compares outputs and gradients
@@ -151,59 +152,3 @@ def assert_shape_dtype(actual, shape: tuple[int, ...], dtype, *, what: str) -> N
         raise AssertionError(f"{what}: expected shape {tuple(shape)}, got {tuple(actual.shape)}")
     if jnp.dtype(actual.dtype) != jnp.dtype(dtype):
         raise AssertionError(f"{what}: expected dtype {jnp.dtype(dtype)}, got {jnp.dtype(actual.dtype)}")
-
-
-def _upper_regularized_gamma(s: float, x: float) -> float:
-    """``Q(s, x) = Gamma(s, x) / Gamma(s)``: a series below ``x = s + 1``, a continued fraction above."""
-    if x <= 0:
-        return 1.0
-    log_prefactor = s * math.log(x) - x - math.lgamma(s)
-    if x < s + 1:
-        term = total = 1.0 / s
-        a = s
-        while term > total * 1e-15:
-            a += 1
-            term *= x / a
-            total += term
-        return max(0.0, 1.0 - math.exp(log_prefactor) * total)
-    # Lentz's method for the continued fraction of Gamma(s, x).
-    tiny = 1e-300
-    b = x + 1 - s
-    c, d = 1 / tiny, 1 / b
-    h = d
-    for i in range(1, 10_000):
-        an = -i * (i - s)
-        b += 2
-        d = an * d + b
-        d = tiny if abs(d) < tiny else d
-        c = b + an / c
-        c = tiny if abs(c) < tiny else c
-        d = 1 / d
-        delta = d * c
-        h *= delta
-        if abs(delta - 1) < 1e-15:
-            break
-    return math.exp(log_prefactor) * h
-
-
-def chi_square_p_value(counts, probabilities) -> float:
-    """Pearson's chi-square goodness-of-fit p-value of ``counts`` under ``probabilities``.
-
-    Args:
-      counts: observed counts per category, ``int[K]``, ``K >= 2``.
-      probabilities: the categories' probabilities, ``float[K]``, all positive.
-
-    Returns:
-      The probability, under the null hypothesis, of a statistic at least as
-      large as the observed one (``K - 1`` degrees of freedom). A test that
-      fails when it is below ``alpha`` raises a false alarm with probability ``alpha``.
-    """
-    counts = np.asarray(counts, np.float64)
-    probabilities = np.asarray(probabilities, np.float64)
-    if counts.shape != probabilities.shape or counts.ndim != 1 or len(counts) < 2:
-        raise ValueError(f"counts and probabilities: expected two vectors of the same length >= 2, got {counts.shape} and {probabilities.shape}")
-    if (probabilities <= 0).any():
-        raise ValueError("probabilities: every category needs a positive probability")
-    expected = counts.sum() * probabilities / probabilities.sum()
-    statistic = float(((counts - expected) ** 2 / expected).sum())
-    return _upper_regularized_gamma((len(counts) - 1) / 2, statistic / 2)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from course.params import load_param_arrays
+from course.params import arrays_under, load_param_arrays
 from course.testing import assert_close, assert_shape_dtype, chi_square_p_value, load_fixtures
 from course.testing.toy_model import TOY, BigramMLP
 from exercises.generation.generation import generate, sample_next_token
@@ -24,7 +24,7 @@ TRACES = []  # one entry each time JAX traces WindowSum (Python runs only while 
 
 def toy_model():
     model = BigramMLP(**TOY, rngs=nnx.Rngs(0))
-    load_param_arrays(model, {k[len("params."):]: v for k, v in FX.items() if k.startswith("params.")})
+    load_param_arrays(model, arrays_under(FX, "params."))
     return model
 
 

@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 from jax.sharding import Mesh
 
-from course.params import load_param_arrays, param_arrays
+from course.params import arrays_under, load_param_arrays, param_arrays
 from course.sharding import data_mesh, replicate
 from course.testing import assert_close, load_fixtures
 from course.testing.toy_model import TOY, BigramMLP
@@ -23,7 +23,7 @@ FX = load_fixtures(__file__)
 
 def fresh_model_and_optimizer():
     model = BigramMLP(**TOY, rngs=nnx.Rngs(0))
-    load_param_arrays(model, {k[len("params."):]: v for k, v in FX.items() if k.startswith("params.")})
+    load_param_arrays(model, arrays_under(FX, "params."))
     return model, nnx.Optimizer(model, optax.adam(0.05), wrt=nnx.Param)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from course.params import load_param_arrays, module_vjp, param_arrays
+from course.params import arrays_under, load_param_arrays, module_vjp, param_arrays
 from course.testing import assert_close, load_fixtures
 from exercises.transformer.transformer import DecoderBlock, FeedForward, MultiHeadAttention
 
@@ -31,15 +31,13 @@ CASES = {
 def build(case):
     """Your module for ``case`` with the fixture's weights loaded."""
     module = CASES[case][0]()
-    prefix = f"{case}.params."
-    load_param_arrays(module, {k[len(prefix):]: v for k, v in FX.items() if k.startswith(prefix)})
+    load_param_arrays(module, arrays_under(FX, f"{case}.params."))
     return module
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_parameter_names_and_shapes(case):
-    prefix = f"{case}.params."
-    expected = {k[len(prefix):]: v.shape for k, v in FX.items() if k.startswith(prefix)}
+    expected = {k: v.shape for k, v in arrays_under(FX, f"{case}.params.").items()}
     actual = {k: v.shape for k, v in param_arrays(CASES[case][0]()).items()}
     assert actual == expected, f"parameters of {case}: expected {sorted(expected.items())}, got {sorted(actual.items())}"
 

@@ -118,50 +118,60 @@ class Session:
         """
         process = self.process
         started = time.monotonic()
-
-        def watch_memory():
-            if process.memory_mb() > self.limits.memory_mb:
-                raise MemoryError
-
-        def fail(reason: str):
-            self.timings.call_seconds += time.monotonic() - started
-            self._stop_process()
-            return WorkerCrash(reason)
-
         self.requests += 1
         header = {**header, "id": self.requests}
         try:
             wire.write_frame(process.request_w, wire.pack(header, arrays))
         except OSError:
-            raise fail(f"the worker process died before {what} (exit status {process.popen.poll()})") from None
+            raise self._crash(f"the worker process died before {what} (exit status {process.popen.poll()})",
+                              started) from None
 
         def answer():
             self.pending = None
-            try:
-                answer = wire.read_frame(process.response_r, limit=self.limits.message_mb << 20,
-                                         deadline=started + timeout, on_wait=watch_memory)
-            except TimeoutError:
-                reason = f"{what} took longer than {timeout:.0f} s (an infinite loop?); the worker was stopped"
-            except MemoryError:
-                reason = f"{what} used more than {self.limits.memory_mb} MiB of memory; the worker was stopped"
-            except (EOFError, OSError):
-                time.sleep(0.05)
-                reason = (f"the worker process died during {what} (exit status {process.popen.poll()}); "
-                          "did the code call os._exit or exit, or crash?")
-            except wire.ProtocolError as error:
-                reason = f"the worker sent an unreadable answer during {what} ({error})"
-            else:
-                if answer[0].get("id") != header["id"]:  # e.g. written by a process the submission forked
-                    raise fail(f"the worker answered out of turn during {what}; the worker was stopped")
-                if not _well_formed(answer[0]):
-                    raise fail(f"the worker sent a malformed answer during {what}; the worker was stopped")
-                self.timings.call_seconds += time.monotonic() - started
-                self.compile_before = float(answer[0].get("compile_seconds", 0.0))
-                return answer
-            raise fail(reason)
+            return self._receive(process, header["id"], started=started, timeout=timeout, what=what)
 
         self.pending = answer
         return answer
+
+    def _receive(self, process: sandbox.Process, request_id: int, *, started: float, timeout: float, what: str):
+        """The worker's answer to request ``request_id``, sent at ``started``: ``(header, arrays)``.
+
+        Raises:
+          WorkerCrash: no well-formed answer to that request came within
+            ``timeout`` and the memory limit; the worker is stopped.
+        """
+        def watch_memory():
+            if process.memory_mb() > self.limits.memory_mb:
+                raise MemoryError
+
+        try:
+            answer = wire.read_frame(process.response_r, limit=self.limits.message_mb << 20,
+                                     deadline=started + timeout, on_wait=watch_memory)
+        except TimeoutError:
+            reason = f"{what} took longer than {timeout:.0f} s (an infinite loop?); the worker was stopped"
+        except MemoryError:
+            reason = f"{what} used more than {self.limits.memory_mb} MiB of memory; the worker was stopped"
+        except (EOFError, OSError):
+            time.sleep(0.05)
+            reason = (f"the worker process died during {what} (exit status {process.popen.poll()}); "
+                      "did the code call os._exit or exit, or crash?")
+        except wire.ProtocolError as error:
+            reason = f"the worker sent an unreadable answer during {what} ({error})"
+        else:
+            if answer[0].get("id") != request_id:  # e.g. written by a process the submission forked
+                raise self._crash(f"the worker answered out of turn during {what}; the worker was stopped", started)
+            if not _well_formed(answer[0]):
+                raise self._crash(f"the worker sent a malformed answer during {what}; the worker was stopped", started)
+            self.timings.call_seconds += time.monotonic() - started
+            self.compile_before = float(answer[0].get("compile_seconds", 0.0))
+            return answer
+        raise self._crash(reason, started)
+
+    def _crash(self, reason: str, started: float) -> WorkerCrash:
+        """Stops the worker after a failed exchange begun at ``started``; returns the crash to raise."""
+        self.timings.call_seconds += time.monotonic() - started
+        self._stop_process()
+        return WorkerCrash(reason)
 
     def send(self, exercise: str, header: dict, arrays: dict, *, what: str):
         """Sends one request about ``exercise`` (loading it first if needed); returns a function that waits for the answer.

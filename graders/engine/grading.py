@@ -19,22 +19,22 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from course.seeds import check_seed, draw_seed
 from course import catalog, submission as submissions
+from course.pytest_child import run_pytest
+from course.seeds import check_seed, draw_seed
 from graders.engine import sandbox
 from graders.results import gradescope, pytest_report
 from graders.results.scores import GradingResult, RunStatus, write_json
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 RESULTS_FILE, REPORT_FILE, SCORE_FILE = "results.json", "report.json", "score.json"
+PID_FILE = "workers"  # beside the settings: where the pytest process notes each worker it starts
 
 
 def suite_path(name: str) -> Path:
@@ -102,67 +102,105 @@ def grade(
       ValueError: ``seed`` out of range, or a submission too large to copy.
     """
     started = time.monotonic()
+    plan = _plan(submission, exercises=exercises, seed=seed, limits=limits, forbidden=forbidden, cache_dir=cache_dir)
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    report, log, pytest_seconds = _run_child(plan)
+    result = _result(report, log, submission=str(submission), seed=plan.seed, exercises=plan.exercises)
+    total = time.monotonic() - started
+    result = replace(result, timings={**result.timings, "pytest_process": round(pytest_seconds, 3), "total": round(total, 3)})
+    if out_dir is not None:
+        _write_files(out_dir, result, report, execution_time=total)
+    return result
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One grading's checked arguments and the folders it uses."""
+
+    submission: Path  # resolved
+    exercises: list[str]
+    forbidden: dict[str, list[str]]  # per exercise
+    seed: int
+    limits: sandbox.Limits
+    repo: Path
+    cache: Path
+
+
+def _plan(
+    submission: str | os.PathLike[str],
+    *,
+    exercises: Sequence[str] | None,
+    seed: int | None,
+    limits: sandbox.Limits | None,
+    forbidden: Mapping[str, Sequence[str]] | None,
+    cache_dir: str | os.PathLike[str] | None,
+) -> _Plan:
+    """Checks :func:`grade`'s arguments (raising as it documents) and fills in their defaults; closes the
+    repository to other users (the worker's) and makes the compilation cache's folder."""
     root = submissions.resolve(submission)
     names = list(exercises) if exercises else graded_exercises()
     check_graded(names)
     seed = draw_seed() if seed is None else check_seed(seed)
-    limits = limits or sandbox.Limits()
     routines = {name: list((forbidden or {}).get(name, catalog.get(name).forbidden)) for name in names}
     repo = submissions.repo_root()
     sandbox.lock_repository(repo)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
-    out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    return _Plan(root, names, routines, seed, limits or sandbox.Limits(), repo, cache)
+
+
+def _run_child(plan: _Plan) -> tuple[dict | None, str, float]:
+    """Runs the suites in a pytest child; returns its report (``None`` when it wrote none), output and seconds."""
     with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
-        settings = Path(tmp) / "settings.json"
-        report_path = Path(tmp) / REPORT_FILE
-        settings.write_text(json.dumps({
-            "submission": str(root), "seed": seed, "limits": asdict(limits), "forbidden": routines,
-            "reference": str(repo / "reference"), "cache_dir": str(cache), "pid_file": str(Path(tmp) / "workers"),
-        }))
-        command = [
-            sys.executable, "-m", "pytest", "-q", "-p", "graders.engine.plugin", "-p", "no:cacheprovider",
-            f"--rootdir={repo}", "-o", "addopts=", "-o", "python_files=test_*.py",
-            f"--timeout={limits.call_seconds * 4 + limits.startup_seconds}",
-            f"--grader-config={settings}", "--json-report", f"--json-report-file={report_path}",
-            "--json-report-omit=log,warnings,keywords,streams", *(str(suite_path(n)) for n in names),
-        ]
-        env = {k: v for k, v in os.environ.items() if k != submissions.ENV_VAR}
-        env |= {"PYTHONPATH": os.pathsep.join([str(repo), *filter(None, [os.environ.get("PYTHONPATH")])]),
-                "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "PYTHONDONTWRITEBYTECODE": "1"}
-        budget = limits.submission_seconds + limits.startup_seconds + 120
+        settings = _write_settings(Path(tmp), plan)
         pytest_started = time.monotonic()
-        try:
-            completed = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=budget,
-                                       start_new_session=True)
-            log = (completed.stdout + completed.stderr)[-20000:]
-        except subprocess.TimeoutExpired as expired:
-            log = f"the grader's pytest run took longer than {budget:.0f} s and was stopped\n{expired.stdout or ''}"[-20000:]
+        report, log = _run_suites(plan, settings)
         pytest_seconds = time.monotonic() - pytest_started
-        sandbox.kill_recorded(Path(tmp) / "workers")  # the pytest process kills its workers; this covers its own death
-        report = _read_report(report_path)
+        sandbox.kill_recorded(Path(tmp) / PID_FILE)  # the pytest process kills its workers; this covers its own death
+    return report, log, pytest_seconds
+
+
+def _write_settings(folder: Path, plan: _Plan) -> Path:
+    """Writes the settings the pytest process reads (plugin ``--grader-config``) into ``folder``; returns their path."""
+    settings = folder / "settings.json"
+    settings.write_text(json.dumps({
+        "submission": str(plan.submission), "seed": plan.seed, "limits": asdict(plan.limits), "forbidden": plan.forbidden,
+        "reference": str(plan.repo / "reference"), "cache_dir": str(plan.cache), "pid_file": str(folder / PID_FILE),
+    }))
+    return settings
+
+
+def _run_suites(plan: _Plan, settings: Path) -> tuple[dict | None, str]:
+    """``run_pytest`` on the suites, with the grader's plugin and settings, in a session of its own."""
+    limits = plan.limits
+    args = [
+        "-p", "graders.engine.plugin", f"--rootdir={plan.repo}", "-o", "addopts=", "-o", "python_files=test_*.py",
+        f"--timeout={limits.call_seconds * 4 + limits.startup_seconds}", f"--grader-config={settings}",
+        *(str(suite_path(n)) for n in plan.exercises),
+    ]
+    env = {k: v for k, v in os.environ.items() if k != submissions.ENV_VAR}
+    env |= {"PYTHONPATH": os.pathsep.join([str(plan.repo), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "PYTHONDONTWRITEBYTECODE": "1"}
+    budget = limits.submission_seconds + limits.startup_seconds + 120
+    return run_pytest(args, cwd=plan.repo, env=env, timeout=budget, new_session=True)
+
+
+def _result(report: dict | None, log: str, *, submission: str, seed: int, exercises: list[str]) -> GradingResult:
+    """The score model of a pytest report; a ``grader_error`` one, with the output, when there is no report."""
     if report is None:
-        result = GradingResult(submission=str(submission), seed=seed, exercises=(), status=RunStatus.GRADER_ERROR,
-                               errors=(f"the grader's pytest run wrote no report:\n{log}",))
-    else:
-        result = pytest_report.convert(report, submission=str(submission), seed=seed, exercises=names)
-        if result.status != RunStatus.OK:
-            result = replace(result, errors=(*result.errors, f"pytest output:\n{log}"))
-    total = time.monotonic() - started
-    result = replace(result, timings={**result.timings, "pytest_process": round(pytest_seconds, 3), "total": round(total, 3)})
-    if out_dir is not None:
-        if report is not None:
-            write_json(out_dir / REPORT_FILE, report)
-        write_json(out_dir / RESULTS_FILE, gradescope.results(result, execution_time=total))
-        write_json(out_dir / SCORE_FILE, result.to_json())
+        return GradingResult(submission=submission, seed=seed, exercises=(), status=RunStatus.GRADER_ERROR,
+                             errors=(f"the grader's pytest run wrote no report:\n{log}",))
+    result = pytest_report.convert(report, submission=submission, seed=seed, exercises=exercises)
+    if result.status != RunStatus.OK:
+        result = replace(result, errors=(*result.errors, f"pytest output:\n{log}"))
     return result
 
 
-def _read_report(path: Path) -> dict | None:
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return report if isinstance(report, dict) else None
+def _write_files(out_dir: Path, result: GradingResult, report: dict | None, *, execution_time: float) -> None:
+    """Writes ``report.json`` (when there is a report), ``results.json`` (Gradescope) and ``score.json`` into ``out_dir``."""
+    if report is not None:
+        write_json(out_dir / REPORT_FILE, report)
+    write_json(out_dir / RESULTS_FILE, gradescope.results(result, execution_time=execution_time))
+    write_json(out_dir / SCORE_FILE, result.to_json())

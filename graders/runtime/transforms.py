@@ -165,10 +165,16 @@ def _nnx():
     return nnx
 
 
+# A copy of course.params' flattening (same "/" names): the worker imports nothing of the project.
+def _flat_params(state) -> dict[str, tuple[tuple, object]]:
+    """``{"a/b/kernel": (path, variable)}`` for every variable of an NNX ``state``."""
+    return {"/".join(map(str, path)): (path, var) for path, var in _nnx().to_flat_state(state)}
+
+
 def get_params(module) -> dict[str, jax.Array]:
     """The ``nnx.Param`` leaves of ``module``, keyed ``"a/b/kernel"``."""
     nnx = _nnx()
-    return {"/".join(map(str, path)): var.get_value() for path, var in nnx.to_flat_state(nnx.state(module, nnx.Param))}
+    return {key: var.get_value() for key, (_, var) in _flat_params(nnx.state(module, nnx.Param)).items()}
 
 
 def set_params(module, params: dict[str, np.ndarray]) -> None:
@@ -178,8 +184,7 @@ def set_params(module, params: dict[str, np.ndarray]) -> None:
       StructureError: a path is missing or extra, or a shape or dtype differs.
     """
     nnx = _nnx()
-    current = nnx.to_flat_state(nnx.state(module, nnx.Param))
-    have = {"/".join(map(str, path)): (path, var) for path, var in current}
+    have = _flat_params(nnx.state(module, nnx.Param))
     if set(have) != set(params):
         raise StructureError(f"the module's parameters are {sorted(have)}; expected {sorted(params)}")
     new = {}
@@ -206,8 +211,9 @@ def apply_module(module, method: str, args: tuple = (), kwargs: dict | None = No
     if transform != "vjp":
         return apply(getattr(module, method), args, kwargs, transform=transform, in_axes=in_axes, compile=compile)
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)
-    paths = {"/".join(map(str, path)): path for path, _ in nnx.to_flat_state(params)}
-    weights = {key: var.get_value() for key, (_, var) in zip(paths, nnx.to_flat_state(params))}
+    flat = _flat_params(params)
+    paths = {key: path for key, (path, _) in flat.items()}
+    weights = {key: var.get_value() for key, (_, var) in flat.items()}
 
     def call(weights, *a, **k):
         state = nnx.from_flat_state({paths[key]: value for key, value in weights.items()})

@@ -25,11 +25,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from course.params import param_arrays
 from course.testing import chi_square_p_value
 from course.testing.toy_model import PrefixMeanLM
 from graders.engine.compare import check, expect_dtype, expect_raises
 from graders.engine.failures import Mismatch
-from graders.runtime import transforms
 
 ALPHA = 1e-4  # the false-alarm rate of each chi-square case
 SAMPLES = 6000  # draws per chi-square case
@@ -144,7 +144,7 @@ def _models(student, rng, dims):
     kwargs = {"vocab_size": V, "d_hidden": 16, "max_seq_len": max_seq_len}
     ref = PrefixMeanLM(**kwargs, rngs=nnx.Rngs(int(rng.integers(2**31))))
     model = student.construct("course.testing.toy_model.PrefixMeanLM", kwargs=kwargs, rngs_seed=0)
-    model.set_params({k: np.asarray(v) for k, v in transforms.get_params(ref).items()})
+    model.set_params(param_arrays(ref))
     return model, ref
 
 

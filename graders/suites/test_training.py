@@ -24,10 +24,11 @@ import optax
 import pytest
 from flax import nnx
 
+from course.params import param_arrays
 from course.testing.toy_model import BigramMLP, PrefixMeanLM
 from graders.engine.compare import check, expect_raises
 from graders.engine.failures import Mismatch
-from graders.runtime import transforms, wire
+from graders.runtime import wire
 
 STEPS = 3
 MAX_TRACES = 2  # times the model's Python code may run over 4 steps of one shape (compiled once: 1)
@@ -44,16 +45,12 @@ def _models(student, rng, V, model_class=BigramMLP, optimizer=("adam", 0.05)):
     kwargs = {"vocab_size": V, "d_hidden": 8, "max_seq_len": 16}
     ref = model_class(**kwargs, rngs=nnx.Rngs(int(rng.integers(2**31))))
     model = student.construct(f"course.testing.toy_model.{model_class.__name__}", kwargs=kwargs, rngs_seed=0)
-    model.set_params({k: np.asarray(v) for k, v in transforms.get_params(ref).items()})
+    model.set_params(param_arrays(ref))
     name, learning_rate = optimizer
     tx = student.construct(f"optax.{name}", kwargs={"learning_rate": learning_rate})
     opt = student.construct("flax.nnx.Optimizer", model.ref, tx.ref, kwargs={"wrt": wire.Ref("flax.nnx.Param")})
     ref_opt = nnx.Optimizer(ref, getattr(optax, name)(learning_rate), wrt=nnx.Param)
     return model, opt, ref, ref_opt
-
-
-def _params(module) -> dict:
-    return {k: np.asarray(v) for k, v in transforms.get_params(module).items()}
 
 
 @pytest.mark.points(4)
@@ -63,13 +60,13 @@ def test_train_step_updates_like_the_reference(student, reference, rng, dims, op
     model, opt, ref, ref_opt = _models(student, rng, V, optimizer=optimizer)
     for step in range(STEPS):
         tokens = rng.integers(0, V, (B, T)).astype(np.int32)
-        before = _params(ref)
+        before = param_arrays(ref)
         waiting = student.submit("train_step", model.ref, opt.ref, tokens)  # the worker steps meanwhile
         want_loss = reference.train_step(ref, ref_opt, jnp.asarray(tokens))
         loss = waiting()
         after_loss = reference.next_token_loss(ref(jnp.asarray(tokens)), jnp.asarray(tokens))
         # The parameters first: a step that changes nothing also returns later losses that differ.
-        want = _params(ref)
+        want = param_arrays(ref)
         check(model.get_params(), want, what=f"train_step: the parameters after step {step + 1}",
               names=[f"train_step: parameter {path} after step {step + 1}" for path in sorted(want)],
               mistakes={"the parameters did not change: is optimizer.update(model, grads) called?": lambda: before})

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from course.params import param_arrays
 from graders.engine.compare import check, expect_dtype
 from graders.engine.failures import Mismatch, StudentError
 from graders.runtime import transforms
@@ -46,7 +47,7 @@ def _kwargs(name, H, d_model, d_ff):
 def _build(student, reference, name, kwargs, seed):
     """The student's module (weights copied from the reference's) and the reference's module."""
     ref = getattr(reference, name)(**kwargs, rngs=nnx.Rngs(seed))
-    weights = {k: np.asarray(v) for k, v in transforms.get_params(ref).items()}
+    weights = param_arrays(ref)
     module = student.construct(name, kwargs=kwargs, rngs_seed=seed)
     want = {k: (np.dtype(v.dtype).name, tuple(v.shape)) for k, v in weights.items()}
     got = {k: (np.dtype(jnp.dtype(d)).name, tuple(s)) for k, (d, s) in module.params.items()}
