@@ -35,8 +35,8 @@ from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
 
-from course.seeds import check_seed, draw_seed
 from course import submission as submissions
+from course.seeds import check_seed, draw_seed
 from graders.engine import grading
 from graders.results import gradescope
 from graders.results.scores import GradingResult, RunStatus, write_json
