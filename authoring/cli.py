@@ -80,13 +80,16 @@ def build_notebooks(only_check: bool, sections) -> None:
 @click.option("--with", "target", metavar="reference|PATH", help="The submission the notebooks run (default: exercises/).")
 @click.option("--quick", is_flag=True, help="The small setting of long cells (COURSE_QUICK=1).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Kernels at once (default: as `course notebooks --execute`).")
-def site(out_dir: Path, target: str | None, quick: bool, jobs: int | None) -> None:
-    """Execute every notebook and export the course to OUT_DIR as a static HTML site."""
+@click.option("-n", "--section", "sections", multiple=True, type=int, callback=sections_of,
+              help="Only this section (repeatable): the index and the links between pages take in only these.")
+def site(out_dir: Path, target: str | None, quick: bool, jobs: int | None, sections) -> None:
+    """Execute the notebooks and export the course to OUT_DIR as a static HTML site that reads offline."""
     from authoring.notebooks.site import build_site
     from course.cli import shown
     from course.notebook_run import print_runs
 
-    runs, pages = build_site(out_dir, target=notebook_target(target), quick=quick, **({"jobs": jobs} if jobs else {}))
+    runs, pages = build_site(out_dir, sections=sections, target=notebook_target(target), quick=quick,
+                             **({"jobs": jobs} if jobs else {}))
     print_runs(runs, console)
     console.print(f"Wrote {len(pages)} pages; open {shown(pages[0])}")
     if not all(run.ok for run in runs):

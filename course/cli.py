@@ -287,15 +287,27 @@ def notebook_target(target: str | None) -> Path:
 @click.option("--quick", is_flag=True, help="The small setting of long cells (COURSE_QUICK=1).")
 @click.option("-n", "--section", "sections", multiple=True, type=int, callback=sections_of, help="Only this section (repeatable).")
 @click.option("-j", "--jobs", default=None, type=click.IntRange(min=1), help="Kernels at once (default: 2).")
-def notebooks(execute: bool, target: str | None, quick: bool, sections, jobs: int | None) -> None:
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path),
+              help="With --execute: write the executed notebooks, with their outputs, into this folder (not course/notebooks/).")
+def notebooks(execute: bool, target: str | None, quick: bool, sections, jobs: int | None, output: Path | None) -> None:
     """List the course's notebooks, or execute them against your exercises."""
     if not execute:
+        if output is not None:
+            raise click.UsageError("--output needs --execute: only executed notebooks are written")
         for section in sections:
             console.print(f"{section.number}. {section.title} ({section.level}): {shown(section.notebook)}")
         return
-    from course.notebook_run import execute_notebooks, print_runs
+    from course.notebook_run import execute_notebooks, output_folder, print_runs
 
-    runs = execute_notebooks(sections, target=notebook_target(target), quick=quick, **({"jobs": jobs} if jobs else {}))
+    if output is not None:
+        try:
+            output_folder(output)
+        except (ValueError, NotADirectoryError) as error:
+            raise click.BadParameter(str(error), param_hint="--output") from None
+    runs = execute_notebooks(sections, target=notebook_target(target), quick=quick, output=output,
+                             **({"jobs": jobs} if jobs else {}))
     print_runs(runs, console)
+    if output is not None:
+        console.print(f"Wrote the executed notebooks to {shown(output_folder(output))}/")
     if not all(run.ok for run in runs):
         raise SystemExit(1)

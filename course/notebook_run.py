@@ -5,7 +5,9 @@ Jupyter would), started with the chosen submission switched in through
 ``COURSE_SUBMISSION`` and, in quick mode, ``COURSE_QUICK=1`` (the small setting
 of long cells). A few notebooks run at a time. A run stops at the first cell
 that fails and records which cell and why; nothing is written back to the
-notebooks, which stay without outputs.
+notebooks, which stay without outputs. With ``--output DIR`` the executed
+notebooks, outputs and all, are written into ``DIR`` under their own names, to
+open in Jupyter or any notebook viewer.
 """
 
 from __future__ import annotations
@@ -123,6 +125,44 @@ async def _run(section: syllabus.Section, env: dict[str, str], timeout: float, l
     return NotebookRun(section, notebook, seconds, error)
 
 
+def output_folder(output: str | os.PathLike[str]) -> Path:
+    """The folder for executed notebooks, made absolute; never one inside ``course/notebooks/``.
+
+    Raises:
+      ValueError: ``output`` is, or is inside, the folder of the source notebooks (their names are the same).
+      NotADirectoryError: ``output`` is a file.
+    """
+    folder = Path(output).resolve()
+    sources = syllabus.NOTEBOOK_DIR.resolve()
+    if folder.is_relative_to(sources):
+        raise ValueError(f"output: {output} is inside {sources}, whose notebooks it would overwrite; choose another folder")
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"output: {output} is a file, expected a folder")
+    return folder
+
+
+def write_notebooks(runs: list[NotebookRun], *, output: str | os.PathLike[str]) -> list[Path]:
+    """Writes each run's executed notebook into ``output`` (created), named as its source.
+
+    A notebook that stopped is written as it stands: the outputs of the cells
+    that ran, the failing cell's error, and the cells after it as they were.
+
+    Returns:
+      The files written, in the order of ``runs``.
+
+    Raises:
+      ValueError, NotADirectoryError: ``output`` is not a folder to write them to (see :func:`output_folder`).
+    """
+    folder = output_folder(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for run in runs:
+        path = folder / run.section.notebook.name
+        nbformat.write(run.notebook, path)
+        written.append(path)
+    return written
+
+
 def execute_notebooks(
     sections: tuple[syllabus.Section, ...] = syllabus.SECTIONS,
     *,
@@ -130,6 +170,7 @@ def execute_notebooks(
     quick: bool = False,
     jobs: int = JOBS,
     timeout: float = 1800.0,
+    output: str | os.PathLike[str] | None = None,
 ) -> list[NotebookRun]:
     """Executes the sections' notebooks, each in its own kernel, ``jobs`` at a time.
 
@@ -139,17 +180,20 @@ def execute_notebooks(
       quick: the small setting of long cells (``COURSE_QUICK=1``).
       jobs: how many kernels run at once, at least 1.
       timeout: seconds one cell may run.
+      output: a folder to write the executed notebooks into (see :func:`write_notebooks`); ``None`` writes nothing.
 
     Returns:
       One :class:`NotebookRun` per section, in the order given.
 
     Raises:
       FileNotFoundError, NotADirectoryError: ``target`` is not a directory, or a notebook is missing.
-      ValueError: ``jobs`` is below 1.
+      ValueError: ``jobs`` is below 1, or ``output`` is inside ``course/notebooks/``.
     """
     if jobs < 1:
         raise ValueError(f"jobs: expected at least 1, got {jobs}")
     env = kernel_environment(resolve_target(target), quick)
+    if output is not None:
+        output_folder(output)  # refused before minutes of running, not after
     for section in sections:
         if not section.notebook.is_file():
             raise FileNotFoundError(f"notebook: {section.notebook} is missing (build it: course build-notebooks)")
@@ -158,7 +202,10 @@ def execute_notebooks(
         limit = asyncio.Semaphore(jobs)
         return list(await asyncio.gather(*(_run(s, env, timeout, limit) for s in sections)))
 
-    return asyncio.run(run_all())
+    runs = asyncio.run(run_all())
+    if output is not None:
+        write_notebooks(runs, output=output)
+    return runs
 
 
 def print_runs(runs: list[NotebookRun], console) -> None:

@@ -20,7 +20,7 @@ from course.submission import repo_root
 # The course's public git repository: the one place its address is written.
 # The Colab setup cell of every notebook installs the course from it, and the
 # "Open in Colab" links point into it. Change it here when publishing a fork,
-# then run `course notebooks --build`.
+# then run `course build-notebooks`.
 REPOSITORY_URL = "https://github.com/jax-transformers-course/jax-transformers-course"
 BRANCH = "main"
 DISTRIBUTION = "jax-transformers-course"  # the project's name in pyproject.toml, what pip installs
@@ -34,14 +34,27 @@ class Section:
     title: str
     level: str  # one of LEVELS
     builds: str  # what the student builds or does, one markdown sentence
-    exercises: tuple[str, ...] = ()  # the exercise folders it uses, catalogue names
+    exercises: tuple[str, ...] = ()  # the exercises it teaches (the student writes them here), catalogue names
+    # Earlier exercises whose code it runs too: imported, or the pieces of the
+    # TransformerLM it builds. `course build-notebooks` checks the two lists
+    # against the source's imports, so that together they are exactly what the
+    # notebook runs of the student's code.
+    uses: tuple[str, ...] = ()
     gpu: bool = False  # ask Colab for a GPU runtime (long training or a model to run)
 
     def __post_init__(self):
         if self.level not in LEVELS:
             raise ValueError(f"level: expected one of {LEVELS}, got {self.level!r}")
-        for name in self.exercises:
+        for name in (*self.exercises, *self.uses):
             catalog.get(name)  # an unknown exercise name fails here, with the known ones listed
+        both = set(self.exercises) & set(self.uses)
+        if both:
+            raise ValueError(f"uses: {sorted(both)} are already among the section's exercises")
+
+    @property
+    def runs(self) -> tuple[str, ...]:
+        """Every exercise whose code the notebook runs (its own and those it uses), in the catalogue's order."""
+        return tuple(e.name for e in catalog.EXERCISES if e.name in (*self.exercises, *self.uses))
 
     @property
     def name(self) -> str:
@@ -84,27 +97,32 @@ SECTIONS: tuple[Section, ...] = (
         5, "attention", "Understanding attention", "intermediate",
         "scaled dot-product attention and the causal mask, with attention weights drawn over real text",
         ("attention",),
+        uses=("positional_encoding",),
     ),
     Section(
         6, "transformer", "Transformer architecture", "intermediate",
         "multi-head attention, the feed-forward network and the pre-norm decoder block as Flax NNX modules",
         ("transformer",),
+        uses=("positional_encoding", "attention"),
     ),
     Section(
         7, "loss", "Training objective", "intermediate",
         "the cross-entropy loss and the next-token loss of a language model, checked against worked examples",
         ("loss",),
+        uses=("positional_encoding", "attention", "transformer"),  # the model whose loss it computes
     ),
     Section(
         8, "training", "Training a model from scratch", "advanced",
         "the train step (and its data-parallel version) and text generation, then a language model trained on Python's own source code",
         ("training", "generation"),
+        uses=("positional_encoding", "attention", "loss", "transformer"),
         gpu=True,
     ),
     Section(
         9, "llm_demo", "LLM demo", "intermediate",
         "a text generator from your own modules and the course's pretrained weights, and a feel for what temperature and top-k change",
         ("generation",),
+        uses=("positional_encoding", "attention", "transformer"),  # the pretrained model, built from your modules
         gpu=True,
     ),
 )

@@ -8,10 +8,8 @@ a syntax error and a missing module.
 
 import csv
 import json
-import os
 import shutil
 import stat
-import subprocess
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +19,7 @@ from click.testing import CliRunner
 
 from course.cli import main
 from course.submission import repo_root
+from tests.browser import chromium, needs_chromium, screenshot
 from tests.conftest import copy_with_edits
 
 import graders
@@ -33,8 +32,6 @@ EXERCISE = "positional_encoding"
 MODULE = "positional_encoding/positional_encoding.py"
 LIMITS = graders.Limits(call_seconds=3, submission_seconds=60, memory_mb=1024, crashes=1)
 SEED = 7
-ARTIFACTS = Path(os.environ.get("COURSE_TEST_ARTIFACTS", ROOT / "out" / "test-artifacts"))
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 WRONG = ("jnp.arange(seq_len, dtype=jnp.float32)", "jnp.arange(1, seq_len + 1, dtype=jnp.float32)")  # a known mistake
 CRASH = ("    if seq_len <= 0:\n", "    import os\n    os._exit(3)\n    if seq_len <= 0:\n")
@@ -226,32 +223,26 @@ def test_report_escapes_what_submissions_control(tmp_path):
     assert "&lt;b&gt;one&lt;/b&gt; &amp; two (1×)" in page and '<span class="bad">grader_error</span>' in page
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (installed by .ci/run)")
+@needs_chromium
 def test_report_html_renders_in_chromium(graded_class, tmp_path):
     base, _, _ = graded_class
     out = base / "report_html"
     reports.write_report(base / "results", out)
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 2 and "http" not in page.replace("http-equiv", "")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
+    profile = tmp_path / "profile"
     url = (out / "report.html").resolve().as_uri()
-    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
-    assert dom.returncode == 0, dom.stderr[-2000:]
+    dom = chromium("--dump-dom", url, profile=profile)
     assert "Class report" in dom.stdout and "correct0" in dom.stdout and dom.stdout.count("<img") == 2
     # The images decode in the browser: a script writes their natural sizes into the DOM it dumps.
     probe = out / "probe.html"
     probe.write_text(page.replace("</body>", "<script>window.onload=()=>{document.body.setAttribute('data-sizes',"
                                   "[...document.images].map(i=>i.naturalWidth+'x'+i.naturalHeight).join(','))}</script></body>"))
-    sized = subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.resolve().as_uri()],
-                           capture_output=True, text=True, timeout=120)
+    sized = chromium("--virtual-time-budget=5000", "--dump-dom", probe.resolve().as_uri(), profile=profile)
     sizes = sized.stdout.split('data-sizes="')[1].split('"')[0].split(",")
     assert len(sizes) == 2 and all(int(s.split("x")[0]) > 100 for s in sizes), sizes
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "report.png"
-    screenshot = subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1280,1400", url],
-                                capture_output=True, text=True, timeout=120)
-    assert screenshot.returncode == 0 and shot.stat().st_size > 10_000, screenshot.stderr[-2000:]
+    shot = screenshot(url, "report.png", profile=profile, size=(1280, 1400))
+    assert shot.stat().st_size > 10_000
 
 
 def test_safe_extract_limits_and_top_folder(tmp_path):

@@ -7,9 +7,9 @@ stubs (each notebook must stop at its first exercise cell with the stub's
 test, which opens the exported pages in headless Chromium.
 """
 
+import dataclasses
 import re
 import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -23,11 +23,12 @@ from authoring import release
 from authoring.notebooks import build as notebook_source
 from course import catalog, syllabus
 from course.cli import main
-from course.notebook_run import CellError, NotebookRun, execute_notebooks
+from course.notebook_run import CellError, NotebookRun, execute_notebooks, write_notebooks
 from authoring.notebooks.build import SourceError, parse_source
 from course.notebook_helpers import EXERCISE_TAG, SETUP_TAG
 from authoring.notebooks.site import index_page, static_widgets, write_site
 from course.submission import repo_root
+from tests.browser import chromium, needs_chromium, screenshot
 
 ROOT = repo_root()
 SECTIONS = syllabus.SECTIONS
@@ -94,6 +95,10 @@ def test_the_notebook_opens_with_its_level_what_it_builds_and_its_exercises(sect
         assert all(f"`{function}`" in header for function in exercise.functions)
     if not section.exercises:
         assert "none graded" in header
+    # Every exercise the notebook runs, its own and the earlier ones it uses, with the command that checks it.
+    for name in section.runs:
+        assert f"`exercises/{catalog.get(name).relpath}`" in header and f"`pytest exercises/{name}`" in header
+    assert ("| **Also runs your** |" in header) == bool(section.uses)
 
 
 @pytest.mark.parametrize("section", SECTIONS, ids=IDS)
@@ -130,6 +135,65 @@ def test_exercise_cells_import_the_students_code_by_its_module_name(section):
     if not section.exercises:
         runs_exercise_code = re.search(r"^\s*(from|import) exercises\b|TransformerLM|load_checkpoint", code, re.MULTILINE)
         assert not runs_exercise_code, f"{section.name} has no exercise, so it must not run exercise code"
+
+
+# What each section runs of the student's code, as the syllabus lists it; the build checks these lists (below).
+RUNS = {
+    1: ("jax_basics",), 2: (), 3: (), 4: ("positional_encoding",), 5: ("positional_encoding", "attention"),
+    6: ("positional_encoding", "attention", "transformer"),
+    7: ("positional_encoding", "attention", "loss", "transformer"),
+    8: ("positional_encoding", "attention", "loss", "transformer", "training", "generation"),
+    9: ("positional_encoding", "attention", "transformer", "generation"),
+}
+
+
+@pytest.mark.parametrize("section", SECTIONS, ids=IDS)
+def test_the_syllabus_lists_every_exercise_the_notebook_runs(section):
+    cells = parse_source(section.source.read_text(), section.source.name)
+    assert set(notebook_source.exercises_run(cells)) == set(section.runs)
+    assert section.runs == RUNS[section.number]
+    assert set(section.exercises) <= set(section.runs) and not set(section.exercises) & set(section.uses)
+
+
+def code(text):
+    return [nbformat.v4.new_code_cell(text)]
+
+
+@pytest.mark.parametrize(
+    ("source", "runs"),
+    [
+        ("from exercises.loss.loss import next_token_loss", {"loss": "`from exercises.loss.loss import ...`"}),
+        ("import numpy as np\nfrom course import tokenizer\ntokenizer.encode('a')", {}),
+        # TransformerLM loads three exercise modules; the transformer exercise imports the attention exercise
+        ("from course.model import CONFIGS, TransformerLM\nTransformerLM(CONFIGS['tiny'])", {
+            "positional_encoding": "`TransformerLM` of course.model", "attention": "`TransformerLM` of course.model",
+            "transformer": "`TransformerLM` of course.model"}),
+        # through the course's code: load_checkpoint builds a TransformerLM; a module imported whole, used by attribute
+        ("from course import checkpoint\n%time model = checkpoint.load_checkpoint(checkpoint.DEMO_CHECKPOINT)",
+         {"positional_encoding": "`load_checkpoint` of course.checkpoint", "attention": "`load_checkpoint` of course.checkpoint",
+          "transformer": "`load_checkpoint` of course.checkpoint"}),
+        ("from course.notebook_helpers import recording_attention\nwith recording_attention() as calls:\n    pass", {
+            "transformer": "`recording_attention` of course.notebook_helpers", "attention": "exercises/transformer imports it"}),
+        ("from course.train import optimizer_for\noptimizer_for", {}),  # the module loads exercises, this function none
+        ("from course.model import TransformerLM", {}),  # imported, never used
+        ("from exercises.training.training import train_step", {
+            "training": "`from exercises.training.training import ...`", "loss": "exercises/training imports it"}),
+    ],
+)
+def test_exercises_run_reads_imports_and_the_course_code_they_reach(source, runs):
+    assert notebook_source.exercises_run(code(source)) == runs
+
+
+def test_the_build_fails_when_the_syllabus_misses_or_invents_an_exercise():
+    section = syllabus.get(7)
+    missing = dataclasses.replace(section, uses=("positional_encoding", "attention"))
+    with pytest.raises(SourceError, match=re.escape(
+            "07_loss.py (section 7 in course/syllabus.py): runs transformer (`TransformerLM` of course.model), "
+            "which the syllabus does not list: add them to its uses")):
+        notebook_source.build_notebook(missing)
+    extra = dataclasses.replace(section, uses=(*section.uses, "generation"))
+    with pytest.raises(SourceError, match="runs none of generation, which the syllabus lists: remove them"):
+        notebook_source.build_notebook(extra)
 
 
 @pytest.mark.parametrize("section", SECTIONS, ids=IDS)
@@ -250,11 +314,48 @@ def test_against_the_stubs_each_notebook_stops_at_its_first_exercise_cell_with_t
         assert "Traceback" not in error.traceback and 'File "' not in error.traceback
 
 
-def test_notebooks_command_exits_non_zero_when_a_notebook_stops():
-    result = CliRunner().invoke(main, ["notebooks", "--execute", "-n", "4", "--quick"])
+def test_notebooks_command_exits_non_zero_when_a_notebook_stops(tmp_path):
+    out = tmp_path / "executed"
+    result = CliRunner().invoke(main, ["notebooks", "--execute", "-n", "4", "--quick", "--output", str(out)])
     assert result.exit_code == 1, result.output
     assert "not implemented yet: implement sinusoidal_positional_encoding" in result.output
     assert "0/1 notebooks ran to the end" in result.output
+    # The notebook that stopped is written all the same: outputs up to its failing cell, none after.
+    assert [p.name for p in out.iterdir()] == ["04_positional_encoding.ipynb"]
+    executed = nbformat.read(out / "04_positional_encoding.ipynb", as_version=4)
+    nbformat.validate(executed)
+    cells = executed.cells
+    failing = next(i for i, c in enumerate(cells) if any(o.output_type == "error" for o in c.get("outputs", [])))
+    assert failing == next(i for i, c in enumerate(cells) if EXERCISE_TAG in tags(c))
+    assert all(c.execution_count is not None for c in cells[:failing] if c.cell_type == "code")
+    assert any(o.output_type == "stream" for c in cells[:failing] if c.cell_type == "code" for o in c.outputs)
+    assert all(c.outputs == [] and c.execution_count is None for c in cells[failing + 1:] if c.cell_type == "code")
+    assert [c.source for c in cells] == [c.source for c in read(syllabus.get(4)).cells]
+
+
+def test_write_notebooks_names_each_as_its_source_and_never_writes_into_the_sources(tmp_path, monkeypatch):
+    runs = [NotebookRun(s, read(s), 1.0, None) for s in (syllabus.get(2), syllabus.get(5))]
+    written = write_notebooks(runs, output=tmp_path / "new" / "folder")
+    assert [p.name for p in written] == ["02_flax_nnx.ipynb", "05_attention.ipynb"]
+    assert nbformat.read(written[1], as_version=4) == runs[1].notebook
+    copy = tmp_path / "notebooks"
+    shutil.copytree(syllabus.NOTEBOOK_DIR, copy)
+    monkeypatch.setattr(syllabus, "NOTEBOOK_DIR", copy)
+    for inside in (copy, copy / "executed", copy / "src" / ".." / "out"):
+        with pytest.raises(ValueError, match="output: .* is inside .*notebooks, whose notebooks it would overwrite"):
+            write_notebooks(runs, output=inside)
+    assert not (copy / "executed").exists() and not (copy / "out").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        write_notebooks(runs, output=tmp_path / "file")
+
+
+def test_notebooks_output_is_refused_inside_the_sources_before_anything_runs():
+    inside = CliRunner().invoke(main, ["notebooks", "--execute", "-n", "4", "--output", str(syllabus.NOTEBOOK_DIR / "run")])
+    assert inside.exit_code == 2 and "--output" in inside.output and "would overwrite" in inside.output
+    assert "notebooks ran" not in inside.output and not (syllabus.NOTEBOOK_DIR / "run").exists()
+    alone = CliRunner().invoke(main, ["notebooks", "--output", "somewhere"])
+    assert alone.exit_code == 2 and "--output needs --execute" in alone.output
 
 
 def test_notebooks_command_names_bad_arguments():
@@ -320,42 +421,105 @@ class _Page(HTMLParser):
         self._in_title = False
 
 
-def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert binary, "headless Chromium is needed: apt-get install -y chromium (.ci/run does it when missing)"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-             "--timeout=20000"]  # stop loading after 20 s: the pages' CDN scripts cannot load offline
-    completed = subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    return completed
-
-
+@needs_chromium
 def test_the_site_renders_in_chromium_with_its_plots(reference_runs, tmp_path):
     site = tmp_path / "site"
     pages = write_site(site, reference_runs, target=ROOT / "reference", quick=True)
     assert [p.name for p in pages] == ["index.html", *(f"{s.name}.html" for s in SECTIONS)]
+    profile = tmp_path / "profile"
 
     index = _Page()
-    index.feed(chromium("--dump-dom", pages[0].as_uri(), profile=tmp_path / "profile").stdout)
+    index.feed(chromium("--dump-dom", pages[0].as_uri(), profile=profile).stdout)
     assert index.title == "Introduction to Transformers with JAX"
     assert index.links == [f"{s.name}.html" for s in SECTIONS]  # every section, in order
 
     for section, page in zip(SECTIONS, pages[1:]):
         dom = _Page()
-        dom.feed(chromium("--dump-dom", page.as_uri(), profile=tmp_path / "profile").stdout)
+        dom.feed(chromium("--dump-dom", page.as_uri(), profile=profile).stdout)
         assert dom.title == f"{section.number}. {section.title}"
         assert len(dom.images) >= PLOTS[section.number], f"{page.name}: {len(dom.images)} images"
         assert "index.html" in dom.links
         if section.number == 8:
             assert dom.progress_bars >= 1, "the training progress bar is missing from the page"
 
-    # Screenshots, kept in this test's temporary directory for a person to look at.
+    # Screenshots, kept in the tests' artifacts folder for a person to look at.
     for page in (pages[0], pages[5]):
-        shot = tmp_path / f"{page.stem}.png"
-        chromium("--window-size=1280,1600", f"--screenshot={shot}", page.as_uri(), profile=tmp_path / "profile")
+        shot = screenshot(page.as_uri(), f"site_{page.stem}.png", profile=profile)
         pixels = read_png(shot)
         assert pixels.shape[:2] == (1600, 1280) and pixels.std() > 0.05, f"{shot} looks blank"
+
+
+class _Text(HTMLParser):
+    """A DOM's typeset formulas (MathJax's ``mjx-container`` elements, each with its SVG) and its prose.
+
+    The prose is the text outside scripts, styles, code and formulas: where
+    a ``$`` left there would be a formula MathJax did not typeset.
+    """
+
+    SKIPPED = ("script", "style", "pre", "code", "mjx-container")
+
+    def __init__(self):
+        super().__init__()
+        self.formulas, self.drawn, self.errors, self.prose, self._skipping = 0, 0, 0, [], 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "mjx-container":
+            self.formulas += 1
+        elif tag == "svg" and self._skipping:
+            self.drawn += 1
+        if "data-mjx-error" in attrs or tag == "merror":
+            self.errors += 1
+        if tag in self.SKIPPED:
+            self._skipping += 1
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIPPED:
+            self._skipping -= 1
+
+    def handle_data(self, data):
+        if not self._skipping:
+            self.prose.append(data)
+
+
+def formulas_in(section) -> int:
+    """How many formulas (``$...$`` and ``$$...$$``) the section's markdown cells hold, code spans aside."""
+    text = "\n".join(c.source for c in read(section).cells if c.cell_type == "markdown")
+    text = re.sub(r"`[^`]*`", "", text)
+    return len(re.findall(r"\$\$.+?\$\$|\$[^$]+?\$", text, re.DOTALL))
+
+
+@needs_chromium
+def test_a_site_of_two_sections_typesets_its_formulas_with_no_network(tmp_path):
+    site = tmp_path / "site"
+    result = CliRunner().invoke(main, ["site", str(site), "-n", "5", "-n", "7", "--with", "reference", "--quick"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in site.iterdir()) == ["05_attention.html", "07_loss.html", "index.html", "mathjax"]
+    assert (site / "mathjax" / "tex-svg-full.js").stat().st_size > 1_000_000 and (site / "mathjax" / "LICENSE").is_file()
+    profile = tmp_path / "profile"
+
+    index = _Page()
+    index.feed(chromium("--dump-dom", (site / "index.html").as_uri(), profile=profile).stdout)
+    assert index.links == ["05_attention.html", "07_loss.html"]  # only these sections
+    for name, others in (("05_attention", ["07_loss.html"]), ("07_loss", ["05_attention.html"])):
+        page = (site / f"{name}.html").read_text()
+        scripts = re.findall(r'<script[^>]* src="([^"]*)"', page)
+        assert scripts == ["mathjax/tex-svg-full.js"], scripts  # nothing from the network
+        dom = _Page()
+        dom.feed(page)
+        assert sorted({link for link in dom.links if link.endswith(".html")}) == sorted(["index.html", *others])
+
+        # Networking is off in chromium(); virtual time lets MathJax finish before the DOM is dumped.
+        text = _Text()
+        text.feed(chromium("--virtual-time-budget=15000", "--dump-dom", (site / f"{name}.html").as_uri(), profile=profile).stdout)
+        expected = formulas_in(syllabus.get(int(name[:2])))
+        assert expected > 10 and text.formulas == expected, f"{name}: {text.formulas} of {expected} formulas typeset"
+        assert text.drawn == expected and text.errors == 0
+        prose = "".join(text.prose)
+        assert "$" not in prose, f"{name}: untypeset TeX: {prose[max(0, prose.index('$') - 80):prose.index('$') + 80]!r}"
+
+    shot = screenshot((site / "05_attention.html").as_uri(), "site_formulas_05_attention.png", profile=profile, wait_ms=15000)
+    assert read_png(shot).std() > 0.05, f"{shot} looks blank"
 
 
 def read_png(path: Path) -> np.ndarray:

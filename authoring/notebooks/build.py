@@ -23,23 +23,34 @@ reads as the magic); ``tags=[...]`` (JSON) sets the cell's tags, and the tag
 The built notebook (``course/notebooks/<name>.ipynb``, committed so that
 Jupyter and Colab open it) is the source's cells after three generated ones,
 the same in every notebook: a header (the section's level, what the student
-builds, its exercise folder and ``pytest`` command, from
-:mod:`course.syllabus`), how to run it, and the setup cell that installs the
-course on Colab. Built notebooks carry no outputs; ``course notebooks --build``
-writes them and ``course notebooks --check`` fails when one is stale.
+builds, the exercises it teaches and the earlier ones it also runs, with their
+``pytest`` commands, from :mod:`course.syllabus`), how to run it, and the setup
+cell that installs the course on Colab. Built notebooks carry no outputs;
+``course build-notebooks`` writes them and ``course build-notebooks --check``
+fails when one is stale.
+
+Building a notebook also checks the syllabus's lists against its source
+(:func:`exercises_run`): every exercise the code runs, imported or through the
+course's own code (``TransformerLM`` is built from three exercises), must be
+listed, and every listed one must run.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import jupytext
 import nbformat
 from nbformat import NotebookNode
+from IPython.core.inputtransformer2 import TransformerManager
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from course import catalog, syllabus
+import course
+from course import catalog, submission, syllabus
 from course.notebook_helpers import SETUP_TAG
 
 COLAB_DIR = f"/content/{syllabus.DISTRIBUTION}"  # where pip's --src puts the course on Colab
@@ -114,22 +125,217 @@ def _header_error(header: str, where: str) -> SourceError:
 
 
 def header_markdown(section: syllabus.Section) -> str:
-    """The first cell of a section's notebook: its title, level, what it builds and its exercises."""
+    """The first cell of a section's notebook: its title, level, what it builds and every exercise it runs."""
     rows = [("Level", section.level), ("You build", section.builds)]
     if section.exercises:
         exercises = [catalog.get(name) for name in section.exercises]
         rows.append(("Exercises", "<br>".join(
             f"`exercises/{e.relpath}`: {', '.join(f'`{f}`' for f in e.functions)}" for e in exercises
         )))
-        rows.append(("Check your work", "<br>".join(f"`pytest exercises/{e.name}`" for e in exercises)))
     else:
         rows.append(("Exercises", "none graded in this section: run the cells, change them, and see what happens"))
+    if section.uses:
+        rows.append(("Also runs your", "<br>".join(f"`exercises/{catalog.get(name).relpath}`" for name in section.uses)))
+    if section.runs:
+        rows.append(("Check your work", "<br>".join(f"`pytest exercises/{name}`" for name in section.runs)))
     lines = [f"# {section.number}. {section.title}", "", "| | |", "| --- | --- |"]
     lines += [f"| **{key}** | {value} |" for key, value in rows]
     colab = syllabus.colab_url(section)
     if colab:
         lines += ["", f"[Open in Colab]({colab})"]
     return "\n".join(lines)
+
+
+# What a notebook runs of the student's code, read from its source (never run):
+# `course build-notebooks` holds the syllabus's lists of each section to it.
+
+EXERCISE_MODULE = re.compile(r"exercises\.(\w+)\.(\w+)")
+COURSE_DIR = Path(course.__file__).resolve().parent
+Symbol = tuple[str, str]  # a name defined in a module of course: ("course.model", "TransformerLM")
+
+
+@dataclass(frozen=True)
+class _Imports:
+    """What a module's (or a notebook's) ``from course... import`` lines bind, by local name."""
+
+    names: dict[str, Symbol]  # from course.model import TransformerLM
+    modules: dict[str, str]  # from course import data
+
+
+def exercises_run(cells: list[NotebookNode]) -> dict[str, str]:
+    """The exercises whose code the cells run, each with what runs it first.
+
+    Read from the code, statically: an import of an exercise module
+    (``from exercises.loss.loss import ...``); a name imported from ``course``
+    whose code loads exercise modules (``exercise_module("transformer")``),
+    itself or through the course code it uses (``TransformerLM`` loads
+    positional_encoding, attention and transformer, and ``load_checkpoint``
+    builds a ``TransformerLM``); then what those exercise modules import in
+    turn (the transformer exercise imports the attention exercise's).
+
+    Args:
+      cells: a notebook's cells; its code cells (IPython, magics included) are read.
+
+    Returns:
+      ``{exercise name: why}``, e.g. ``{"transformer": "`TransformerLM` of course.model"}``.
+    """
+    code = "\n".join(TransformerManager().transform_cell(c.source) for c in cells if c.cell_type == "code")
+    tree = _with_magics(ast.parse(code))
+    found = {name: _shown(node) for node in ast.walk(tree) for name in _loaded_exercises(node)}
+    for module, name in sorted(_references(tree, _imports(tree))):
+        for exercise in _course_loads((module, name)):
+            found.setdefault(exercise, f"`{name}` of {module}")
+    pending = list(found)
+    while pending:  # an exercise module runs the exercise modules it imports
+        name = pending.pop()
+        stub = submission.repo_root() / "exercises" / name / f"{name}.py"
+        for node in ast.walk(ast.parse(stub.read_text(encoding="utf-8"))):
+            for used in _loaded_exercises(node):
+                if used not in found:
+                    found[used] = f"exercises/{name} imports it"
+                    pending.append(used)
+    return found
+
+
+def _with_magics(tree: ast.Module) -> ast.Module:
+    """``tree`` and the Python that its magics run (``%time model = load(...)`` is a call with the code as a string)."""
+    body = list(tree.body)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _called(node) in ("run_line_magic", "run_cell_magic"):
+            for argument in node.args[1:]:  # the magic's name, then its line (and its cell)
+                if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+                    try:
+                        body += _with_magics(ast.parse(argument.value)).body
+                    except SyntaxError:
+                        pass  # a magic's arguments that are not Python (%pip install ...)
+    return ast.Module(body=body, type_ignores=[])
+
+
+def _loaded_exercises(node: ast.AST) -> list[str]:
+    """The exercises ``node`` itself loads: an import, ``exercise_module("<name>")``, or a module's dotted name."""
+    if isinstance(node, ast.ImportFrom) and node.level == 0:
+        dotted = [node.module or ""]
+    elif isinstance(node, ast.Import):
+        dotted = [alias.name for alias in node.names]
+    elif isinstance(node, ast.Call) and _called(node) == "exercise_module" and node.args:
+        first = node.args[0]
+        return [first.value] if isinstance(first, ast.Constant) and isinstance(first.value, str) else []
+    elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+        dotted = [node.value]  # importlib.import_module("exercises.transformer.transformer")
+    else:
+        return []
+    matches = [EXERCISE_MODULE.fullmatch(name) for name in dotted]
+    return [m[1] for m in matches if m and m[1] == m[2]]
+
+
+def _shown(node: ast.AST) -> str:
+    """A short quote of the code that loads an exercise."""
+    return f"`from {node.module} import ...`" if isinstance(node, ast.ImportFrom) else f"`{ast.unparse(node)}`"
+
+
+def _called(call: ast.Call) -> str | None:
+    function = call.func
+    return function.id if isinstance(function, ast.Name) else function.attr if isinstance(function, ast.Attribute) else None
+
+
+def _module_path(module: str) -> Path | None:
+    """The file of a module of the course package (``course.model``), or None when it is not one."""
+    parts = module.split(".")
+    if parts[0] != "course":
+        return None
+    base = COURSE_DIR.joinpath(*parts[1:])
+    return next((path for path in (base.with_suffix(".py"), base / "__init__.py") if path.is_file()), None)
+
+
+def _imports(tree: ast.Module) -> _Imports:
+    imports = _Imports({}, {})
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and _module_path(node.module or "") is not None:
+            for alias in node.names:
+                local, submodule = alias.asname or alias.name, f"{node.module}.{alias.name}"
+                if _module_path(submodule) is not None:
+                    imports.modules[local] = submodule
+                else:
+                    imports.names[local] = (node.module, alias.name)
+    return imports
+
+
+def _references(node: ast.AST, imports: _Imports, module: str = "", defined: frozenset[str] = frozenset()) -> set[Symbol]:
+    """The course names ``node`` uses: imported ones, ``data.name`` of an imported module, and ``module``'s ``defined`` ones."""
+    found = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and sub.id in imports.names:
+            found.add(imports.names[sub.id])
+        elif isinstance(sub, ast.Name) and sub.id in defined:
+            found.add((module, sub.id))
+        elif isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and sub.value.id in imports.modules:
+            found.add((imports.modules[sub.value.id], sub.attr))
+    return found
+
+
+@functools.cache
+def _parsed(module: str) -> tuple[_Imports, dict[str, ast.AST]] | None:
+    """A course module's imports and top-level definitions by name (functions, classes, assignments)."""
+    path = _module_path(module)
+    if path is None:
+        return None
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    definitions = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            definitions[node.name] = node
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                if isinstance(target, ast.Name):
+                    definitions[target.id] = node
+    return _imports(tree), definitions
+
+
+@functools.cache
+def _symbol(symbol: Symbol) -> tuple[frozenset[str], frozenset[Symbol]]:
+    """The exercises one course name's code loads itself, and the course names it uses."""
+    module, name = symbol
+    parsed = _parsed(module)
+    if parsed is None:
+        return frozenset(), frozenset()
+    imports, definitions = parsed
+    if name not in definitions:  # imported into the module from another one, or no name of the course
+        return frozenset(), frozenset([imports.names[name]] if name in imports.names else [])
+    node = definitions[name]
+    loads = frozenset(exercise for sub in ast.walk(node) for exercise in _loaded_exercises(sub))
+    return loads, frozenset(_references(node, imports, module, frozenset(definitions)) - {symbol})
+
+
+def _course_loads(root: Symbol) -> set[str]:
+    """The exercises a course name loads, through every course name its code uses in turn."""
+    found, seen, pending = set(), set(), [root]
+    while pending:
+        symbol = pending.pop()
+        if symbol not in seen:
+            seen.add(symbol)
+            loads, references = _symbol(symbol)
+            found |= loads
+            pending += references
+    return found
+
+
+def check_exercises(section: syllabus.Section, cells: list[NotebookNode]) -> None:
+    """Fails unless the section's exercises and uses (course/syllabus.py) are exactly what its cells run.
+
+    Raises:
+      SourceError: naming the source, what it runs that the syllabus does not list (and why), and what the syllabus
+        lists that it does not run.
+    """
+    runs = exercises_run(cells)
+    unlisted = [f"{name} ({why})" for name, why in runs.items() if name not in section.runs]
+    unused = [name for name in section.runs if name not in runs]
+    problems = []
+    if unlisted:
+        problems.append(f"runs {', '.join(sorted(unlisted))}, which the syllabus does not list: add them to its uses")
+    if unused:
+        problems.append(f"runs none of {', '.join(unused)}, which the syllabus lists: remove them")
+    if problems:
+        raise SourceError(f"{section.source.name} (section {section.number} in course/syllabus.py): {'; '.join(problems)}")
 
 
 RUN_HERE = f"""\
@@ -198,7 +404,9 @@ def build_notebook(section: syllabus.Section, source: str | None = None) -> Note
         new_markdown_cell(RUN_HERE),
         new_code_cell(setup_code(), metadata={"tags": [SETUP_TAG]}),
     ]
-    cells += parse_source(source, section.source.name)
+    source_cells = parse_source(source, section.source.name)
+    check_exercises(section, source_cells)
+    cells += source_cells
     for index, cell in enumerate(cells):
         cell["id"] = f"s{section.number:02d}-{index:02d}"  # fixed ids keep rebuilds byte-identical
     notebook = new_notebook(cells=cells, metadata=_metadata(section))
