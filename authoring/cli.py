@@ -99,13 +99,19 @@ def site(out_dir: Path, target: str | None, quick: bool, jobs: int | None, secti
 @click.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Replace the contents of a non-empty OUT_DIR.")
-def release(out_dir: Path, force: bool) -> None:
-    """Write the student repository to OUT_DIR: course/, exercises/, README, pyproject, CI; nothing hidden."""
+@click.option("--allow-edited-stubs", is_flag=True,
+              help="Release exercises/ as it is, even where a stub differs from the one `course stubs` generates.")
+def release(out_dir: Path, force: bool, allow_edited_stubs: bool) -> None:
+    """Write the student repository to OUT_DIR: course/, exercises/, README, pyproject, CI; nothing hidden.
+
+    Refuses while a stub of exercises/ differs from the one generated from
+    reference/, naming each; the leak scan runs either way.
+    """
     from authoring.release import ReleaseError
     from authoring.release import release as write_release
 
     try:
-        written = write_release(out_dir, force=force)
+        written = write_release(out_dir, force=force, allow_edited_stubs=allow_edited_stubs)
     except ReleaseError as error:
         raise click.ClickException(str(error)) from None
     files = sum(1 for p in written.rglob("*") if p.is_file())

@@ -119,21 +119,29 @@ def leaks(out_dir: Path, root: Path | None = None) -> list[str]:
     return found
 
 
-def release(out_dir: str | Path, *, force: bool = False, root: Path | None = None) -> Path:
+def edited_stubs(root: Path) -> list[str]:
+    """One line per stub of ``root/exercises`` that differs from the one generated from ``root/reference``."""
+    return [f"{u.path.relative_to(root)} differs from the stub generated from reference/ (edited by hand, or the reference changed)"
+            for u in stubs.sync(root / "reference", root / "exercises", write=False) if u.changed]
+
+
+def release(out_dir: str | Path, *, force: bool = False, allow_edited_stubs: bool = False, root: Path | None = None) -> Path:
     """Writes the student repository to ``out_dir``.
 
     Args:
       out_dir: a new or empty directory.
       force: replace the contents of a non-empty ``out_dir``.
+      allow_edited_stubs: release ``exercises/`` as it is, even where a stub
+        differs from the one generated from ``reference/``.
       root: the course repository (default: this one).
 
     Returns:
       ``out_dir``.
 
     Raises:
-      ReleaseError: ``out_dir`` is not empty (without ``force``), the committed
-        stubs are stale, or the release would leak hidden text (the partial
-        release is removed).
+      ReleaseError: ``out_dir`` is not empty (without ``force``), a stub differs
+        from the generated one (without ``allow_edited_stubs``), or the
+        release would leak hidden text (the partial release is removed).
     """
     root = root or repo_root()
     out_dir = Path(out_dir).resolve()
@@ -143,9 +151,10 @@ def release(out_dir: str | Path, *, force: bool = False, root: Path | None = Non
         if not force:
             raise ReleaseError(f"out_dir: {out_dir} is not empty; pass --force to replace its contents")
         shutil.rmtree(out_dir)
-    stale = [str(u.path) for u in stubs.sync(root / "reference", root / "exercises", write=False) if u.changed]
-    if stale:
-        raise ReleaseError(f"stubs are stale (run `course stubs`): {stale}")
+    edited = [] if allow_edited_stubs else edited_stubs(root)
+    if edited:
+        raise ReleaseError("\n".join(edited) + "\nRun `course stubs` to regenerate them (this overwrites the edits), "
+                           "or pass --allow-edited-stubs to release them as they are.")
     out_dir.mkdir(parents=True, exist_ok=True)
     for folder in SHIPPED:
         shutil.copytree(root / folder, out_dir / folder, ignore=lambda _, names: [n for n in names if is_skipped(Path(n))])

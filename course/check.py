@@ -4,15 +4,28 @@ The tests are the course's own (``exercises/<name>/test_*.py`` of this
 repository); the code under test is the submission's, switched in through
 ``COURSE_SUBMISSION``. pytest runs in a child process so that the submission's
 imports never touch this one, and reports through pytest-json-report.
+
+Each test that did not pass is either *progress* (the exercise runs, and is not
+right yet) or *broken* (it does not run); :func:`is_broken` draws the line, so
+that the student repository's CI (``course check --progress``) stays green
+while the work goes on and turns red when the code stops running.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from course import catalog, submission
+from course.notebook_helpers import NOT_IMPLEMENTED
 from course.pytest_child import run_pytest
+
+# The exception types a failed test may end with and still be progress: the visible
+# tests' comparisons (course.testing), their asserts and pytest.raises(match=...)
+# raise AssertionError when the values or messages differ.
+PROGRESS_EXCEPTIONS = frozenset({"AssertionError"})
+DID_NOT_RAISE = "Failed: DID NOT RAISE"  # pytest.raises around code that does not make its check yet
 
 
 @dataclass(frozen=True)
@@ -20,6 +33,7 @@ class TestOutcome:
     nodeid: str
     outcome: str  # passed, failed, error or skipped
     message: str  # the first line of the failure, empty when passed
+    broken: bool = False  # it failed by breakage, not progress (see is_broken)
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,38 @@ class ExerciseCheck:
     @property
     def first_failure(self) -> TestOutcome | None:
         return next((o for o in self.outcomes if o.outcome != "passed"), None)
+
+    @property
+    def broken(self) -> tuple[TestOutcome, ...]:
+        """The outcomes that say the exercise does not run (see :func:`is_broken`)."""
+        return tuple(o for o in self.outcomes if o.broken)
+
+
+def is_broken(test: dict) -> bool:
+    """Whether one test of a pytest-json-report ``tests`` list failed by breakage rather than progress.
+
+    Progress: the test passed or was skipped, or its call failed with the
+    stub's message (``not implemented yet: ...``, which the visible tests'
+    conftest makes the whole report), with an ``AssertionError`` (the type
+    that ends the call's ``traceback``: a comparison that found other values,
+    an assert of the test) or with pytest.raises's ``DID NOT RAISE`` (an
+    argument check the code does not make yet).
+
+    Broken: everything else: an exception of another type from the code under
+    test (``ValueError``, ``TypeError``, a shape error of JAX), a timeout, or an
+    error in a fixture's setup or teardown (outcome ``error``). A test module
+    that fails to import (a syntax or import error in the exercise) is broken
+    too; :func:`run_visible_tests` records it from the report's ``collectors``.
+    """
+    if test["outcome"] in ("passed", "skipped", "xfailed", "xpassed"):
+        return False
+    call = test.get("call", {})
+    if test["outcome"] != "failed" or not call:
+        return True
+    if call.get("longrepr", "").startswith(NOT_IMPLEMENTED):
+        return False
+    exception = (call.get("traceback") or [{}])[-1].get("message")
+    return not (exception in PROGRESS_EXCEPTIONS or call.get("crash", {}).get("message", "").startswith(DID_NOT_RAISE))
 
 
 def _first_line(report: dict) -> str:
@@ -83,7 +129,8 @@ def run_visible_tests(
     chosen = [catalog.get(n) for n in names] if names else list(catalog.EXERCISES)
     target_dir = submission.resolve(target) if target is not None else submission.default_submission()
     env = {**os.environ, submission.ENV_VAR: str(target_dir), "PYTHONDONTWRITEBYTECODE": "1"}
-    args = ["--continue-on-collection-errors", "--timeout=120", f"--rootdir={root}",
+    # --tb=auto (pytest's default, pinned): the traceback's last entry then names the exception's type (is_broken).
+    args = ["--continue-on-collection-errors", "--timeout=120", "--tb=auto", f"--rootdir={root}",
             *(str(root / "exercises" / e.name) for e in chosen)]
     report, log = run_pytest(args, cwd=root, env=env, timeout=timeout)
     if report is None:
@@ -92,9 +139,10 @@ def run_visible_tests(
     for test in report.get("tests", []):
         name = test["nodeid"].split("/")[1]
         message = "" if test["outcome"] == "passed" else _first_line(test)
-        by_exercise[name].append(TestOutcome(test["nodeid"], test["outcome"], message))
+        by_exercise[name].append(TestOutcome(test["nodeid"], test["outcome"], message, is_broken(test)))
     for collector in report.get("collectors", []):
         if collector.get("outcome") == "failed":  # an import error: every test of that exercise is lost
             name = collector["nodeid"].split("/")[1]
-            by_exercise[name].append(TestOutcome(collector["nodeid"], "error", collector.get("longrepr", "").strip().splitlines()[-1]))
+            message = re.sub(r"^E\s+", "", collector.get("longrepr", "").strip().splitlines()[-1])  # pytest's "E   " margin
+            by_exercise[name].append(TestOutcome(collector["nodeid"], "error", message, broken=True))
     return [ExerciseCheck(e, tuple(by_exercise[e.name])) for e in chosen]

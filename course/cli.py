@@ -18,10 +18,10 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from course import __version__, catalog, submission
 from course.host_memory import keep_freed_memory
+from course.seeds import SEED_LIMIT
 
 console = Console()
 PLUGIN_GROUP = "course.commands"
@@ -91,13 +91,10 @@ def exercise_names(ctx: click.Context, param: click.Parameter, names: tuple[str,
     return list(names) or None
 
 
+seed_range = click.IntRange(0, SEED_LIMIT - 1)  # course.seeds' range, checked when the command line is read
+
 exercise_option = click.option("-e", "--exercise", "exercises", multiple=True, callback=exercise_names,
                                help="Only this exercise (repeatable).")
-
-
-def cut(text: str, width: int) -> str:
-    """``text`` shortened to ``width`` characters, with an ellipsis where it was cut."""
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def shown(path: Path) -> str:
@@ -128,49 +125,66 @@ def activate(target: Path | None, param_hint: str = "--submission") -> None:
 @main.command()
 @click.argument("target", required=False, type=click.Path(file_okay=False, path_type=Path))
 @exercise_option
-def check(target: Path | None, exercises: list[str] | None) -> None:
-    """Run the visible tests of every exercise against TARGET (default: exercises/)."""
+@click.option("--progress", is_flag=True,
+              help="Print `Points X/Y` and fail only when something is broken, not while exercises are unfinished (CI).")
+def check(target: Path | None, exercises: list[str] | None, progress: bool) -> None:
+    """Run the visible tests of every exercise against TARGET (default: exercises/).
+
+    Exits 1 until every visible test passes.
+
+    With --progress (the student repository's CI runs it all term), also
+    prints `Points X/Y` (visible tests passed / visible tests, for GitHub
+    Classroom) and exits 1 only when something is broken: an exercise module
+    that does not import (a syntax or import error), a test that fails with an
+    exception other than an AssertionError (e.g. a ValueError raised by your
+    code, or a timeout), or an error in a test's setup. A test that fails with
+    an AssertionError (the values differ), with the stub's "not implemented
+    yet" or with "DID NOT RAISE" (a check your code does not make yet) is
+    progress, not breakage.
+    """
     from course.check import run_visible_tests
+    from course.tables import summary_table
 
     try:
         results = run_visible_tests(target, exercises)
     except (FileNotFoundError, NotADirectoryError) as error:
         raise click.BadParameter(str(error), param_hint="TARGET") from None
-    table = Table(title=escape(f"Visible tests of {target if target is not None else submission.default_submission()}"))
-    for column in ("exercise", "level", "passed", "first failure"):
-        table.add_column(column, no_wrap=True)
-    # The failure is cut to what fits, so each exercise keeps one line.
-    room = max(20, console.width - max(len(r.exercise.name) for r in results) - 31)
+    rows = []
     for result in results:
         style = "green" if result.ok else "red"
-        table.add_row(
-            result.exercise.name,
-            result.exercise.level,
-            f"[{style}]{result.passed}/{result.total}[/{style}]",
-            escape(cut(result.first_failure.message, room)) if result.first_failure else "",
-        )
-    console.print(table)
+        cells = (result.exercise.name, result.exercise.level, f"[{style}]{result.passed}/{result.total}[/{style}]")
+        rows.append((cells, result.first_failure.message if result.first_failure else ""))
+    title = f"Visible tests of {target if target is not None else submission.default_submission()}"
+    console.print(summary_table(title, ("exercise", "level", "passed"), "first failure", rows, width=console.width))
     for result in results:
         if result.first_failure:
             failure = result.first_failure
             console.print(escape(f"{failure.nodeid}\n    {failure.message}"), soft_wrap=True)
     passed, total = sum(r.passed for r in results), sum(r.total for r in results)
     console.print(f"{passed}/{total} visible tests pass. Details: pytest exercises/<name>")
-    if not all(r.ok for r in results):
+    if progress:
+        click.echo(f"Points {passed}/{total}")
+        for result in (r for r in results if r.broken):
+            first = result.broken[0]
+            console.print(f"[red]broken[/red] {escape(result.exercise.name)}: " + escape(
+                f"{len(result.broken)} test(s) end in an error, not a wrong value; first {first.nodeid}\n    {first.message}"),
+                soft_wrap=True)
+    failing = any(r.broken for r in results) if progress else not all(r.ok for r in results)
+    if failing:
         raise SystemExit(1)
 
 
 @main.command()
 @click.option("--config", "run", help="A named run: tiny, small or demo. Default: tiny for a synthetic --corpus, small otherwise.")
 @click.option("--corpus", help="stdlib, a UTF-8 text file, or a synthetic task (reverse, sort). Default: the run's.")
-@click.option("--steps", type=int, help="Total optimizer steps. Default: the run's.")
-@click.option("--batch-size", type=int, help="Sequences per step, split over the devices. Default: the run's.")
-@click.option("--learning-rate", type=float, help="Peak AdamW learning rate. Default: the run's.")
-@click.option("--seed", type=int, help="Seed of the weights and the data order. Default: the run's.")
+@click.option("--steps", type=click.IntRange(min=1), help="Total optimizer steps. Default: the run's.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Sequences per step, split over the devices. Default: the run's.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), help="Peak AdamW learning rate. Default: the run's.")
+@click.option("--seed", type=seed_range, help="Seed of the weights and the data order. Default: the run's.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/latest"), show_default=True, help="The run directory.")
 @click.option("--resume", is_flag=True, help="Continue the checkpoint in --out, bit for bit.")
 @click.option("--submission", "target", type=click.Path(file_okay=False, path_type=Path), help="Train with this submission's code (default: exercises/, or $COURSE_SUBMISSION).")
-@click.option("--devices", type=int, help="On a CPU: split it into this many virtual devices (data parallel).")
+@click.option("--devices", type=click.IntRange(min=1), help="On a CPU: split it into this many virtual devices (data parallel).")
 def train(run, corpus, steps, batch_size, learning_rate, seed, out_dir, resume, target, devices) -> None:
     """Train the course's TransformerLM from scratch with your train_step."""
     if devices is not None:
@@ -234,7 +248,7 @@ def _train_with_progress(run_training, config, out_dir, resume):
 @click.option("--max-new-tokens", type=click.IntRange(min=0), default=300, show_default=True)
 @click.option("--temperature", type=click.FloatRange(min=0.0), default=0.8, show_default=True, help="0 is greedy; higher is more random.")
 @click.option("--top-k", type=click.IntRange(min=1), help="Sample only among the k most likely tokens.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=seed_range, default=0, show_default=True, help="Seed of the sampling.")
 @click.option("--submission", "target", type=click.Path(file_okay=False, path_type=Path), help="Build the model from this submission's code (default: exercises/, or $COURSE_SUBMISSION).")
 @click.option("--no-cache", is_flag=True, help="Use the generation exercise's generate (no key/value cache) and print at the end.")
 def generate(directory, prompt, max_new_tokens, temperature, top_k, seed, target, no_cache) -> None:

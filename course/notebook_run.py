@@ -62,16 +62,12 @@ class NotebookRun:
 
 
 def resolve_target(target: str | os.PathLike[str] | None) -> Path:
-    """The submission directory for ``--with``: ``reference`` names the repository's ``reference/``.
+    """The submission directory for ``--with``: a path, or ``reference`` for the repository's (:func:`submission.resolve`).
 
     Raises:
       FileNotFoundError, NotADirectoryError: the directory does not exist.
     """
-    if target is None:
-        return submission.default_submission()
-    if str(target) == "reference":
-        return submission.resolve(submission.repo_root() / "reference")
-    return submission.resolve(target)
+    return submission.default_submission() if target is None else submission.resolve(target)
 
 
 def kernel_environment(target: Path, quick: bool) -> dict[str, str]:
@@ -209,21 +205,20 @@ def execute_notebooks(
 
 
 def print_runs(runs: list[NotebookRun], console) -> None:
-    """A table of the runs (section, status, seconds) on a rich console, then each failure in full."""
+    """A table of the runs (section, notebook, status, seconds, error) on a rich console, then each failure in full."""
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title="Notebooks")
-    for column in ("section", "notebook", "status", "seconds"):
-        table.add_column(column, no_wrap=column != "status")
+    from course.tables import summary_table
+
+    rows = []
     for run in runs:
         if run.ok:
             status = "[green]ok[/green]"
         else:
-            where = f"cell {run.error.index}" if run.error.index is not None else "a cell"
-            status = f"[red]stopped at {where}: {escape(run.error.summary)}[/red]"
-        table.add_row(str(run.section.number), run.section.notebook.name, status, f"{run.seconds:.1f}")
-    console.print(table)
+            status = f"[red]stopped at {f'cell {run.error.index}' if run.error.index is not None else 'a cell'}[/red]"
+        rows.append(((str(run.section.number), run.section.notebook.name, status, f"{run.seconds:.1f}"),
+                     run.error.summary if run.error else ""))
+    console.print(summary_table("Notebooks", ("section", "notebook", "status", "seconds"), "error", rows, width=console.width))
     for run in runs:
         if not run.ok:
             console.print(escape(f"{run.section.notebook.name}, cell {run.error.index}:\n{run.error.traceback}"), soft_wrap=True)

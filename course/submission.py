@@ -37,6 +37,8 @@ PACKAGE = "exercises"
 # version hash, the Gradescope bundle, the student release) leaves them out.
 SKIPPED_FOLDERS = frozenset({"__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".git", ".venv"})
 SKIPPED_SUFFIXES = frozenset({".pyc"})
+# The repository's submissions that every verb taking a submission knows by name, from any working directory.
+REPOSITORY_FOLDERS = ("reference", PACKAGE)
 
 
 def repo_root() -> Path:
@@ -52,11 +54,17 @@ def default_submission() -> Path:
 def resolve(path: str | os.PathLike[str]) -> Path:
     """An absolute submission path, checked to be an existing directory.
 
+    A bare ``reference`` or ``exercises`` that does not exist in the working
+    directory names the repository's folder, so ``course check reference``
+    works from anywhere; a folder of that name in the working directory wins.
+
     Raises:
       FileNotFoundError: ``path`` does not exist.
       NotADirectoryError: ``path`` is not a directory.
     """
     resolved = Path(path).expanduser().resolve()
+    if not resolved.exists() and os.fspath(path) in REPOSITORY_FOLDERS:
+        resolved = repo_root() / os.fspath(path)
     if not resolved.exists():
         raise FileNotFoundError(f"submission: {str(path)!r} does not exist")
     if not resolved.is_dir():

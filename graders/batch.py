@@ -23,6 +23,7 @@ trusts, for a saving the benchmark (``benchmarks/grade_all.py``) does not show.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,7 +34,7 @@ import tempfile
 import time
 import traceback
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -173,6 +174,22 @@ def safe_extract(archive: Path, target: Path) -> Path:
     return children[0] if len(children) == 1 and children[0].is_dir() else target
 
 
+@contextlib.contextmanager
+def unpacked(source: Path) -> Iterator[Path]:
+    """The submission folder of ``source``: the folder itself, or a ``.zip`` unpacked by :func:`safe_extract`.
+
+    The zip's files live in a temporary folder for the ``with`` block only.
+
+    Raises:
+      Rejected: ``source`` is a zip that :func:`safe_extract` refuses.
+    """
+    if not source.is_file():
+        yield source  # a folder, or a path that does not exist: graders.grade names the problem
+        return
+    with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
+        yield safe_extract(source, Path(tmp))
+
+
 def _check_entries(entries: Sequence[zipfile.ZipInfo]) -> None:
     if len(entries) > MAX_ZIP_FILES:
         raise Rejected(f"the zip holds {len(entries)} entries; at most {MAX_ZIP_FILES} are accepted")
@@ -245,15 +262,14 @@ def grade_one(student: str, source: Path, results_dir: Path, batch: dict, *, lim
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    with tempfile.TemporaryDirectory(prefix="course-grade-all-") as tmp:
-        try:
-            folder = safe_extract(source, Path(tmp)) if source.is_file() else source
+    try:
+        with unpacked(source) as folder:
             result = grading.grade(folder, exercises=batch["exercises"], out=out, seed=batch["seed"], limits=limits)
-        except (Rejected, ValueError, OSError) as error:  # graders.grade's own refusals (e.g. too large to copy)
-            outcome = Outcome(student, SubmissionStatus.REJECTED, reason=str(error), seconds=time.monotonic() - started)
-        else:
-            status = SubmissionStatus.GRADED if result.status == RunStatus.OK else SubmissionStatus.GRADER_ERROR
-            outcome = Outcome(student, status, result.score, result.max_score, _reason(result), time.monotonic() - started)
+    except (Rejected, ValueError, OSError) as error:  # graders.grade's own refusals (e.g. too large to copy)
+        outcome = Outcome(student, SubmissionStatus.REJECTED, reason=str(error), seconds=time.monotonic() - started)
+    else:
+        status = SubmissionStatus.GRADED if result.status == RunStatus.OK else SubmissionStatus.GRADER_ERROR
+        outcome = Outcome(student, status, result.score, result.max_score, _reason(result), time.monotonic() - started)
     write_json(record_file, {**key, "student": student, "source": source.name, **asdict(outcome), "skipped": False})
     return outcome
 

@@ -10,13 +10,11 @@ from pathlib import Path
 
 import click
 from rich.markup import escape
-from rich.table import Table
 
 from course import submission as submissions
-from course.cli import console, cut, exercise_option
-from course.seeds import SEED_LIMIT
+from course.cli import console, exercise_option, seed_range
 
-seed_option = click.option("--seed", type=click.IntRange(0, SEED_LIMIT - 1),
+seed_option = click.option("--seed", type=seed_range,
                            help="Seed of the inputs (default: random, recorded); the same seed reproduces a grade.")
 
 
@@ -43,38 +41,42 @@ graded_option = click.option("-e", "--exercise", "exercises", multiple=True, cal
 
 
 @click.command()
-@click.argument("submission", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("submission", required=False, type=click.Path(path_type=Path))
 @graded_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out/grade"), show_default=True,
               help="Folder for results.json (Gradescope), report.json (pytest) and score.json.")
 @seed_option
 @click.option("--points-line", is_flag=True, help="Also print `Points X/Y` (GitHub Classroom).")
 def grade(submission: Path | None, exercises: list[str] | None, out: Path, seed: int | None, points_line: bool) -> None:
-    """Grade SUBMISSION (default: exercises/) with the hidden grader suites.
+    """Grade SUBMISSION (a folder or a .zip of one; default: exercises/) with the hidden grader suites.
+
+    A .zip is unpacked into a temporary folder with grade-all's checks (no
+    entry outside it, no links, bounded size), graded, and removed.
 
     Exits 0 when grading completed, whatever the score; 1 when the grading
     itself failed (a grader error: the score cannot be trusted).
     """
+    from course.tables import summary_table
     from graders import grade as run_grade
+    from graders.batch import Rejected, unpacked
     from graders.results.scores import RunStatus
 
     target = submission if submission is not None else submissions.default_submission()
     try:
-        result = run_grade(target, exercises=exercises, out=out, seed=seed)
-    except (FileNotFoundError, NotADirectoryError, ValueError) as error:
+        with unpacked(target) as folder:
+            result = run_grade(folder, exercises=exercises, out=out, seed=seed)
+    except (FileNotFoundError, NotADirectoryError, ValueError, Rejected) as error:
         raise click.BadParameter(str(error), param_hint="SUBMISSION") from None
-    table = Table(title=escape(f"Grade of {target} (seed {result.seed})"))
-    for column in ("exercise", "points", "passed", "first problem"):
-        table.add_column(column, no_wrap=True)
-    room = max(20, console.width - max([len(e.name) for e in result.exercises] or [8]) - 31)
+    rows = []
     for exercise in result.exercises:
         problem = exercise.first_problem
         note = (f"forbidden: {', '.join(exercise.forbidden)}" if exercise.forbidden
                 else f"{problem.name}: {problem.message}" if problem else "")
         style = "green" if exercise.score == exercise.max_score else "red"
-        table.add_row(exercise.name, f"[{style}]{exercise.score:g}/{exercise.max_score:g}[/{style}]",
-                      f"{exercise.passed}/{len(exercise.cases)}", escape(cut(note, room)))
-    console.print(table)
+        cells = (exercise.name, f"[{style}]{exercise.score:g}/{exercise.max_score:g}[/{style}]", f"{exercise.passed}/{len(exercise.cases)}")
+        rows.append((cells, note))
+    console.print(summary_table(f"Grade of {target} (seed {result.seed})", ("exercise", "points", "passed"), "first problem",
+                                rows, width=console.width))
     for exercise in result.exercises:
         if (problem := exercise.first_problem) is not None:
             console.print(escape(f"{exercise.name}: {problem.name}\n    {problem.message}"), soft_wrap=True)
@@ -91,7 +93,7 @@ def grade(submission: Path | None, exercises: list[str] | None, out: Path, seed:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="The results folder: one folder per student.")
 @click.option("--jobs", type=click.IntRange(min=1), help="Submissions graded at once (default: one per core).")
 @click.option("--force", is_flag=True, help="Regrade every submission, even unchanged ones or another grader version's results.")
-@click.option("--seed", type=click.IntRange(0, SEED_LIMIT - 1), help="One seed for the whole class (default: the results folder's, or random).")
+@click.option("--seed", type=seed_range, help="One seed for the whole class (default: the results folder's, or random).")
 @graded_option
 @click.option("--call-seconds", type=click.FloatRange(min=0, min_open=True), help="Time limit of one call of a student's function.")
 @click.option("--submission-seconds", type=click.FloatRange(min=0, min_open=True), help="Time limit of one submission's calls together.")
@@ -154,7 +156,7 @@ def report(results_dir: Path, out: Path, published: bool) -> None:
 
 @click.command()
 @click.option("--gradescope", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The bundle to write (OUT.zip).")
-@click.option("--seed", type=click.IntRange(0, SEED_LIMIT - 1), help="One seed for every student (default: drawn now, recorded in the bundle).")
+@click.option("--seed", type=seed_range, help="One seed for every student (default: drawn now, recorded in the bundle).")
 @graded_option
 def autograder(out: Path, seed: int | None, exercises: list[str] | None) -> None:
     """Write a Gradescope autograder bundle: setup.sh, run_autograder, the grader, reference and pinned requirements."""

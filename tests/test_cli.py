@@ -71,8 +71,11 @@ def test_instructor_verbs_come_from_their_packages():
 
 
 def test_version():
+    from course import __version__
+
     result = run("--version")
     assert result.exit_code == 0 and result.output.startswith("course, version ")
+    assert result.output.strip() == f"course, version {__version__}"
 
 
 @pytest.mark.parametrize("verb", [["train", "--corpus", "reverse", "--steps", "2"], ["generate", "--prompt", "def "]])
@@ -83,3 +86,99 @@ def test_verbs_that_run_stubs_say_one_line(verb, tmp_path):
     (line,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert "not implemented yet: implement DecoderBlock.__init__ in exercises/transformer/transformer.py" in line
     assert "pytest exercises/transformer" in line and str(ROOT / "exercises" / "transformer" / "transformer.py") in line
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["train", "--seed", "-1"], "--seed"),
+    (["train", "--seed", str(2**32)], "--seed"),
+    (["train", "--steps", "0"], "--steps"),
+    (["train", "--batch-size", "0"], "--batch-size"),
+    (["train", "--learning-rate", "0"], "--learning-rate"),
+    (["train", "--devices", "0"], "--devices"),
+    (["generate", "--prompt", "def ", "--seed", "-1"], "--seed"),
+])
+def test_bad_option_values_are_refused_when_the_command_line_is_read(args, option, tmp_path):
+    # A submission that does not exist would be the first error once the verb's body runs: the value's must come before.
+    nowhere = ["--submission", str(tmp_path / "nowhere")]
+    result = run(*args, *nowhere, *(["--out", str(tmp_path / "run")] if args[0] == "train" else []))
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_verbs_find_the_repository_s_reference_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    checked = run("check", "reference", "-e", "positional_encoding")
+    assert checked.exit_code == 0 and "10/10" in checked.output, checked.output
+    # train and generate switch the submission in first; what fails after it is the corpus or the checkpoint.
+    trained = run("train", "--submission", "reference", "--corpus", str(tmp_path / "no-such.txt"), "--out", str(tmp_path / "run"))
+    assert f"submission {ROOT / 'reference'}" in trained.output.replace("\n", ""), trained.output
+    generated = run("generate", "--prompt", "x", "--submission", "reference", "--checkpoint", str(tmp_path / "no-run"))
+    assert generated.exit_code == 2 and "--checkpoint" in generated.output and "--submission" not in generated.output, generated.output
+
+
+LONG = "AssertionError: loss (next_token): 1 of 1 values differ from the expected ones (float32[]). Largest error 0.991"
+
+
+def table_lines(output: str, width: int) -> list[str]:
+    """The table's rows of ``output``, checked to fit ``width`` columns."""
+    lines = [line for line in output.splitlines() if line.startswith("│")]
+    assert lines and all(len(line) <= width for line in lines), output
+    return lines
+
+
+@pytest.mark.parametrize("width", [80, 50])
+def test_the_check_table_keeps_names_and_counts_whole_at_narrow_widths(width, monkeypatch):
+    from rich.console import Console
+
+    from course import catalog
+    from course.check import ExerciseCheck, TestOutcome
+
+    failed = TestOutcome("exercises/loss/test_loss.py::test_matches_reference", "failed", LONG)
+    fake = [ExerciseCheck(e, (failed, *[TestOutcome("t", "passed", "")] * 13)) for e in catalog.EXERCISES]
+    monkeypatch.setattr("course.check.run_visible_tests", lambda target, names: fake)
+    monkeypatch.setattr("course.cli.console", Console(width=width))
+    result = run("check")
+    lines = table_lines(result.output, width)
+    for exercise in catalog.EXERCISES:
+        assert any(f"│ {exercise.name} " in line and "│ 13/14 " in line for line in lines), result.output
+    assert (width == 80) == any("AssertionError: loss" in line for line in lines)  # too narrow: the failures only below
+    assert result.output.count(LONG) == len(catalog.EXERCISES)
+
+
+@pytest.mark.parametrize("width", [80, 50])
+def test_the_grade_table_keeps_names_and_points_whole_at_narrow_widths(width, monkeypatch, tmp_path):
+    from rich.console import Console
+
+    import graders
+    from graders.results.scores import Case, CaseStatus, ExerciseScore, GradingResult
+
+    names = graders.graded_exercises()
+    failed = Case("x", "test_outputs_match_reference[one_long_case_name]", 0, 1, CaseStatus.FAILED, LONG)
+    passed = Case("x", "test_other", 1, 1, CaseStatus.PASSED)
+    fake = GradingResult(str(ROOT / "exercises"), 7, tuple(ExerciseScore(n, (failed, *[passed] * 11)) for n in names))
+    monkeypatch.setattr(graders, "grade", lambda *args, **kwargs: fake)
+    monkeypatch.setattr("graders.cli.console", Console(width=width))
+    result = run("grade", "--out", str(tmp_path))
+    lines = table_lines(result.output, width)
+    for name in names:
+        assert any(f"│ {name} " in line and "│ 11/12 " in line for line in lines), result.output
+
+
+@pytest.mark.parametrize("width", [80, 110])
+def test_the_notebook_table_keeps_names_and_status_whole_at_narrow_widths(width):
+    import nbformat
+    from rich.console import Console
+
+    from course import syllabus
+    from course.notebook_run import CellError, NotebookRun, print_runs
+
+    error = CellError(3, "ValueError", "a rather long message that explains at length what went wrong in this cell", "tb", True)
+    runs = [NotebookRun(s, nbformat.v4.new_notebook(), 12.3, error if s.number % 2 else None) for s in syllabus.SECTIONS]
+    console = Console(width=width, record=True)
+    print_runs(runs, console)
+    lines = table_lines(console.export_text(), width)
+    for run in runs:
+        assert any(f"│ {run.section.notebook.name} " in line and ("stopped at cell 3" if run.error else "│ ok ") in line
+                   for line in lines), console.export_text()
+    assert (width == 110) == any("ValueError: a rather long" in line for line in lines)  # at 80: the errors only below

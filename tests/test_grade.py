@@ -1,6 +1,8 @@
 """``course grade`` end to end: the reference earns full marks, the stubs zero, a seed reproduces a grade."""
 
 import json
+import tempfile
+import zipfile
 
 import pytest
 from click.testing import CliRunner
@@ -88,3 +90,22 @@ def test_a_broken_submission_scores_zero_with_the_reason(tmp_path):
     assert all("SyntaxError" in c.message and "attention/attention.py" in c.message for c in attention.cases)
     assert all("the submission has no loss" in c.message for c in loss.cases)
     assert_valid_score_files(tmp_path / "out", seed=2)
+
+
+def test_a_zip_or_the_reference_is_graded_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where the zip is unpacked, to see it cleaned up
+    (tmp_path / "tmp").mkdir()
+    with zipfile.ZipFile("alice.zip", "w") as archive:
+        for path in (ROOT / "reference").rglob("*.py"):
+            archive.write(path, f"alice/{path.relative_to(ROOT / 'reference')}")
+    runner = CliRunner()
+    for submission in ("reference", "alice.zip"):
+        result = runner.invoke(main, ["grade", submission, "-e", "positional_encoding", "--out", submission + ".out", "--seed", "4"])
+        assert result.exit_code == 0, result.output
+        score = assert_valid_score_files(tmp_path / (submission + ".out"), seed=4)
+        assert score.status == "ok" and score.max_score > 0 and score.score == score.max_score, result.output
+    assert not list((tmp_path / "tmp").iterdir())
+    (tmp_path / "bad.zip").write_text("not a zip")
+    bad = runner.invoke(main, ["grade", "bad.zip"])
+    assert bad.exit_code == 2 and "SUBMISSION" in bad.output and "not a readable zip file" in bad.output, bad.output

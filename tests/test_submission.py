@@ -59,3 +59,15 @@ def test_the_environment_variable_reaches_child_processes(tmp_path):
     env = {**os.environ, submission.ENV_VAR: str(ROOT / "reference")}
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(ROOT / "reference" / "loss" / "loss.py")
+
+
+def test_reference_and_exercises_name_the_repository_s_folders_from_any_directory(tmp_path, monkeypatch):
+    from course.notebook_run import resolve_target
+
+    monkeypatch.chdir(tmp_path)
+    assert submission.resolve("reference") == resolve_target("reference") == ROOT / "reference"
+    assert submission.resolve("exercises") == ROOT / "exercises"
+    (tmp_path / "reference").mkdir()
+    assert submission.resolve("reference") == tmp_path / "reference"  # a folder of that name here wins
+    with pytest.raises(FileNotFoundError, match="'solutions' does not exist"):
+        submission.resolve("solutions")  # only the repository's two folders are known by name

@@ -83,3 +83,28 @@ def test_a_submission_missing_an_exercise_fails_that_exercise_only(make_submissi
 def test_unknown_exercise_is_a_key_error():
     with pytest.raises(KeyError, match="no exercise named 'nope'"):
         run_visible_tests(None, ["nope"])
+
+
+def test_breakage_is_told_from_progress_by_pytest_json_report_s_fields(tmp_path):
+    from course.check import is_broken
+    from course.pytest_child import run_pytest
+
+    (tmp_path / "test_kinds.py").write_text(
+        "import pytest\n\n"
+        "def test_passes():\n    pass\n\n"
+        "def test_assert_progress():\n    assert 1 == 2\n\n"
+        "def test_comparison_progress():\n    raise AssertionError('values differ from the expected ones')\n\n"
+        "def test_did_not_raise_progress():\n    with pytest.raises(ValueError):\n        pass\n\n"
+        "def test_stub_progress():\n    raise NotImplementedError('not implemented yet: implement f in exercises/x/x.py')\n\n"
+        "def test_exception_broken():\n    raise ValueError('boom')\n\n"
+        "@pytest.fixture\ndef bad():\n    raise KeyError('setup')\n\n"
+        "def test_setup_broken(bad):\n    pass\n")
+    # The visible tests' conftest makes a stub's report its message; the same hook here.
+    (tmp_path / "conftest.py").write_text(
+        "import pytest\n\n@pytest.hookimpl(wrapper=True)\ndef pytest_runtest_makereport(item, call):\n    report = yield\n"
+        "    if report.failed and call.excinfo is not None and call.excinfo.errisinstance(NotImplementedError):\n"
+        "        report.longrepr = str(call.excinfo.value)\n    return report\n")
+    report, log = run_pytest(["--tb=auto", str(tmp_path)], cwd=tmp_path, timeout=120)
+    assert report is not None, log
+    verdicts = {t["nodeid"].split("::")[1]: is_broken(t) for t in report["tests"]}
+    assert verdicts == {name: name.endswith("broken") for name in verdicts} and len(verdicts) == 7, verdicts
