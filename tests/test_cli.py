@@ -1,5 +1,7 @@
 """The ``course`` command: exit codes and messages."""
 
+import os
+import re
 import subprocess
 import sys
 
@@ -182,3 +184,20 @@ def test_the_notebook_table_keeps_names_and_status_whole_at_narrow_widths(width)
         assert any(f"│ {run.section.notebook.name} " in line and ("stopped at cell 3" if run.error else "│ ok ") in line
                    for line in lines), console.export_text()
     assert (width == 110) == any("ValueError: a rather long" in line for line in lines)  # at 80: the errors only below
+
+
+@pytest.mark.parametrize("verb", [
+    ["check", "-e", "attention"],
+    ["train", "--corpus", "reverse", "--steps", "2", "--out", "{tmp}/run"],
+    ["generate", "--prompt", "def "],
+    ["notebooks", "--execute", "-n", "4", "--quick"],
+])
+def test_every_student_verb_on_the_stubs_names_the_function_to_write_and_shows_no_traceback(verb, tmp_path):
+    # As a student runs them: the `course` process itself, on the shipped stubs.
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_SUBMISSION"}
+    args = [a.replace("{tmp}", str(tmp_path)) for a in verb]
+    done = subprocess.run([sys.executable, "-m", "course", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "Traceback" not in output and 'File "' not in output, output
+    assert re.search(r"not implemented yet: implement [\w.]+ in exercises/\w+/\w+\.py", output), output
