@@ -103,10 +103,11 @@ ATTENTION = (
 def _hidden_activation(activation):
     def wrong(ref):
         def predict(params, inputs):
+            *hidden, last = params
             x = inputs
-            for W, b in params[:-1]:
-                x = activation(ref.predict([(W, b)], x))  # a one-layer network is one affine map
-            return ref.predict(params[-1:], x)
+            for layer in hidden:
+                x = activation(ref.predict([layer], x))  # a one-layer network is one affine map
+            return ref.predict([last], x)
         return predict
     return wrong
 
@@ -228,11 +229,11 @@ LOSS = (
 
 def _heads_split_wrong(ref):
     def attend(module, x, context=None, mask=None):
-        context = x if context is None else context
+        source = x if context is None else context
         H = module.num_heads
         # [..., T, d_model] -> [..., H, T, d_head] by a plain reshape: positions and features of heads mixed up.
         q, k, v = (layer(y).reshape(*y.shape[:-2], H, y.shape[-2], -1)
-                   for layer, y in ((module.query, x), (module.key, context), (module.value, context)))
+                   for layer, y in ((module.query, x), (module.key, source), (module.value, source)))
         heads, _ = ref.scaled_dot_product_attention(q, k, v, mask)
         return module.out(heads.reshape(*heads.shape[:-3], heads.shape[-2], -1))
     return attend

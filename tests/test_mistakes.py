@@ -15,7 +15,7 @@ from authoring import release
 from course import catalog, mistakes
 from course.check import run_visible_tests
 from course.testing import KNOWN_MISTAKE, assert_close, load_fixtures, mistaken_distributions, stored_mistakes
-from tests.conftest import ROOT
+from tests.conftest import ROOT, copy_with_edits
 from tests.conftest import Mutation as M
 
 
@@ -150,9 +150,9 @@ TOGETHER = (("jax_basics", "positional_encoding", "attention", "training"), ("lo
 
 @pytest.mark.parametrize("number", range(3))
 @pytest.mark.parametrize("group", TOGETHER, ids=["with_attention", "with_loss"])
-def test_visible_tests_name_each_mistake_as_the_grader_does(make_submission, number, group):
+def test_visible_tests_name_each_mistake_as_the_grader_does(tmp_path, number, group):
     edits = {f"{name}/{name}.py": VISIBLE[name][number][0] for name in group}
-    results = {r.exercise.name: r for r in run_visible_tests(make_submission(edits), list(group))}
+    results = {r.exercise.name: r for r in run_visible_tests(copy_with_edits(tmp_path / "wrong", edits), list(group))}
     for name in group:
         _, test, mistake = VISIBLE[name][number]
         failed = {o.nodeid.split("::")[1]: o.message for o in results[name].outcomes if o.outcome == "failed"}
