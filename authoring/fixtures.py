@@ -8,6 +8,11 @@ Each file is a flat mapping of names to arrays (``"<case>.<quantity>"``; a
 module's parameters ``"<case>.params.<path>"`` with the paths of
 :func:`course.params.param_arrays`, ``"block.params.attn/query/kernel"``), stored
 without pickles; gradients are vector-Jacobian products for a stored cotangent.
+
+Beside a case's outputs, the reference's outputs under each known mistake of
+:mod:`course.mistakes` (``"<key>.mistake.<name>"``, where they differ from
+``<key>``'s), so that a visible test names the mistake a student's values
+match (``course.testing.stored_mistakes``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import importlib
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 
@@ -25,9 +31,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from course import catalog, submission
+from course import catalog, mistakes, submission
 from course.params import flatten_params, load_param_arrays, module_vjp, param_arrays
-from course.testing import FIXTURES_FILE
+from course.testing import FIXTURES_FILE, describe_mismatch, mistake_key
 from course.testing.toy_model import TOY, BigramMLP
 
 Arrays = dict[str, np.ndarray]
@@ -51,29 +57,65 @@ def mlp_params(rng: np.random.Generator, sizes: tuple[int, ...]) -> list[tuple[n
     ]
 
 
+def reference_function(ref: ModuleType, function: str) -> Callable:
+    """The reference's ``function``; for an NNX module class its ``__call__``, which takes the module first."""
+    found = getattr(ref, function)
+    return found.__call__ if isinstance(found, type) else found
+
+
+def with_mistakes(ref: ModuleType, exercise: str, function: str, arrays: Callable[[Callable], Arrays],
+                  right: Arrays | None = None) -> Arrays:
+    """``arrays(f)`` for the reference's ``function``, and for each known mistake of it the arrays that differ.
+
+    Args:
+      arrays: the fixture arrays of a case, computed with ``f`` in the
+        reference's function's place.
+      right: the reference's arrays, when computed elsewhere (with gradients);
+        default ``arrays`` of the reference's function.
+
+    Returns:
+      ``right``, and ``"<key>.mistake.<name>"`` for each mistake and key
+      whose values are not the right ones within the course's tolerance.
+    """
+    right = arrays(reference_function(ref, function)) if right is None else right
+    out = dict(right)
+    for mistake in mistakes.of(exercise, function):
+        with np.errstate(all="ignore"):
+            wrong = arrays(mistake.wrong(ref))
+        for key, values in wrong.items():
+            values = np.asarray(values)
+            if describe_mismatch(values, right[key], what=key) is not None:
+                out[mistake_key(key, mistake.name)] = values
+    return out
+
+
 def _jax_basics(ref: ModuleType, rng: np.random.Generator) -> Arrays:
     params = mlp_params(rng, (4, 8, 8, 3))
     inputs, targets = normal(rng, 6, 4), normal(rng, 6, 3)
     jparams = [(jnp.asarray(W), jnp.asarray(b)) for W, b in params]
     batch = (jnp.asarray(inputs), jnp.asarray(targets))
-    loss, grads = ref.loss_and_grad(jparams, batch)
-    return {
-        **flatten_params("params", params),
-        "inputs": inputs,
-        "targets": targets,
-        "predict.output": np.asarray(ref.predict(jparams, batch[0])),
-        "mse_loss.output": np.asarray(ref.mse_loss(jparams, batch)),
-        "loss_and_grad.loss": np.asarray(loss),
-        **flatten_params("loss_and_grad.grads", grads),
-        **flatten_params("per_example_grads.grads", ref.per_example_grads(jparams, batch)),
+
+    def loss_and_grad(f):
+        loss, grads = f(jparams, batch)
+        return {"loss_and_grad.loss": np.asarray(loss), **flatten_params("loss_and_grad.grads", grads)}
+
+    cases: dict[str, Callable[[Callable], Arrays]] = {
+        "predict": lambda f: {"predict.output": np.asarray(f(jparams, batch[0]))},
+        "mse_loss": lambda f: {"mse_loss.output": np.asarray(f(jparams, batch))},
+        "loss_and_grad": loss_and_grad,
+        "per_example_grads": lambda f: flatten_params("per_example_grads.grads", f(jparams, batch)),
     }
+    out = {**flatten_params("params", params), "inputs": inputs, "targets": targets}
+    for function, arrays in cases.items():
+        out |= with_mistakes(ref, "jax_basics", function, arrays)
+    return out
 
 
 def _positional_encoding(ref: ModuleType, rng: np.random.Generator) -> Arrays:
-    return {
-        "default.output": np.asarray(ref.sinusoidal_positional_encoding(50, 16)),
-        "base100.output": np.asarray(ref.sinusoidal_positional_encoding(7, 6, base=100.0)),
-    }
+    return with_mistakes(ref, "positional_encoding", "sinusoidal_positional_encoding", lambda f: {
+        "default.output": np.asarray(f(50, 16)),
+        "base100.output": np.asarray(f(7, 6, base=100.0)),
+    })
 
 
 def _attention(ref: ModuleType, rng: np.random.Generator) -> Arrays:
@@ -83,14 +125,24 @@ def _attention(ref: ModuleType, rng: np.random.Generator) -> Arrays:
     mask[..., 0] = True  # every query sees at least one key: fully masked rows are undefined
     ct = normal(rng, B, H, T_q, d_v)
     out: Arrays = {"query": q, "key": k, "value": v, "mask": mask, "cotangent": ct}
-    for case, case_mask in (("unmasked", None), ("masked", jnp.asarray(mask))):
+    cases, right = (("unmasked", None), ("masked", jnp.asarray(mask))), {}
+    for case, case_mask in cases:
         def attend(q, k, v, case_mask=case_mask):
             return ref.scaled_dot_product_attention(q, k, v, case_mask)
         (output, weights), vjp = jax.vjp(attend, jnp.asarray(q), jnp.asarray(k), jnp.asarray(v))
         grads = vjp((jnp.asarray(ct), jnp.zeros_like(weights)))
-        out |= {f"{case}.output": np.asarray(output), f"{case}.weights": np.asarray(weights)}
+        right |= {f"{case}.output": np.asarray(output), f"{case}.weights": np.asarray(weights)}
         out |= {f"{case}.grad_{n}": np.asarray(g) for n, g in zip(("query", "key", "value"), grads)}
-    out["causal_mask.output"] = np.asarray(ref.causal_mask(T_k))
+
+    def forward(f):
+        arrays = {}
+        for case, case_mask in cases:
+            output, weights = f(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), case_mask)
+            arrays |= {f"{case}.output": np.asarray(output), f"{case}.weights": np.asarray(weights)}
+        return arrays
+
+    out |= with_mistakes(ref, "attention", "scaled_dot_product_attention", forward, right=right)
+    out |= with_mistakes(ref, "attention", "causal_mask", lambda f: {"causal_mask.output": np.asarray(f(T_k))})
     return out
 
 
@@ -101,16 +153,23 @@ def _loss(ref: ModuleType, rng: np.random.Generator) -> Arrays:
     mask = rng.random((B, T)) < 0.7
     tokens = rng.integers(0, V, (B, T)).astype(np.int32)
     tokens[:, -3:] = 0  # right padding with pad_id 0
-    out: Arrays = {"logits": logits, "targets": targets, "mask": mask, "tokens": tokens}
-    cases: dict[str, Callable[[jax.Array], jax.Array]] = {
-        "cross_entropy": lambda z: ref.cross_entropy_loss(z, jnp.asarray(targets)),
-        "cross_entropy_masked": lambda z: ref.cross_entropy_loss(z, jnp.asarray(targets), jnp.asarray(mask)),
-        "next_token": lambda z: ref.next_token_loss(z, jnp.asarray(tokens)),
-        "next_token_pad0": lambda z: ref.next_token_loss(z, jnp.asarray(tokens), pad_id=0),
+    # Logits whose exp overflows float32: the loss is (1e4 + log 2) / 2 only when the maximum is subtracted first.
+    large, large_targets = np.asarray([[1e4, 0.0, -1e4], [0.0, 1e4, 1e4]], np.float32), np.asarray([1, 2], np.int32)
+    out: Arrays = {"logits": logits, "targets": targets, "mask": mask, "tokens": tokens,
+                   "large.logits": large, "large.targets": large_targets}
+    cases: dict[str, tuple[str, Callable[[Callable, jax.Array], jax.Array]]] = {
+        "cross_entropy": ("cross_entropy_loss", lambda f, z: f(z, jnp.asarray(targets))),
+        "cross_entropy_masked": ("cross_entropy_loss", lambda f, z: f(z, jnp.asarray(targets), jnp.asarray(mask))),
+        "next_token": ("next_token_loss", lambda f, z: f(z, jnp.asarray(tokens))),
+        "next_token_pad0": ("next_token_loss", lambda f, z: f(z, jnp.asarray(tokens), pad_id=0)),
     }
-    for case, fn in cases.items():
-        value, grad = jax.value_and_grad(fn)(jnp.asarray(logits))
-        out[f"{case}.output"], out[f"{case}.grad_logits"] = np.asarray(value), np.asarray(grad)
+    for case, (function, loss) in cases.items():
+        def arrays(f, case=case, loss=loss):
+            value, grad = jax.value_and_grad(lambda z: loss(f, z))(jnp.asarray(logits))
+            return {f"{case}.output": np.asarray(value), f"{case}.grad_logits": np.asarray(grad)}
+        out |= with_mistakes(ref, "loss", function, arrays)
+    out |= with_mistakes(ref, "loss", "cross_entropy_loss",
+                         lambda f: {"large.output": np.asarray(f(jnp.asarray(large), jnp.asarray(large_targets)))})
     return out
 
 
@@ -146,23 +205,31 @@ def _transformer(ref: ModuleType, rng: np.random.Generator) -> Arrays:
         load_param_arrays(module, weights)
         output, d_x, d_params = module_vjp(module, call, jnp.asarray(x), jnp.asarray(out["cotangent"]))
         out |= {f"{case}.params.{k}": v for k, v in weights.items()}
-        out |= {f"{case}.output": output, f"{case}.grad_x": d_x}
-        out |= {f"{case}.grad_params.{k}": v for k, v in d_params.items()}
+        out |= {f"{case}.grad_x": d_x} | {f"{case}.grad_params.{k}": v for k, v in d_params.items()}
+
+        def arrays(f, case=case, module=module, call=call):
+            # f takes the module first, like __call__: bound to this module, it is called like the module.
+            return {f"{case}.output": np.asarray(call(partial(f, module), jnp.asarray(x)))}
+
+        out |= with_mistakes(ref, "transformer", type(module).__name__, arrays, right={f"{case}.output": output})
     return out
 
 
 def _training(ref: ModuleType, rng: np.random.Generator) -> Arrays:
-    model = BigramMLP(**TOY, rngs=nnx.Rngs(0))
-    weights = random_params(model, rng, scale=1.0)
-    load_param_arrays(model, weights)
-    optimizer = nnx.Optimizer(model, optax.adam(0.05), wrt=nnx.Param)
+    weights = random_params(BigramMLP(**TOY, rngs=nnx.Rngs(0)), rng, scale=1.0)
     batches = rng.integers(0, TOY["vocab_size"], (3, 4, 10)).astype(np.int32)
-    losses = [np.asarray(ref.train_step(model, optimizer, jnp.asarray(b))) for b in batches]
+
+    def three_steps(step):
+        model = BigramMLP(**TOY, rngs=nnx.Rngs(0))
+        load_param_arrays(model, weights)
+        optimizer = nnx.Optimizer(model, optax.adam(0.05), wrt=nnx.Param)
+        losses = [np.asarray(step(model, optimizer, jnp.asarray(b))) for b in batches]
+        return {"losses": np.stack(losses), **{f"trained.{k}": v for k, v in param_arrays(model).items()}}
+
     return {
         "tokens": batches,
-        "losses": np.stack(losses),
         **{f"params.{k}": v for k, v in weights.items()},
-        **{f"trained.{k}": v for k, v in param_arrays(model).items()},
+        **with_mistakes(ref, "training", "train_step", three_steps),
     }
 
 

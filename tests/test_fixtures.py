@@ -49,3 +49,12 @@ def test_module_parameters_round_trip_by_path():
         load_param_arrays(target, {**{k: v for k, v in arrays.items() if k != "out/bias"}, "out/b": arrays["out/bias"]})
     with pytest.raises(ValueError, match=r"hidden/bias: \(3,\) given for a parameter of shape"):
         load_param_arrays(target, {**arrays, "hidden/bias": np.zeros(3, np.float32)})
+
+
+def test_with_mistakes_stores_the_mistakes_that_change_a_value(reference_module):
+    ref = reference_module("loss")
+    logits, targets = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32), np.asarray([0, 4, 2])
+    arrays = fixtures.with_mistakes(ref, "loss", "cross_entropy_loss", lambda f: {"ce.output": np.asarray(f(logits, targets))})
+    # Without a mask, or with logits this small, the other mistakes compute the right loss: nothing to name.
+    assert sorted(arrays) == ["ce.output", "ce.output.mistake.summed", "ce.output.mistake.wrong_sign"]
+    np.testing.assert_allclose(arrays["ce.output.mistake.summed"], 3 * arrays["ce.output"], rtol=1e-6)

@@ -138,6 +138,18 @@ MISTAKES = [
     {
         "transformer": (M("MultiHeadAttention.__init__", "num_heads <= 0 or d_model % num_heads", "False"),
                         "test_num_heads_must_divide_d_model", None),
+        # The loss's sign flipped inside the step: the parameters climb the loss, and the loss returned is negative.
+        "training": (M("train_step.loss_fn", "return next_token_loss(model(tokens), tokens)",
+                       "return -next_token_loss(model(tokens), tokens)"),
+                     "test_train_step_updates_like_the_reference[adam]", "the step climbs the loss"),
+    },
+    {
+        # The softmax over every key, the masked weights zeroed after it: rows no longer sum to one.
+        "attention": (M("scaled_dot_product_attention", "scores = jnp.where(mask, scores, -jnp.inf)", "scores = scores"),
+                      "test_matches_reference_with_gradients[random]", "the mask is applied after the softmax"),
+        "generation": (M("sample_next_token", "return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)",
+                         "return jnp.argmax(logits, axis=-1).astype(jnp.int32)"),
+                       "test_samples_follow_the_distribution[temperature_1.7]", "every sample is the most likely token"),
     },
 ]
 # Cases that must still pass despite the mistake of their round: each mistake costs only what it breaks.

@@ -6,17 +6,25 @@ fixtures``) and explain a mismatch in words: what was compared, the shapes and
 dtypes, where the largest error is and how large it is. The hidden grader
 (``graders/engine/compare.py``) uses the same tolerances and messages, without the
 expected values.
+
+The fixtures also hold the reference's outputs under each known mistake of
+``course.mistakes`` (``<key>.mistake.<name>`` beside ``<key>``): when a
+student's values match one, the message names it with the catalogue's hint,
+the words the grader uses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from course.testing.statistics import chi_square_p_value  # noqa: F401  (the tests import it from here)
+from course import mistakes as catalogue
+from course.testing.statistics import chi_square_p_value
 
 # Every tolerance of the course, stated once, per kind of quantity and dtype:
 # the visible tests use "output"; the grader compares outputs and gradients
@@ -30,6 +38,7 @@ TOLERANCES: dict[str, dict[str, dict[str, float]]] = {
 }
 
 FIXTURES_FILE = "fixtures.npz"
+KNOWN_MISTAKE = "this matches a known mistake: {hint}"
 
 
 def load_fixtures(test_file: str | Path) -> dict[str, np.ndarray]:
@@ -42,6 +51,21 @@ def load_fixtures(test_file: str | Path) -> dict[str, np.ndarray]:
     path = Path(test_file).resolve().parent / FIXTURES_FILE
     with np.load(path, allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
+
+
+def mistake_key(key: str, name: str) -> str:
+    """The fixture name of ``key``'s values under the catalogued mistake ``name``."""
+    return f"{key}.mistake.{name}"
+
+
+def stored_mistakes(fixtures: Mapping[str, np.ndarray], key: str) -> dict[str, np.ndarray]:
+    """``{hint: values}``: the reference's values of fixture ``key`` under each known mistake stored with it.
+
+    Only the mistakes whose values differ from ``fixtures[key]`` are stored
+    (``course fixtures``), so a mistake that a case cannot show is absent.
+    """
+    prefix = mistake_key(key, "")
+    return {catalogue.hint(name[len(prefix):]): values for name, values in fixtures.items() if name.startswith(prefix)}
 
 
 def tolerance(dtype, kind: str = "output") -> dict[str, float]:
@@ -135,12 +159,22 @@ def _numeric_mismatch(got: np.ndarray, want: np.ndarray, *, what: str, rtol: flo
     )
 
 
-def assert_close(actual, expected, *, what: str, rtol: float | None = None, atol: float | None = None) -> None:
-    """Fails with a teaching message unless ``actual`` matches ``expected`` (see :func:`describe_mismatch`)."""
+def assert_close(actual, expected, *, what: str, rtol: float | None = None, atol: float | None = None,
+                 mistakes: Mapping[str, object] | None = None) -> None:
+    """Fails with a teaching message unless ``actual`` matches ``expected`` (see :func:`describe_mismatch`).
+
+    Args:
+      mistakes: ``{hint: values}``, the expected values as if a known mistake
+        had been made (:func:`stored_mistakes`); on a mismatch, the first that
+        ``actual`` matches, within the same tolerance, is named in the message.
+    """
     __tracebackhide__ = True
     message = describe_mismatch(actual, expected, what=what, rtol=rtol, atol=atol)
-    if message is not None:
-        raise AssertionError(message)
+    if message is None:
+        return
+    hint = next((hint for hint, wrong in (mistakes or {}).items()
+                 if describe_mismatch(actual, wrong, what=what, rtol=rtol, atol=atol) is None), None)
+    raise AssertionError(message + ("; " + KNOWN_MISTAKE.format(hint=hint) if hint else ""))
 
 
 def assert_shape_dtype(actual, shape: tuple[int, ...], dtype, *, what: str) -> None:
@@ -152,3 +186,79 @@ def assert_shape_dtype(actual, shape: tuple[int, ...], dtype, *, what: str) -> N
         raise AssertionError(f"{what}: expected shape {tuple(shape)}, got {tuple(actual.shape)}")
     if jnp.dtype(actual.dtype) != jnp.dtype(dtype):
         raise AssertionError(f"{what}: expected dtype {jnp.dtype(dtype)}, got {jnp.dtype(actual.dtype)}")
+
+
+def sampling_distribution(logits, temperature: float = 1.0, top_k: int | None = None) -> np.ndarray:
+    """The distribution ``sample_next_token`` samples from: ``softmax(logits / temperature)`` over the top ``top_k``.
+
+    Args:
+      logits: ``float[..., V]``.
+      temperature: ``>= 0``; 0 puts all the probability on the largest logit.
+      top_k: ``None`` (every token) or the number of largest logits kept.
+
+    Returns:
+      ``float64[..., V]``, each row summing to one.
+    """
+    z = np.asarray(logits, np.float64)
+    if temperature == 0:
+        return np.eye(z.shape[-1])[np.argmax(z, axis=-1)]
+    z = z / temperature
+    if top_k is not None:
+        z = np.where(z >= np.sort(z, axis=-1)[..., -top_k:][..., :1], z, -np.inf)
+    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def mistaken_distributions(logits, temperature: float = 1.0, top_k: int | None = None) -> dict[str, np.ndarray]:
+    """``{hint: distribution}``: what ``sample_next_token`` samples from under each known mistake of ``course.mistakes``.
+
+    A sampling mistake is the reference's sampler given other arguments, so
+    the same mistake applied to :func:`sampling_distribution` in the
+    sampler's place gives its distribution. Mistakes that do not change the
+    distribution for these arguments are left out.
+    """
+    right = sampling_distribution(logits, temperature, top_k)
+    probe = SimpleNamespace(sample_next_token=lambda z, key, t=1.0, k=None: sampling_distribution(z, t, k))
+    wrong = {m.hint: m.wrong(probe)(logits, None, temperature, top_k) for m in catalogue.of("generation", "sample_next_token")}
+    return {hint: p for hint, p in wrong.items() if not np.allclose(p, right)}
+
+
+def fit_p_value(counts, probabilities) -> float:
+    """The chi-square p-value of ``counts`` under ``probabilities``, which may hold zeros.
+
+    0 when a token of probability 0 was drawn; 1 when one token holds all the
+    probability and every draw is that token.
+    """
+    counts, probabilities = np.asarray(counts), np.asarray(probabilities)
+    possible = probabilities > 0
+    if counts[~possible].any():
+        return 0.0
+    if possible.sum() == 1:
+        return 1.0
+    return chi_square_p_value(counts[possible], probabilities[possible])
+
+
+def assert_samples_follow(tokens, probabilities, *, what: str, false_alarm: float,
+                          mistakes: Mapping[str, np.ndarray] | None = None) -> None:
+    """Fails unless the token ids ``tokens`` look drawn from ``probabilities`` (``float[V]``).
+
+    A chi-square goodness-of-fit test that fails a right sampler with
+    probability ``false_alarm``. On a failure, the first known mistake
+    (``{hint: probabilities}``, :func:`mistaken_distributions`) whose
+    distribution the samples fit is named.
+    """
+    __tracebackhide__ = True
+    probabilities = np.asarray(probabilities)
+    tokens = np.asarray(tokens).reshape(-1)
+    if tokens.min() < 0 or tokens.max() >= len(probabilities):
+        raise AssertionError(f"{what}: token ids outside [0, {len(probabilities)}): {sorted(set(tokens.tolist()))}")
+    counts = np.bincount(tokens, minlength=len(probabilities))
+    p = fit_p_value(counts, probabilities)
+    if p > false_alarm:
+        return
+    impossible = counts[probabilities == 0].sum()
+    message = (f"{what}: {impossible} of {len(tokens)} samples are tokens of probability 0 (outside the top k)" if impossible
+               else f"{what}: sample counts {counts.tolist()} are unlikely under softmax(logits / temperature) (p = {p:.2g}): "
+                    f"expected about {np.round(probabilities * len(tokens)).astype(int).tolist()}")
+    hint = next((hint for hint, q in (mistakes or {}).items() if fit_p_value(counts, q) > false_alarm), None)
+    raise AssertionError(message + ("; " + KNOWN_MISTAKE.format(hint=hint) if hint else ""))

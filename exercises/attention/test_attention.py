@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from course.testing import assert_close, assert_shape_dtype, load_fixtures
+from course.testing import assert_close, assert_shape_dtype, load_fixtures, stored_mistakes
 from exercises.attention.attention import causal_mask, scaled_dot_product_attention
 
 FX = load_fixtures(__file__)
@@ -16,7 +16,7 @@ MASK = jnp.asarray(FX["mask"])
 def test_causal_mask_matches_reference():
     mask = causal_mask(6)
     assert_shape_dtype(mask, (6, 6), bool, what="causal_mask(6)")
-    assert_close(mask, FX["causal_mask.output"], what="causal_mask(6)")
+    assert_close(mask, FX["causal_mask.output"], what="causal_mask(6)", mistakes=stored_mistakes(FX, "causal_mask.output"))
 
 
 def test_causal_mask_lets_each_position_see_itself():
@@ -27,8 +27,8 @@ def test_causal_mask_lets_each_position_see_itself():
 def test_attention_matches_reference(case):
     mask = MASK if case == "masked" else None
     output, weights = scaled_dot_product_attention(Q, K, V, mask)
-    assert_close(weights, FX[f"{case}.weights"], what=f"weights ({case})")
-    assert_close(output, FX[f"{case}.output"], what=f"output ({case})")
+    assert_close(weights, FX[f"{case}.weights"], what=f"weights ({case})", mistakes=stored_mistakes(FX, f"{case}.weights"))
+    assert_close(output, FX[f"{case}.output"], what=f"output ({case})", mistakes=stored_mistakes(FX, f"{case}.output"))
 
 
 @pytest.mark.parametrize("case", ["unmasked", "masked"])
@@ -69,7 +69,7 @@ def test_two_dimensional_inputs_and_broadcast_mask():
 
 def test_jit_and_vmap():
     jitted = jax.jit(scaled_dot_product_attention)(Q, K, V, MASK)[0]
-    assert_close(jitted, FX["masked.output"], what="output under jax.jit")
+    assert_close(jitted, FX["masked.output"], what="output under jax.jit", mistakes=stored_mistakes(FX, "masked.output"))
     mapped = jax.vmap(scaled_dot_product_attention)(Q, K, V, jnp.broadcast_to(MASK, (2, 3, 5, 6)))[0]
     assert_close(mapped, FX["masked.output"], what="output under jax.vmap over the batch axis")
 
@@ -77,8 +77,8 @@ def test_jit_and_vmap():
 def test_bfloat16_stays_bfloat16():
     output, weights = scaled_dot_product_attention(Q.astype(jnp.bfloat16), K.astype(jnp.bfloat16), V.astype(jnp.bfloat16), MASK)
     assert output.dtype == jnp.bfloat16, f"output: expected bfloat16 for bfloat16 inputs, got {output.dtype}"
-    assert_close(output, FX["masked.output"], what="output in bfloat16")
-    assert_close(weights, FX["masked.weights"], what="weights in bfloat16")
+    assert_close(output, FX["masked.output"], what="output in bfloat16", mistakes=stored_mistakes(FX, "masked.output"))
+    assert_close(weights, FX["masked.weights"], what="weights in bfloat16", mistakes=stored_mistakes(FX, "masked.weights"))
 
 
 def test_large_scores_do_not_overflow():

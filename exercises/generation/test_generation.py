@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from course.params import arrays_under, load_param_arrays
-from course.testing import assert_close, assert_shape_dtype, chi_square_p_value, load_fixtures
+from course.testing import assert_close, assert_samples_follow, assert_shape_dtype, load_fixtures, mistaken_distributions, sampling_distribution
 from course.testing.toy_model import TOY, BigramMLP
 from exercises.generation.generation import generate, sample_next_token
 
@@ -56,15 +56,9 @@ def test_samples_follow_the_distribution(temperature, top_k):
     n = 20000
     keys = jax.random.split(jax.random.key(2), n)
     tokens = np.asarray(jax.vmap(lambda k: sample_next_token(LOGITS[0], k, temperature, top_k))(keys))
-    logits = np.asarray(LOGITS[0], np.float64) / temperature
-    if top_k is not None:
-        logits = np.where(logits >= np.sort(logits)[-top_k], logits, -np.inf)
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
-    assert set(np.unique(tokens)) <= set(np.flatnonzero(probs)), f"sampled tokens outside the top {top_k}: {sorted(set(np.unique(tokens)))}"
-    counts = np.bincount(tokens, minlength=len(probs))
-    p = chi_square_p_value(counts[probs > 0], probs[probs > 0])
-    assert p > FALSE_ALARM, f"sample counts {counts.tolist()} are unlikely under softmax(logits / {temperature}) (p = {p:.2g}): expected about {np.round(probs * n).astype(int).tolist()}"
+    assert_samples_follow(tokens, sampling_distribution(LOGITS[0], temperature, top_k), false_alarm=FALSE_ALARM,
+                          what=f"sample_next_token(temperature={temperature}, top_k={top_k})",
+                          mistakes=mistaken_distributions(LOGITS[0], temperature, top_k))
 
 
 def test_bad_arguments_raise_value_error():

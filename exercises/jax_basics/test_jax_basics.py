@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from course.params import unflatten_params
-from course.testing import assert_close, load_fixtures
+from course.testing import assert_close, load_fixtures, stored_mistakes
 from exercises.jax_basics.jax_basics import loss_and_grad, mse_loss, per_example_grads, predict
 
 FX = load_fixtures(__file__)
@@ -14,17 +14,21 @@ PARAMS = unflatten_params(FX, "params")
 BATCH = (jnp.asarray(FX["inputs"]), jnp.asarray(FX["targets"]))
 
 
-def assert_params_close(actual, expected, what):
+def assert_params_close(actual, key, what, *, name_mistakes=True):
+    """``actual`` (a list of (dW, db)) against the fixture's ``key``; with ``name_mistakes``, naming the known mistakes stored with it."""
     __tracebackhide__ = True
+    expected = unflatten_params(FX, key)
     if not isinstance(actual, list | tuple) or len(actual) != len(expected):
         raise AssertionError(f"{what}: expected a list of {len(expected)} (dW, db) pairs like params, got {type(actual).__name__}")
     for layer, (got, want) in enumerate(zip(actual, expected)):
-        assert_close(got[0], want[0], what=f"{what}[{layer}] (dW)")
-        assert_close(got[1], want[1], what=f"{what}[{layer}] (db)")
+        for part, got_part, want_part in (("W", got[0], want[0]), ("b", got[1], want[1])):
+            mistakes = stored_mistakes(FX, f"{key}.{layer}.{part}") if name_mistakes else None
+            assert_close(got_part, want_part, what=f"{what}[{layer}] (d{part})", mistakes=mistakes)
 
 
 def test_predict_matches_reference():
-    assert_close(predict(PARAMS, BATCH[0]), FX["predict.output"], what="predict(params, inputs)")
+    assert_close(predict(PARAMS, BATCH[0]), FX["predict.output"], what="predict(params, inputs)",
+                 mistakes=stored_mistakes(FX, "predict.output"))
 
 
 def test_predict_last_layer_is_linear():
@@ -39,7 +43,8 @@ def test_predict_leading_batch_dimensions():
 
 
 def test_mse_loss_matches_reference():
-    assert_close(mse_loss(PARAMS, BATCH), FX["mse_loss.output"], what="mse_loss(params, batch)")
+    assert_close(mse_loss(PARAMS, BATCH), FX["mse_loss.output"], what="mse_loss(params, batch)",
+                 mistakes=stored_mistakes(FX, "mse_loss.output"))
 
 
 def test_mse_loss_is_a_mean():
@@ -49,8 +54,8 @@ def test_mse_loss_is_a_mean():
 
 def test_loss_and_grad_matches_reference():
     loss, grads = loss_and_grad(PARAMS, BATCH)
-    assert_close(loss, FX["loss_and_grad.loss"], what="loss")
-    assert_params_close(grads, unflatten_params(FX, "loss_and_grad.grads"), "grads")
+    assert_close(loss, FX["loss_and_grad.loss"], what="loss", mistakes=stored_mistakes(FX, "loss_and_grad.loss"))
+    assert_params_close(grads, "loss_and_grad.grads", "grads")
 
 
 def test_loss_and_grad_is_jit_compiled():
@@ -59,7 +64,7 @@ def test_loss_and_grad_is_jit_compiled():
 
 
 def test_per_example_grads_matches_reference():
-    assert_params_close(per_example_grads(PARAMS, BATCH), unflatten_params(FX, "per_example_grads.grads"), "per_example_grads")
+    assert_params_close(per_example_grads(PARAMS, BATCH), "per_example_grads.grads", "per_example_grads")
 
 
 def test_per_example_grads_average_to_the_batch_gradient():
@@ -70,7 +75,7 @@ def test_per_example_grads_average_to_the_batch_gradient():
         assert dW.shape == (n, *PARAMS[layer][0].shape), f"per_example_grads[{layer}] dW: expected shape {(n, *PARAMS[layer][0].shape)}, got {dW.shape}"
         assert db.shape == (n, *PARAMS[layer][1].shape), f"per_example_grads[{layer}] db: expected shape {(n, *PARAMS[layer][1].shape)}, got {db.shape}"
     mean = [(dW.mean(0), db.mean(0)) for dW, db in per_example]
-    assert_params_close(mean, unflatten_params(FX, "loss_and_grad.grads"), "mean of per_example_grads")
+    assert_params_close(mean, "loss_and_grad.grads", "mean of per_example_grads", name_mistakes=False)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
@@ -78,4 +83,4 @@ def test_predict_keeps_the_dtype(dtype):
     params = jax.tree.map(lambda x: x.astype(dtype), PARAMS)
     out = predict(params, BATCH[0].astype(dtype))
     assert out.dtype == dtype, f"predict on {jnp.dtype(dtype)} inputs: expected a {jnp.dtype(dtype)} output, got {out.dtype}"
-    assert_close(out, FX["predict.output"], what=f"predict in {jnp.dtype(dtype)}")
+    assert_close(out, FX["predict.output"], what=f"predict in {jnp.dtype(dtype)}", mistakes=stored_mistakes(FX, "predict.output"))

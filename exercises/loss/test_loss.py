@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from course.testing import assert_close, load_fixtures
+from course.testing import assert_close, load_fixtures, stored_mistakes
 from exercises.loss.loss import cross_entropy_loss, next_token_loss
 
 FX = load_fixtures(__file__)
@@ -23,26 +23,30 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_matches_reference(case):
     value, grad = jax.value_and_grad(CASES[case])(LOGITS)
-    assert_close(value, FX[f"{case}.output"], what=f"loss ({case})")
-    assert_close(grad, FX[f"{case}.grad_logits"], what=f"gradient with respect to the logits ({case})")
+    assert_close(value, FX[f"{case}.output"], what=f"loss ({case})", mistakes=stored_mistakes(FX, f"{case}.output"))
+    assert_close(grad, FX[f"{case}.grad_logits"], what=f"gradient with respect to the logits ({case})",
+                 mistakes=stored_mistakes(FX, f"{case}.grad_logits"))
 
 
 def test_returns_a_float32_scalar_for_bfloat16_logits():
     loss = cross_entropy_loss(LOGITS.astype(jnp.bfloat16), TARGETS)
     assert loss.shape == () and loss.dtype == jnp.float32, f"loss: expected a float32 scalar, got {loss.dtype}{list(loss.shape)}"
-    assert_close(loss, FX["cross_entropy.output"], rtol=2e-2, atol=2e-2, what="loss for bfloat16 logits")
+    assert_close(loss, FX["cross_entropy.output"], rtol=2e-2, atol=2e-2, what="loss for bfloat16 logits",
+                 mistakes=stored_mistakes(FX, "cross_entropy.output"))
 
 
 def test_large_logits_are_stable():
-    logits = jnp.asarray([[1e4, 0.0, -1e4], [0.0, 1e4, 1e4]], jnp.float32)
-    loss = cross_entropy_loss(logits, jnp.asarray([1, 2]))
+    logits = jnp.asarray(FX["large.logits"])  # [[1e4, 0, -1e4], [0, 1e4, 1e4]]
+    loss = cross_entropy_loss(logits, jnp.asarray(FX["large.targets"]))  # [1, 2]
     # Example 0: -log softmax = 1e4 exactly; example 1: log 2. Subtract the maximum before exp.
-    assert_close(loss, np.float32((1e4 + np.log(2.0)) / 2), what="loss for logits of magnitude 1e4")
+    assert_close(loss, np.float32((1e4 + np.log(2.0)) / 2), what="loss for logits of magnitude 1e4",
+                 mistakes=stored_mistakes(FX, "large.output"))
 
 
 def test_mask_weights_count():
     all_true = cross_entropy_loss(LOGITS, TARGETS, jnp.ones(TARGETS.shape, bool))
-    assert_close(all_true, FX["cross_entropy.output"], what="loss with a mask of all True")
+    assert_close(all_true, FX["cross_entropy.output"], what="loss with a mask of all True",
+                 mistakes=stored_mistakes(FX, "cross_entropy.output"))
     none = cross_entropy_loss(LOGITS, TARGETS, jnp.zeros(TARGETS.shape, bool))
     assert_close(none, np.float32(0.0), what="loss with nothing counted (sum / max(count, 1))")
 

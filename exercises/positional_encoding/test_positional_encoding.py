@@ -4,18 +4,20 @@ import jax
 import numpy as np
 import pytest
 
-from course.testing import assert_close, assert_shape_dtype, load_fixtures
+from course.testing import assert_close, assert_shape_dtype, load_fixtures, stored_mistakes
 from exercises.positional_encoding.positional_encoding import sinusoidal_positional_encoding
 
 FX = load_fixtures(__file__)
 
 
 def test_matches_reference():
-    assert_close(sinusoidal_positional_encoding(50, 16), FX["default.output"], what="sinusoidal_positional_encoding(50, 16)")
+    assert_close(sinusoidal_positional_encoding(50, 16), FX["default.output"], what="sinusoidal_positional_encoding(50, 16)",
+                 mistakes=stored_mistakes(FX, "default.output"))
 
 
 def test_base_is_used():
-    assert_close(sinusoidal_positional_encoding(7, 6, base=100.0), FX["base100.output"], what="sinusoidal_positional_encoding(7, 6, base=100.0)")
+    assert_close(sinusoidal_positional_encoding(7, 6, base=100.0), FX["base100.output"],
+                 what="sinusoidal_positional_encoding(7, 6, base=100.0)", mistakes=stored_mistakes(FX, "base100.output"))
 
 
 def test_shape_and_dtype():
@@ -37,7 +39,8 @@ def test_position_zero():
 
 def test_works_under_jit_with_static_sizes():
     jitted = jax.jit(sinusoidal_positional_encoding, static_argnums=(0, 1))
-    assert_close(jitted(50, 16), FX["default.output"], what="jax.jit(sinusoidal_positional_encoding)(50, 16)")
+    assert_close(jitted(50, 16), FX["default.output"], what="jax.jit(sinusoidal_positional_encoding)(50, 16)",
+                 mistakes=stored_mistakes(FX, "default.output"))
 
 
 @pytest.mark.parametrize(("seq_len", "d_model"), [(4, 7), (0, 8), (4, 0), (-1, 8)])

@@ -14,7 +14,7 @@ from jax.sharding import Mesh
 
 from course.params import arrays_under, load_param_arrays, param_arrays
 from course.sharding import data_mesh, replicate
-from course.testing import assert_close, load_fixtures
+from course.testing import assert_close, load_fixtures, stored_mistakes
 from course.testing.toy_model import TOY, BigramMLP
 from exercises.training.training import shard_batch, train_step
 
@@ -31,9 +31,12 @@ def test_three_steps_match_reference():
     model, optimizer = fresh_model_and_optimizer()
     for step, tokens in enumerate(FX["tokens"]):
         loss = train_step(model, optimizer, jnp.asarray(tokens))
-        assert_close(loss, FX["losses"][step], what=f"loss returned by step {step} (the loss before that step's update)")
+        mistakes = {hint: losses[step] for hint, losses in stored_mistakes(FX, "losses").items()}
+        assert_close(loss, FX["losses"][step], what=f"loss returned by step {step} (the loss before that step's update)",
+                     mistakes=mistakes)
     for name, value in param_arrays(model).items():
-        assert_close(value, FX[f"trained.{name}"], what=f"parameter {name} after three steps (is optimizer.update(model, grads) called?)")
+        assert_close(value, FX[f"trained.{name}"], what=f"parameter {name} after three steps (is optimizer.update(model, grads) called?)",
+                     mistakes=stored_mistakes(FX, f"trained.{name}"))
 
 
 def test_parameters_change():

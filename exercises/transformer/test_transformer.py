@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from course.params import arrays_under, load_param_arrays, module_vjp, param_arrays
-from course.testing import assert_close, load_fixtures
+from course.testing import assert_close, load_fixtures, stored_mistakes
 from exercises.transformer.transformer import DecoderBlock, FeedForward, MultiHeadAttention
 
 FX = load_fixtures(__file__)
@@ -45,7 +45,7 @@ def test_parameter_names_and_shapes(case):
 @pytest.mark.parametrize("case", list(CASES))
 def test_outputs_and_gradients_match_reference(case):
     output, d_x, d_params = module_vjp(build(case), CASES[case][1], X, COTANGENT)
-    assert_close(output, FX[f"{case}.output"], what=f"{case} output")
+    assert_close(output, FX[f"{case}.output"], what=f"{case} output", mistakes=stored_mistakes(FX, f"{case}.output"))
     assert_close(d_x, FX[f"{case}.grad_x"], what=f"{case} gradient with respect to x")
     for name, grad in d_params.items():
         assert_close(grad, FX[f"{case}.grad_params.{name}"], what=f"{case} gradient with respect to {name}")
@@ -73,9 +73,12 @@ def test_one_head_is_plain_attention_between_projections():
 def test_leading_batch_dimensions():
     module = build("mha_causal")
     stacked = jnp.stack([X, X])  # [2, B, T, d_model]
-    assert_close(module(stacked, mask=CAUSAL), np.stack([FX["mha_causal.output"]] * 2), what="MultiHeadAttention on inputs [2, B, T, d_model]")
+    mistakes = {hint: np.stack([wrong] * 2) for hint, wrong in stored_mistakes(FX, "mha_causal.output").items()}
+    assert_close(module(stacked, mask=CAUSAL), np.stack([FX["mha_causal.output"]] * 2), what="MultiHeadAttention on inputs [2, B, T, d_model]",
+                 mistakes=mistakes)
 
 
 def test_bfloat16_inputs():
     out = build("block")(X.astype(jnp.bfloat16), CAUSAL)
-    assert_close(out.astype(jnp.float32), FX["block.output"], rtol=5e-2, atol=5e-2, what="DecoderBlock on bfloat16 inputs")
+    assert_close(out.astype(jnp.float32), FX["block.output"], rtol=5e-2, atol=5e-2, what="DecoderBlock on bfloat16 inputs",
+                 mistakes=stored_mistakes(FX, "block.output"))

@@ -3,23 +3,40 @@
 Every comparison uses the course's tolerances (``course.testing.TOLERANCES``,
 per kind of quantity and dtype) and never puts a reference value in its
 message. On a mismatch, each *known mistake* of the case is tried: the
-reference computed as if that mistake had been made (a function the suite
-writes); when the student's outputs match one, its hint is added to the
-message and recorded with the case.
+reference computed as if that mistake had been made (the catalogue of
+``course.mistakes``, whose hints the visible tests give too); when the
+student's outputs match one, its hint is added to the message and recorded
+with the case.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from types import ModuleType
 
 import numpy as np
 
+from course import mistakes as catalogue
 from course.testing import describe_mismatch
 from graders.engine.failures import Mismatch, StudentError
 from graders.runtime import transforms
 from graders.runtime.wire import Unsupported
 
 Mistakes = Mapping[str, Callable]  # hint -> the reference's function with that mistake (same signature)
+
+
+def known_mistakes(reference: ModuleType, function: str, *bound) -> Mistakes:
+    """The catalogued mistakes of the reference's ``function`` (``course.mistakes``), in the catalogue's order.
+
+    Args:
+      reference: the reference's exercise module (``exercises.<name>.<name>``).
+      function: a function or NNX module class of that exercise.
+      bound: leading arguments bound to every mistake (a module class's
+        mistakes take the reference's module instance first).
+    """
+    exercise = reference.__name__.split(".")[1]
+    return {m.hint: partial(m.wrong(reference), *bound) for m in catalogue.of(exercise, function)}
 
 
 def leaves(tree) -> list:

@@ -8,14 +8,11 @@ not (so that a mask applied upside down is recognisable) (and no row is entirely
 undefined by the specification).
 """
 
-import math
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from graders.engine.compare import check, expect_dtype, expect_like_reference, expect_raises
+from graders.engine.compare import check, expect_dtype, expect_like_reference, expect_raises, known_mistakes
 from graders.engine.failures import Mismatch
 
 
@@ -52,46 +49,14 @@ def _inputs(rng, dims, masking, lead=None):
     return q, k, v, (np.tril(np.ones((T_q, T_k), bool)) if masking == "causal" else None)
 
 
-def _softmax_over_queries(q, k, v, mask=None):
-    """Attention whose softmax normalizes over the queries (axis -2) instead of the keys."""
-    scores = q @ jnp.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
-    if mask is not None:
-        scores = jnp.where(mask, scores, -1e30)
-    weights = jax.nn.softmax(scores, axis=-2)
-    if mask is not None:
-        weights = jnp.where(mask, weights, 0.0)
-    return weights @ v, weights
-
-
-def _mistakes(reference, masked: bool):
-    sdpa = reference.scaled_dot_product_attention
-    mistakes = {
-        "the weights look unscaled: did you divide the scores by sqrt(d_k)?":
-            lambda q, k, v, m=None: sdpa(q * math.sqrt(q.shape[-1]), k, v, m),
-        "the scores look divided by d_k, not by sqrt(d_k)":
-            lambda q, k, v, m=None: sdpa(q / math.sqrt(q.shape[-1]), k, v, m),
-        "the softmax runs over the query axis (-2), not over the keys (the last axis)": _softmax_over_queries,
-    }
-    if masked:
-        mistakes["the mask looks inverted: True means the query MAY attend to that key"] = lambda q, k, v, m: sdpa(q, k, v, ~m)
-        mistakes["the mask is not applied"] = lambda q, k, v, m: sdpa(q, k, v, None)
-    return mistakes
-
-
-CAUSAL_MISTAKES = {
-    "off by one: a position must see itself (mask[i, i] is True)": lambda n: jnp.tril(jnp.ones((n, n), bool), k=-1),
-    "the mask is transposed: query i may see keys j <= i (lower triangle)": lambda n: jnp.triu(jnp.ones((n, n), bool)),
-    "off by one: query i must not see key i + 1": lambda n: jnp.tril(jnp.ones((n, n), bool), k=1),
-}
-
-
 @pytest.mark.points(1)
 @pytest.mark.parametrize("size", ["one", "random"])
 def test_causal_mask(student, reference, rng, size):
     n = 1 if size == "one" else int(rng.integers(2, 17))
     got = student.causal_mask(n)
     expect_dtype(got, bool, what=f"causal_mask({n})")
-    check(got, reference.causal_mask(n), what=f"causal_mask({n})", mistakes=CAUSAL_MISTAKES, mistake_args=(n,))
+    check(got, reference.causal_mask(n), what=f"causal_mask({n})", mistakes=known_mistakes(reference, "causal_mask"),
+          mistake_args=(n,))
 
 
 @pytest.mark.points(3)
@@ -102,7 +67,7 @@ def test_matches_reference_with_gradients(student, reference, rng, dims, masking
     expect_like_reference(
         student, reference.scaled_dot_product_attention, "scaled_dot_product_attention", (q, k, v, mask),
         cotangent=cotangent, outputs=("output", "weights"), inputs=("query", "key", "value", "mask"),
-        mistakes=_mistakes(reference, mask is not None),
+        mistakes=known_mistakes(reference, "scaled_dot_product_attention"),
     )
 
 

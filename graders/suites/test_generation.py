@@ -3,7 +3,7 @@
 Keys are ``jax.random.key(seed)`` built in the worker from seeds drawn with
 numpy; a sample is never compared with a ``jax.random`` stream, only with the
 distribution it should come from: Pearson's chi-square goodness-of-fit test
-(``course.testing.chi_square_p_value``) over ``SAMPLES`` draws, failing when
+(``course.testing.fit_p_value``) over ``SAMPLES`` draws, failing when
 the p-value is below ``ALPHA``. A correct submission therefore fails such a
 case with probability ``ALPHA`` per case and grading seed (1 in 10 000), and a
 distribution off by a few percent fails with near certainty.
@@ -26,7 +26,7 @@ import pytest
 from flax import nnx
 
 from course.params import param_arrays
-from course.testing import chi_square_p_value
+from course.testing import fit_p_value, mistaken_distributions, sampling_distribution
 from course.testing.toy_model import PrefixMeanLM
 from graders.engine.compare import check, expect_dtype, expect_raises
 from graders.engine.failures import Mismatch
@@ -47,38 +47,27 @@ def _key(student, rng):
     return student.construct("jax.random.key", int(rng.integers(2**31))).ref
 
 
-def _probabilities(logits, temperature, top_k=None):
-    """The specification's sampling distribution of one row of logits (float64, here)."""
-    z = np.asarray(logits, np.float64) / temperature
-    if top_k is not None:
-        z = np.where(z >= np.sort(z)[-top_k], z, -np.inf)
-    p = np.exp(z - z.max())
-    return p / p.sum()
+def _expect_distribution(samples, logits, temperature, top_k, what):
+    """Fails unless ``samples`` (token ids) look drawn from the specification's distribution (chi-square, ``ALPHA``).
 
-
-def _fit(counts, p) -> float:
-    """The chi-square p-value of ``counts`` under ``p``; 0 when a token of probability 0 was drawn."""
-    if counts[p == 0].any():
-        return 0.0
-    return chi_square_p_value(counts[p > 0], p[p > 0])
-
-
-def _expect_distribution(samples, logits, temperature, top_k, what, mistakes):
-    """Fails unless ``samples`` (token ids) look drawn from the specification's distribution (chi-square, ``ALPHA``)."""
-    p = _probabilities(logits, temperature, top_k)
+    On a failure, the first known mistake (``course.mistakes``) whose distribution the samples fit is named.
+    """
+    p = sampling_distribution(logits, temperature, top_k)
     samples = np.asarray(samples).reshape(-1)
     if samples.min() < 0 or samples.max() >= len(p):
         raise Mismatch(f"{what}: token ids outside [0, {len(p)})")
     counts = np.bincount(samples, minlength=len(p))
-    if counts[p == 0].any():
-        raise Mismatch(f"{what}: {int(counts[p == 0].sum())} of {len(samples)} samples are tokens outside the top {top_k}")
-    p_value = _fit(counts, p)
+    p_value = fit_p_value(counts, p)
     if p_value >= ALPHA:
         return
-    # A known mistake is named when the samples fit the distribution it would give.
-    hint = next((h for h, (t, k) in mistakes.items() if _fit(counts, _probabilities(logits, t, k)) >= ALPHA), None)
-    raise Mismatch(f"{what}: the samples do not follow softmax(logits / temperature) (chi-square test over {len(samples)} "
-                   f"samples, p-value {p_value:.2g} < {ALPHA})" + (f". Hint: {hint}" if hint else ""), hint=hint)
+    mistakes = mistaken_distributions(logits, temperature, top_k)
+    hint = next((h for h, q in mistakes.items() if fit_p_value(counts, q) >= ALPHA), None)
+    if counts[p == 0].any():
+        message = f"{what}: {int(counts[p == 0].sum())} of {len(samples)} samples are tokens outside the top {top_k}"
+    else:
+        message = (f"{what}: the samples do not follow softmax(logits / temperature) (chi-square test over {len(samples)} "
+                   f"samples, p-value {p_value:.2g} < {ALPHA})")
+    raise Mismatch(message + (f". Hint: {hint}" if hint else ""), hint=hint)
 
 
 @pytest.mark.points(1)
@@ -118,13 +107,7 @@ def test_samples_follow_the_distribution(student, rng, dims, temperature, top_k)
     V, _, _ = dims
     logits = rng.uniform(-1.0, 1.0, V).astype(np.float32)
     got = student.sample_next_token(np.broadcast_to(logits, (SAMPLES, V)).copy(), _key(student, rng), temperature, top_k)
-    mistakes = {  # hint -> the (temperature, top_k) the samples would follow under the mistake
-        "the temperature has no effect: divide the logits by it before the softmax (not the probabilities after it)": (1.0, top_k),
-        "the logits look multiplied by the temperature instead of divided by it": (1 / temperature, top_k),
-        "top_k is ignored: only the top_k largest logits may be sampled": (temperature, None),
-    }
-    _expect_distribution(got, logits, temperature, top_k, f"sample_next_token(temperature={temperature}, top_k={top_k})",
-                         {h: m for h, m in mistakes.items() if m != (temperature, top_k)})
+    _expect_distribution(got, logits, temperature, top_k, f"sample_next_token(temperature={temperature}, top_k={top_k})")
 
 
 @pytest.mark.points(1)
@@ -182,9 +165,7 @@ def test_generate_samples_follow_the_model(student, rng, dims):
     if np.shape(got) != (SAMPLES // 2, max_seq_len):
         raise Mismatch(f"generate: expected shape {[SAMPLES // 2, max_seq_len]}, got {list(np.shape(got))}")
     logits = np.asarray(ref(jnp.asarray(prompt[:1])))[0, -1]
-    _expect_distribution(np.asarray(got)[:, -1], logits, 1.7, 4, "generate(temperature=1.7, top_k=4): the first new token",
-                         {"the temperature has no effect: divide the logits by it before the softmax": (1.0, 4),
-                          "top_k is ignored": (1.7, None)})
+    _expect_distribution(np.asarray(got)[:, -1], logits, 1.7, 4, "generate(temperature=1.7, top_k=4): the first new token")
 
 
 @pytest.mark.points(1)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from graders.engine.compare import expect_dtype, expect_like_reference
+from graders.engine.compare import expect_dtype, expect_like_reference, known_mistakes
 from graders.engine.failures import Mismatch
 
 
@@ -32,37 +32,13 @@ def _batch(rng, widths, n):
     return rng.standard_normal((n, widths[0])).astype(np.float32), rng.standard_normal((n, widths[-1])).astype(np.float32)
 
 
-def _mlp(params, x, hidden, last=lambda y: y):
-    for W, b in params[:-1]:
-        x = hidden(x @ W + b)
-    W, b = params[-1]
-    return last(x @ W + b)
-
-
-PREDICT_MISTAKES = {
-    "the last layer applies tanh; it must be linear": lambda p, x: _mlp(p, x, jnp.tanh, jnp.tanh),
-    "the hidden layers apply no tanh": lambda p, x: _mlp(p, x, lambda y: y),
-    "the hidden layers apply ReLU; the model uses tanh": lambda p, x: _mlp(p, x, jax.nn.relu),
-}
-
-
-def _loss_mistakes(reference):
-    mse = reference.mse_loss
-    return {
-        "the loss is summed, not averaged": lambda p, b: mse(p, b) * b[1].size,
-        "the squared error is summed over output units and averaged over examples only; average over every element":
-            lambda p, b: mse(p, b) * b[1].shape[-1],
-        "the loss is a root mean square; it is the mean of the squares": lambda p, b: jnp.sqrt(mse(p, b)),
-    }
-
-
 @pytest.mark.points(3)
 def test_predict_with_gradients(student, reference, rng, sizes):
     widths, n = sizes
     params, (x, _) = _params(rng, widths), _batch(rng, widths, n)
     expect_like_reference(student, reference.predict, "predict", (params, x),
                           cotangent=rng.standard_normal((n, widths[-1])).astype(np.float32),
-                          outputs=("predictions",), inputs=("params", "inputs"), mistakes=PREDICT_MISTAKES)
+                          outputs=("predictions",), inputs=("params", "inputs"), mistakes=known_mistakes(reference, "predict"))
 
 
 @pytest.mark.points(1)
@@ -87,17 +63,16 @@ def test_mse_loss_with_gradients(student, reference, rng, sizes):
     widths, n = sizes
     params, batch = _params(rng, widths), _batch(rng, widths, n)
     expect_like_reference(student, reference.mse_loss, "mse_loss", (params, batch), cotangent=np.float32(rng.standard_normal()),
-                          outputs=("loss",), inputs=("params", "batch"), mistakes=_loss_mistakes(reference))
+                          outputs=("loss",), inputs=("params", "batch"), mistakes=known_mistakes(reference, "mse_loss"))
 
 
 @pytest.mark.points(3)
 def test_loss_and_grad(student, reference, rng, sizes):
     widths, n = sizes
     params, batch = _params(rng, widths), _batch(rng, widths, n)
-    mistakes = {hint: jax.value_and_grad(wrong) for hint, wrong in _loss_mistakes(reference).items()}
     expect_like_reference(student, reference.loss_and_grad, "loss_and_grad", (params, batch),
                           outputs=("loss", *(f"grads[{i}] ({part})" for i in range(len(params)) for part in ("dW", "db"))),
-                          mistakes=mistakes)
+                          mistakes=known_mistakes(reference, "loss_and_grad"))
 
 
 @pytest.mark.points(1)
@@ -113,19 +88,9 @@ def test_loss_and_grad_is_jit_compiled(student, reference, rng, sizes):
 def test_per_example_grads(student, reference, rng, sizes):
     widths, n = sizes
     params, batch = _params(rng, widths), _batch(rng, widths, n)
-
-    def batch_gradient_repeated(p, b):
-        grads = jax.grad(reference.mse_loss)(p, b)
-        return jax.tree.map(lambda g: jnp.broadcast_to(g, (n, *g.shape)), grads)
-
-    mistakes = {
-        "every example got the gradient of the whole batch: vmap over the examples (in_axes=(None, 0))": batch_gradient_repeated,
-        "each example's gradient is divided by N: differentiate the loss of one example on its own":
-            lambda p, b: jax.tree.map(lambda g: g / n, reference.per_example_grads(p, b)),
-    }
     expect_like_reference(student, reference.per_example_grads, "per_example_grads", (params, batch),
                           outputs=tuple(f"grads[{i}] ({part})" for i in range(len(params)) for part in ("dW", "db")),
-                          mistakes=mistakes)
+                          mistakes=known_mistakes(reference, "per_example_grads"))
 
 
 @pytest.mark.points(1)

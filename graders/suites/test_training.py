@@ -17,6 +17,8 @@ Sizes (drawn once per grading seed): vocabulary ``V`` in 5..12, batch ``B`` in
 2..4, length ``T`` in 3..8, hidden width 8; ``STEPS`` steps of each optimizer.
 """
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,7 +28,7 @@ from flax import nnx
 
 from course.params import param_arrays
 from course.testing.toy_model import BigramMLP, PrefixMeanLM
-from graders.engine.compare import check, expect_raises
+from graders.engine.compare import check, expect_raises, known_mistakes
 from graders.engine.failures import Mismatch
 from graders.runtime import wire
 
@@ -58,21 +60,27 @@ def _models(student, rng, V, model_class=BigramMLP, optimizer=("adam", 0.05)):
 def test_train_step_updates_like_the_reference(student, reference, rng, dims, optimizer):
     V, B, T = dims
     model, opt, ref, ref_opt = _models(student, rng, V, optimizer=optimizer)
+    known = known_mistakes(reference, "train_step")
     for step in range(STEPS):
-        tokens = rng.integers(0, V, (B, T)).astype(np.int32)
-        before = param_arrays(ref)
-        waiting = student.submit("train_step", model.ref, opt.ref, tokens)  # the worker steps meanwhile
-        want_loss = reference.train_step(ref, ref_opt, jnp.asarray(tokens))
+        tokens = jnp.asarray(rng.integers(0, V, (B, T)).astype(np.int32))
+        before = nnx.clone((ref, ref_opt))
+        waiting = student.submit("train_step", model.ref, opt.ref, np.asarray(tokens))  # the worker steps meanwhile
+        want_loss = reference.train_step(ref, ref_opt, tokens)
         loss = waiting()
-        after_loss = reference.next_token_loss(ref(jnp.asarray(tokens)), jnp.asarray(tokens))
         # The parameters first: a step that changes nothing also returns later losses that differ.
         want = param_arrays(ref)
         check(model.get_params(), want, what=f"train_step: the parameters after step {step + 1}",
               names=[f"train_step: parameter {path} after step {step + 1}" for path in sorted(want)],
-              mistakes={"the parameters did not change: is optimizer.update(model, grads) called?": lambda: before})
+              mistakes={hint: partial(_step_with, wrong, before, tokens, "parameters") for hint, wrong in known.items()})
         check(loss, np.asarray(want_loss), what=f"train_step: the loss returned by step {step + 1}",
-              mistakes={"the loss returned is the loss after the update; return the one the gradients came from":
-                        lambda: after_loss})
+              mistakes={hint: partial(_step_with, wrong, before, tokens, "loss") for hint, wrong in known.items()})
+
+
+def _step_with(wrong, before, tokens, what: str):
+    """The parameters or the loss of a step taken by ``wrong`` (a known mistake) from a copy of ``before`` (model, optimizer)."""
+    model, optimizer = nnx.clone(before)
+    loss = wrong(model, optimizer, tokens)
+    return param_arrays(model) if what == "parameters" else loss
 
 
 @pytest.mark.points(1)

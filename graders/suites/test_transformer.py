@@ -13,16 +13,13 @@ that heads split in the wrong order show), batch ``B`` in
 4..32; standard normal float32 inputs.
 """
 
-import math
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 from course.params import param_arrays
-from graders.engine.compare import check, expect_dtype
+from graders.engine.compare import check, expect_dtype, known_mistakes
 from graders.engine.failures import Mismatch, StudentError
 from graders.runtime import transforms
 
@@ -61,79 +58,6 @@ def _build(student, reference, name, kwargs, seed):
     return module, ref
 
 
-def _split_heads_wrong(y, H):
-    """``[..., T, D] -> [..., H, T, d]`` by a plain reshape (the heads' features interleaved with positions)."""
-    return y.reshape(*y.shape[:-2], H, y.shape[-2], -1)
-
-
-def _mha_mistakes(reference, ref, H):
-    sdpa = reference.scaled_dot_product_attention
-
-    def wrong_order(x, context=None, mask=None):
-        context = x if context is None else context
-        q, k, v = (_split_heads_wrong(layer(y), H) for layer, y in ((ref.query, x), (ref.key, context), (ref.value, context)))
-        heads, _ = sdpa(q, k, v, mask)
-        return ref.out(heads.reshape(*heads.shape[:-3], heads.shape[-2], -1))
-
-    def no_out(x, context=None, mask=None):
-        context = x if context is None else context
-        split = lambda y: jnp.swapaxes(y.reshape(*y.shape[:-1], H, -1), -2, -3)
-        heads, _ = sdpa(split(ref.query(x)), split(ref.key(context)), split(ref.value(context)), mask)
-        heads = jnp.swapaxes(heads, -2, -3)
-        return heads.reshape(*heads.shape[:-2], -1)
-
-    def unscaled(x, context=None, mask=None):
-        # Queries scaled by sqrt(d_head) cancel the specification's scale inside the attention.
-        context = x if context is None else context
-        split = lambda y: jnp.swapaxes(y.reshape(*y.shape[:-1], H, -1), -2, -3)
-        q = split(ref.query(x))
-        heads, _ = sdpa(q * math.sqrt(q.shape[-1]), split(ref.key(context)), split(ref.value(context)), mask)
-        heads = jnp.swapaxes(heads, -2, -3)
-        return ref.out(heads.reshape(*heads.shape[:-2], -1))
-
-    return {
-        "the heads look split in the wrong order: reshape [..., T, d_model] to [..., T, H, d_head], then swap T and H": wrong_order,
-        "the output projection `out` is not applied to the concatenated heads": no_out,
-        "the mask is not passed on to the attention": lambda x, context=None, mask=None: ref(x, context),
-        "the keys and values come from x, not from context": lambda x, context=None, mask=None: ref(x, None, mask),
-        "the attention scores look unscaled (the heads' d_head is the d_k of the attention)": unscaled,
-    }
-
-
-def _ffn_mistakes(ref):
-    return {
-        "the activation looks like relu: the specification uses jax.nn.gelu": lambda x: ref.down(jax.nn.relu(ref.up(x))),
-        "the activation looks like the exact gelu: use jax.nn.gelu's default (tanh) approximation":
-            lambda x: ref.down(jax.nn.gelu(ref.up(x), approximate=False)),
-        "no activation between up and down": lambda x: ref.down(ref.up(x)),
-    }
-
-
-def _block_mistakes(ref):
-    def post_norm(x, mask=None):
-        x = ref.ln1(x + ref.attn(x, mask=mask))
-        return ref.ln2(x + ref.ffn(x))
-
-    def no_attention_residual(x, mask=None):
-        x = ref.attn(ref.ln1(x), mask=mask)
-        return x + ref.ffn(ref.ln2(x))
-
-    def no_ffn_residual(x, mask=None):
-        x = x + ref.attn(ref.ln1(x), mask=mask)
-        return ref.ffn(ref.ln2(x))
-
-    def no_residuals(x, mask=None):
-        return ref.ffn(ref.ln2(ref.attn(ref.ln1(x), mask=mask)))
-
-    return {
-        "this looks like post-norm (x = ln(x + sublayer(x))): the block is pre-norm, x = x + sublayer(ln(x))": post_norm,
-        "the residual connection around the attention is missing (x = x + attn(ln1(x), mask=mask))": no_attention_residual,
-        "the residual connection around the feed-forward network is missing (x = x + ffn(ln2(x)))": no_ffn_residual,
-        "both residual connections are missing": no_residuals,
-        "the mask is not passed on to the attention": lambda x, mask=None: ref(x),
-    }
-
-
 def _compare(module, ref, name, args, kwargs, rng, mistakes, *, tolerance_of=None):
     """Outputs and the VJP (inputs and parameters) of the student's module against the reference's."""
     args = tuple(args)
@@ -168,7 +92,7 @@ def test_multi_head_attention_with_gradients(student, reference, rng, dims, case
         call_kwargs = {"mask": np.tril(np.ones((T, T), bool))}
     elif case == "cross":
         args = (x, _normal(rng, B, T_ctx, H * d_head))
-    _compare(module, ref, "MultiHeadAttention", args, call_kwargs, rng, _mha_mistakes(reference, ref, H))
+    _compare(module, ref, "MultiHeadAttention", args, call_kwargs, rng, known_mistakes(reference, "MultiHeadAttention", ref))
 
 
 @pytest.mark.points(2)
@@ -202,7 +126,7 @@ def test_feed_forward_with_gradients(student, reference, rng, dims):
     module, ref = _build(student, reference, "FeedForward", _kwargs("FeedForward", H, H * d_head, d_ff), seed=int(rng.integers(2**31)))
     # Scaled up so that the activation's negative side (relu against gelu) matters.
     x = _normal(rng, B, T, H * d_head) * 2
-    _compare(module, ref, "FeedForward", (x,), {}, rng, _ffn_mistakes(ref))
+    _compare(module, ref, "FeedForward", (x,), {}, rng, known_mistakes(reference, "FeedForward", ref))
 
 
 @pytest.mark.points(3)
@@ -213,7 +137,7 @@ def test_decoder_block_with_gradients(student, reference, rng, dims, masking):
     # Not standard scale, so that a missing or misplaced LayerNorm changes the output.
     x = _normal(rng, B, T, H * d_head) * 3 + 1
     kwargs = {"mask": np.tril(np.ones((T, T), bool))} if masking == "causal" else {}
-    _compare(module, ref, "DecoderBlock", (x,), kwargs, rng, _block_mistakes(ref))
+    _compare(module, ref, "DecoderBlock", (x,), kwargs, rng, known_mistakes(reference, "DecoderBlock", ref))
 
 
 @pytest.mark.points(2)
