@@ -101,10 +101,20 @@ def _add_text(bundle: zipfile.ZipFile, name: str, text: str, *, executable: bool
     bundle.writestr(info, text)
 
 
-def find_submission(folder: Path) -> Path:
-    """The exercises folder of an uploaded submission: the upload itself, or its single ``exercises/`` folder."""
+def find_submission(folder: Path, source: Path) -> Path:
+    """The exercises folder of an uploaded submission: the upload itself, or its single ``exercises/`` folder.
+
+    Raises:
+      ValueError: the folder is a symbolic link or lies inside the bundle's ``source`` (an upload holding
+        ``exercises -> ../source/reference`` would be graded as the reference).
+    """
     nested = folder / "exercises"
-    return nested if nested.is_dir() else folder
+    found = nested if nested.is_dir() or nested.is_symlink() else folder
+    if found.is_symlink() or folder.is_symlink():
+        raise ValueError(f"submission: {found.name!r} is a symbolic link; upload the files themselves")
+    if found.resolve().is_relative_to(source.resolve()):
+        raise ValueError(f"submission: {found.name!r} lies inside the autograder's own files")
+    return found
 
 
 def run(root: Path, source: Path) -> tuple[dict, bool]:
@@ -118,7 +128,7 @@ def run(root: Path, source: Path) -> tuple[dict, bool]:
     results_dir = root / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     try:
-        result = grading.grade(find_submission(root / "submission"), exercises=config["exercises"], seed=config["seed"])
+        result = grading.grade(find_submission(root / "submission", source), exercises=config["exercises"], seed=config["seed"])
     except (OSError, ValueError) as error:  # nothing gradable was uploaded: a zero that says why
         result = GradingResult(submission=str(root / "submission"), seed=config["seed"], exercises=())
         ok = True

@@ -133,8 +133,12 @@ def discover(submissions_dir: str | os.PathLike[str]) -> dict[str, Path]:
 
 
 def content_hash(source: Path) -> str:
-    """The hash of a submission's contents: the zip's bytes, or every file's path and bytes of a folder (tools' leftovers aside)."""
+    """The hash of a submission's contents: the zip's bytes, every file's path and bytes of a folder (tools' leftovers
+    aside), or a symbolic link's target path."""
     digest = hashlib.sha256()
+    if source.is_symlink():  # never followed: the link is rejected, and its target is none of the student's
+        digest.update(b"link\0" + os.fsencode(os.readlink(source)))
+        return digest.hexdigest()
     if source.is_file():
         digest.update(source.read_bytes())
         return digest.hexdigest()
@@ -181,8 +185,11 @@ def unpacked(source: Path) -> Iterator[Path]:
     The zip's files live in a temporary folder for the ``with`` block only.
 
     Raises:
-      Rejected: ``source`` is a zip that :func:`safe_extract` refuses.
+      Rejected: ``source`` is a symbolic link (which could point at any folder of the grader's machine),
+        or a zip that :func:`safe_extract` refuses.
     """
+    if source.is_symlink():
+        raise Rejected(f"{source.name!r} is a symbolic link; submit the folder or .zip itself")
     if not source.is_file():
         yield source  # a folder, or a path that does not exist: graders.grade names the problem
         return
@@ -265,8 +272,11 @@ def grade_one(student: str, source: Path, results_dir: Path, batch: dict, *, lim
     try:
         with unpacked(source) as folder:
             result = grading.grade(folder, exercises=batch["exercises"], out=out, seed=batch["seed"], limits=limits)
-    except (Rejected, ValueError, OSError) as error:  # graders.grade's own refusals (e.g. too large to copy)
+    except (Rejected, ValueError) as error:  # the submission's own faults: a bad zip, a link, graders.grade's refusals
         outcome = Outcome(student, SubmissionStatus.REJECTED, reason=str(error), seconds=time.monotonic() - started)
+    except Exception as error:  # the grader's side failed (a read-only cache, a full disk): never final, regraded next run
+        outcome = Outcome(student, SubmissionStatus.GRADER_ERROR, reason=f"grading this submission failed: {error!r}",
+                          seconds=time.monotonic() - started)
     else:
         status = SubmissionStatus.GRADED if result.status == RunStatus.OK else SubmissionStatus.GRADER_ERROR
         outcome = Outcome(student, status, result.score, result.max_score, _reason(result), time.monotonic() - started)

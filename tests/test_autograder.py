@@ -53,15 +53,20 @@ def bundle(tmp_path_factory):
     return path
 
 
-def run_bundle(bundle, tmp_path, submission_edits=None, *, nested=False):
-    """Lays out ``tmp_path`` like /autograder, runs the bundle's run_autograder; returns (process, results.json)."""
+def run_bundle(bundle, tmp_path, submission_edits=None, *, nested=False, upload=None):
+    """Lays out ``tmp_path`` like /autograder, runs the bundle's run_autograder; returns (process, results.json).
+
+    ``upload``, when given, lays out the submission folder itself instead of a copy of the stubs.
+    """
     root = tmp_path / "autograder"
     with zipfile.ZipFile(bundle) as zipped:
         zipped.extractall(root / "source")
     for name in ("run_autograder", "setup.sh"):  # zipfile does not restore modes; Gradescope's unzip does
         (root / "source" / name).chmod(0o755)
-    target = root / "submission" / ("exercises" if nested else "")
-    copy_with_edits(target, submission_edits)
+    if upload is not None:
+        upload(root / "submission")
+    else:
+        copy_with_edits(root / "submission" / ("exercises" if nested else ""), submission_edits)
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable}
     process = subprocess.run([str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True, timeout=600)
     results = json.loads((root / "results" / "results.json").read_text())
@@ -124,6 +129,16 @@ def test_hostile_submission_cannot_forge_its_results(bundle, tmp_path):
         leaked = (ROOT / "reference" / MODULE).read_text()[3:33]  # what LEAK[:100] would start with (no quote to escape)
         assert leaked not in json.dumps(results), leaked
         assert any(t["output"].rstrip().endswith("in sinusoidal_positional_encoding:") for t in results["tests"])
+
+
+def test_an_upload_linking_to_the_bundles_reference_is_refused(bundle, tmp_path):
+    def linked(submission):
+        submission.mkdir(parents=True)
+        (submission / "exercises").symlink_to("../source/reference")  # graded as is, it would earn full marks
+
+    process, results = run_bundle(bundle, tmp_path, upload=linked)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert results["score"] == 0 and "symbolic link" in results["output"]
 
 
 def test_bad_bundle_arguments_are_named(tmp_path):

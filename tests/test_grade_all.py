@@ -278,3 +278,27 @@ def test_discover_rejects_ambiguous_students(tmp_path):
     (tmp_path / "bad name").mkdir()
     with pytest.raises(batch.BatchError, match="not a usable student id"):
         batch.discover(tmp_path)
+
+
+def test_grader_faults_are_grader_errors_regraded_and_linked_entries_rejected(tmp_path, monkeypatch):
+    submissions = tmp_path / "submissions"
+    for student in ("alice", "bob"):
+        (submissions / student / EXERCISE).mkdir(parents=True)
+    (submissions / "mallory").symlink_to(ROOT / "reference")  # would grade the reference as mallory's work
+    graded, failing = [], {"bob"}
+
+    def fake_grade(folder, *, exercises, out, seed, limits):
+        graded.append(Path(folder).name)
+        if Path(folder).name in failing:
+            failing.clear()
+            raise PermissionError(13, "Permission denied", "/read-only/cache")  # the grader's machine, not bob's code
+        return GradingResult(submission=str(folder), seed=seed, exercises=())
+
+    monkeypatch.setattr(batch.grading, "grade", fake_grade)
+    first = {o.student: o for o in batch.grade_all(submissions, tmp_path / "out", jobs=1, exercises=[EXERCISE]).outcomes}
+    assert first["bob"].status == "grader_error" and "Permission denied" in first["bob"].reason
+    assert first["mallory"].status == "rejected" and "symbolic link" in first["mallory"].reason
+    assert first["alice"].status == "graded" and sorted(graded) == ["alice", "bob"]
+    second = {o.student: o for o in batch.grade_all(submissions, tmp_path / "out", jobs=1, exercises=[EXERCISE]).outcomes}
+    assert second["bob"].status == "graded" and not second["bob"].skipped
+    assert second["alice"].skipped and second["mallory"].skipped and sorted(graded) == ["alice", "bob", "bob"]

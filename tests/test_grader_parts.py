@@ -2,14 +2,19 @@
 
 import io
 import json
+import os
+import time
+import types
+import zipfile
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from graders.engine import compare, sandbox
+from course.submission import repo_root
+from graders.engine import client, compare, grading, sandbox
 from graders.results import gradescope, pytest_report, scores
-from graders.engine.failures import Mismatch
+from graders.engine.failures import Mismatch, WorkerCrash
 from graders.runtime import wire
 
 pytest_plugins = ["pytester"]
@@ -284,3 +289,69 @@ def test_deeply_nested_answers_are_protocol_errors():
         wire.decode(header, {})
     many = [np.zeros(1)] * 1000
     assert len(compare.mismatch(many, [np.zeros(1)], what="out")) < 300
+
+
+def _npz(members: dict[str, bytes], compression: int = 0) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_wire_refuses_compressed_and_oversize_arrays_before_loading():
+    assert wire.unpack(b"{}", _npz({"a0.npy": _npy(np.arange(3.0))}))[1]["a0"].tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(wire.ProtocolError, match="compressed"):  # a deflate bomb: small on the wire, huge once loaded
+        wire.unpack(b"{}", _npz({"a0.npy": _npy(np.zeros(100_000))}, zipfile.ZIP_DEFLATED))
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+    with pytest.raises(wire.ProtocolError, match="declares 8000000000000 bytes"):  # 8 TB declared, 8 bytes sent
+        wire.unpack(b"{}", _npz({"a0.npy": header.getvalue() + bytes(8)}))
+
+
+@pytest.mark.parametrize("seconds", [10**400, float("nan"), float("inf"), -1.0, True, "1"])
+def test_a_worker_reporting_a_bad_compile_time_is_its_crash(tmp_path, seconds):
+    (tmp_path / "code.py").write_text("")
+    session = client.Session(tmp_path, sandbox.Limits(), traps=[])
+    read, write = os.pipe()
+    try:
+        body = json.dumps({"id": 1, "ok": True, "result": None, "compile_seconds": seconds}).encode()
+        os.write(write, wire._HEADER.pack(len(body), 0) + body)
+        fake = types.SimpleNamespace(response_r=read, memory_mb=lambda: 0)
+        with pytest.raises(WorkerCrash, match="malformed answer"):
+            session._receive(fake, 1, started=time.monotonic(), timeout=5, what="a call")
+        assert session.compile_before == 0.0
+    finally:
+        os.close(read), os.close(write)
+        session.close()
+
+
+def test_score_files_refuse_nan_and_reports_drop_it(tmp_path):
+    with pytest.raises(ValueError, match="Out of range float"):
+        scores.write_json(tmp_path / "score.json", {"seconds": float("nan")})
+    assert not (tmp_path / "score.json").exists() and not list(tmp_path.iterdir())
+    report = {"tests": [], "grader": {"timings": {"worker_compile": float("nan"), "total": 1.5}}}
+    result = pytest_report.convert(report, submission="s", seed=0, exercises=[])
+    assert result.timings == {"worker_compile": None, "total": 1.5}
+
+
+def test_a_submission_through_a_link_or_inside_the_repository_is_refused(tmp_path):
+    real = tmp_path / "real"
+    (real / "inner").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(real)
+    assert grading.check_submission(real) == real.resolve()
+    for path in (tmp_path / "link", tmp_path / "link" / "inner"):
+        with pytest.raises(ValueError, match="submission: .* symbolic link"):
+            grading.check_submission(path)
+    repo = repo_root()
+    assert grading.check_submission(repo / "reference") == repo / "reference"
+    with pytest.raises(ValueError, match="submission: .* inside the course repository"):
+        grading.check_submission(repo / "graders")
+    with pytest.raises(ValueError, match="submission: .* symbolic link"):  # refused before any grading starts
+        grading.grade(tmp_path / "link", exercises=["positional_encoding"], seed=1)

@@ -26,6 +26,9 @@ from graders.engine import sandbox
 from graders.engine.failures import ForbiddenRoutine, NotRun, StudentError, WorkerCrash
 from graders.runtime import wire
 
+# The most a worker may report for a duration (a day): more, NaN or a negative is a malformed answer.
+MAX_REPORTED_SECONDS = 86400.0
+
 
 @dataclass
 class Timings:
@@ -219,11 +222,19 @@ def _well_formed(answer: dict) -> bool:
     return (
         isinstance(answer.get("ok"), bool)
         and isinstance(answer.get("forbidden", []), list) and all(isinstance(n, str) for n in answer.get("forbidden", []))
-        and isinstance(answer.get("compile_seconds", 0.0), int | float)
+        and _is_seconds(answer.get("compile_seconds", 0.0))
         and isinstance(error, dict)
         and all(isinstance(error.get(k, ""), str) for k in ("type", "message", "where"))
         and isinstance(error.get("bases", []), list) and all(isinstance(b, str) for b in error.get("bases", []))
     )
+
+
+def _is_seconds(value) -> bool:
+    """Whether a duration the worker reports is a number the grader can add up and write to JSON.
+
+    Compared, never converted: ``float(10**400)`` would raise in the grader; NaN fails both comparisons.
+    """
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_REPORTED_SECONDS
 
 
 def _student_error(answer: dict, what: str) -> StudentError:

@@ -99,7 +99,8 @@ def grade(
     Raises:
       FileNotFoundError, NotADirectoryError: ``submission`` is not a folder.
       KeyError: an unknown exercise, or one without a grader suite.
-      ValueError: ``seed`` out of range, or a submission too large to copy.
+      ValueError: ``seed`` out of range, a submission too large to copy, or one
+        that is not what it says (see :func:`check_submission`).
     """
     started = time.monotonic()
     plan = _plan(submission, exercises=exercises, seed=seed, limits=limits, forbidden=forbidden, cache_dir=cache_dir)
@@ -113,6 +114,30 @@ def grade(
     if out_dir is not None:
         _write_files(out_dir, result, report, execution_time=total)
     return result
+
+
+def check_submission(submission: str | os.PathLike[str]) -> Path:
+    """The resolved folder of ``submission``, refused unless it is what its path says.
+
+    A path that is or passes through a symbolic link, or that resolves inside
+    the course repository (which holds the reference) other than its own
+    ``exercises/`` and ``reference/``, could grade the grader's own files as
+    the student's.
+
+    Raises:
+      FileNotFoundError, NotADirectoryError: ``submission`` is not a folder.
+      ValueError: a symbolic link on the way, or a folder inside the repository.
+    """
+    root = submissions.resolve(submission)
+    given = Path(os.path.abspath(Path(submission).expanduser()))
+    if os.path.lexists(given):  # else a bare name that resolve took to the repository's folder
+        link = next((p for p in (given, *given.parents) if p.is_symlink()), None)
+        if link is not None:
+            raise ValueError(f"submission: {str(submission)!r} passes through the symbolic link {link}; give the folder itself")
+    repo = submissions.repo_root()
+    if root.is_relative_to(repo) and not any(root.is_relative_to(repo / f) for f in submissions.REPOSITORY_FOLDERS):
+        raise ValueError(f"submission: {str(submission)!r} is inside the course repository ({repo}), not a submission")
+    return root
 
 
 @dataclass(frozen=True)
@@ -139,7 +164,7 @@ def _plan(
 ) -> _Plan:
     """Checks :func:`grade`'s arguments (raising as it documents) and fills in their defaults; closes the
     repository to other users (the worker's) and makes the compilation cache's folder."""
-    root = submissions.resolve(submission)
+    root = check_submission(submission)
     names = list(exercises) if exercises else graded_exercises()
     check_graded(names)
     seed = draw_seed() if seed is None else check_seed(seed)

@@ -9,6 +9,8 @@ makes the run's status ``grader_error``.
 
 from __future__ import annotations
 
+import math
+
 from graders.results.scores import Case, CaseStatus, ExerciseScore, GradingResult, RunStatus
 
 
@@ -27,6 +29,11 @@ def _case(test: dict) -> Case | None:
         message=record["message"], hint=record["hint"], visibility=record["visibility"], seconds=round(seconds, 4),
         forbidden=tuple(record["forbidden"]), detail=record["detail"],
     )
+
+
+def _finite(timings: dict) -> dict:
+    """``timings`` with any value that is not a finite number as ``None`` (score files are strict JSON: no NaN)."""
+    return {k: v if isinstance(v, int | float) and math.isfinite(v) else None for k, v in timings.items()}
 
 
 def convert(report: dict, *, submission: str, seed: int, exercises: list[str]) -> GradingResult:
@@ -68,5 +75,5 @@ def convert(report: dict, *, submission: str, seed: int, exercises: list[str]) -
     return GradingResult(
         submission=submission, seed=seed, exercises=tuple(scored), status=RunStatus.GRADER_ERROR if errors else RunStatus.OK,
         errors=tuple(errors), device=grader.get("device", {}), versions=grader.get("versions", {}),
-        timings=grader.get("timings", {}), worker=grader.get("worker", {}),
+        timings=_finite(grader.get("timings", {})), worker=grader.get("worker", {}),
     )

@@ -126,7 +126,12 @@ def load(path: str | os.PathLike[str]) -> GradingResult:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Writes ``data`` to ``path`` through a temporary file, so a reader never sees half a file."""
+    """Writes ``data`` to ``path`` through a temporary file, so a reader never sees half a file.
+
+    Raises:
+      ValueError: ``data`` holds NaN or an infinity, which JSON cannot hold (checked before anything is written).
+    """
+    text = json.dumps(data, indent=1, allow_nan=False)
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=1))
+    temporary.write_text(text)
     os.replace(temporary, path)

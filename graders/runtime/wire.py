@@ -5,7 +5,12 @@ A message is one frame on a pipe::
     8 bytes: length of the JSON header (big-endian)
     8 bytes: length of the .npz payload
     header:  UTF-8 JSON
-    payload: numpy ``savez`` bytes, read back with ``allow_pickle=False``
+    payload: numpy ``savez`` bytes, uncompressed, read back with ``allow_pickle=False``
+
+The reader checks the payload before it loads anything: every member is
+stored uncompressed (a deflated one could grow far beyond the frame's size
+limit) and its ``.npy`` header declares a known dtype and exactly the bytes
+the member holds, so an array is never allocated larger than what arrived.
 
 Values travel as *trees*: ``None``, ``bool``, ``int``, ``float`` and ``str``
 stay JSON; ``list`` is a JSON list; a tuple is ``{"$tuple": [...]}``, a dict
@@ -29,6 +34,7 @@ import os
 import select
 import struct
 import time
+import zipfile
 
 import numpy as np
 
@@ -180,19 +186,54 @@ def unpack(body: bytes, payload: bytes) -> tuple[dict, dict[str, np.ndarray]]:
     """The header and arrays of a frame's two parts.
 
     Raises:
-      ProtocolError: the JSON or the ``.npz`` is malformed or holds pickles.
+      ProtocolError: the JSON is malformed, or the ``.npz`` is malformed,
+        compressed, holds pickles or declares an array other than the bytes it
+        holds (see :func:`check_npz`).
     """
     try:
         header = json.loads(body)
         arrays = {}
         if payload:
+            check_npz(payload)
             with np.load(io.BytesIO(payload), allow_pickle=False) as data:
                 arrays = {key: data[key] for key in data.files}
+    except ProtocolError as error:
+        raise ProtocolError(f"unreadable frame: {error}") from None
     except Exception as error:  # any parse failure of untrusted bytes is the sender's fault
         raise ProtocolError(f"unreadable frame: {type(error).__name__}: {error}"[:300]) from None
     if not isinstance(header, dict):
         raise ProtocolError("the header is not a JSON object")
     return header, arrays
+
+
+def check_npz(payload: bytes) -> None:
+    """Checks a ``.npz`` payload before anything of it is loaded.
+
+    Every member must be a ``.npy`` stored without compression, whose header
+    declares a dtype of :data:`DTYPES` and a shape of exactly the bytes the
+    member holds: what ``np.load`` then allocates is bounded by the payload's size.
+
+    Raises:
+      ProtocolError: a compressed member, a refused dtype, or a declared shape
+        whose size differs from the member's data.
+    """
+    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+        for member in archive.infolist():
+            name = member.filename
+            if member.compress_type != zipfile.ZIP_STORED or member.file_size != member.compress_size:
+                raise ProtocolError(f"array {name!r} is compressed; arrays travel uncompressed (np.savez)")
+            with archive.open(member) as stream:
+                version = np.lib.format.read_magic(stream)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(stream)
+                data_bytes = member.file_size - stream.tell()
+            if dtype.name not in DTYPES:
+                raise ProtocolError(f"array {name!r} has the refused dtype {dtype}")
+            declared = dtype.itemsize
+            for size in shape:
+                declared *= size
+            if declared != data_bytes:
+                raise ProtocolError(f"array {name!r} declares {declared} bytes (shape {shape}, {dtype}) but holds {data_bytes}")
 
 
 def write_frame(fd: int, frame: bytes) -> None:
