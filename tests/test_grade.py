@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from course.cli import main
 from course.submission import repo_root
-from tests.conftest import assert_valid_score_files, copy_with_edits
+from tests.conftest import Mutation, assert_valid_score_files, copy_with_edits
 
 import graders
 
@@ -109,3 +109,19 @@ def test_a_zip_or_the_reference_is_graded_from_any_directory(tmp_path, monkeypat
     (tmp_path / "bad.zip").write_text("not a zip")
     bad = runner.invoke(main, ["grade", "bad.zip"])
     assert bad.exit_code == 2 and "SUBMISSION" in bad.output and "not a readable zip file" in bad.output, bad.output
+
+
+def test_an_answer_in_another_dtype_fails_on_its_dtype_not_at_its_tolerance(tmp_path):
+    # Outputs 2% off, in bfloat16 for float32 inputs (within bfloat16's tolerance, far outside float32's) and in
+    # float32 for bfloat16 inputs: the tolerance follows the expected dtype, and the dtype is checked first.
+    swapped = Mutation("scaled_dot_product_attention", "return weights @ value, weights", """
+        wrong = jnp.bfloat16 if query.dtype == jnp.float32 else jnp.float32
+        return (1.02 * (weights @ value)).astype(wrong), weights.astype(wrong)
+        """)
+    target = copy_with_edits(tmp_path / "swapped", {"attention/attention.py": swapped})
+    cases = {c.name: c for c in graders.grade(target, exercises=["attention"], seed=17).exercises[0].cases}
+    values = [c for name, c in cases.items() if not name.startswith(("test_causal_mask", "test_mismatched", "test_bfloat16"))]
+    assert len(values) >= 8 and all(c.points == 0 for c in values), [(c.name, c.points) for c in values]
+    assert all(c.message.endswith("expected dtype float32, got bfloat16") for c in values), [c.message for c in values]
+    bfloat16 = cases["test_bfloat16_inputs_give_bfloat16_outputs"]
+    assert bfloat16.points == 0 and bfloat16.message == "bfloat16 output: expected dtype bfloat16, got float32"

@@ -73,6 +73,58 @@ def test_a_known_mistake_is_named():
     assert raised.value.hint == "the output is negated"
 
 
+def _bfloat16(values) -> np.ndarray:
+    """``values`` as the wire delivers a bfloat16 answer: a numpy array of ml_dtypes' bfloat16."""
+    return wire.decode(wire.encode(jnp.asarray(values, jnp.bfloat16), arrays := {}), arrays)
+
+
+def test_a_bfloat16_answer_to_a_float32_question_fails_on_its_dtype():
+    want = np.linspace(1, 2, 6, dtype=np.float32)
+    got = _bfloat16(want * 1.01)  # within bfloat16's tolerance of the float32 values
+    assert got.dtype.name == "bfloat16"
+    with pytest.raises(Mismatch, match=r"^y: expected dtype float32, got bfloat16$"):
+        compare.check(got, want, what="y")
+
+
+def test_two_percent_off_in_the_right_dtype_fails_at_float32_tolerance():
+    want = np.linspace(1, 2, 6, dtype=np.float32)
+    with pytest.raises(Mismatch, match=r"y: 6 of 6 values differ .*atol=1e-05 \+ rtol=0.0001"):
+        compare.check(want * np.float32(1.02), want, what="y")
+
+
+def test_a_float32_answer_to_a_bfloat16_question_names_the_dtype():
+    want = jnp.linspace(1, 2, 6, dtype=jnp.bfloat16)  # the reference's own bfloat16 output
+    with pytest.raises(Mismatch, match=r"^y: expected dtype bfloat16, got float32$"):
+        compare.check(np.asarray(want, np.float32), want, what="y")
+    compare.check(_bfloat16(np.asarray(want, np.float32) * 1.01), want, what="y")  # bfloat16's tolerance
+
+
+def test_the_checks_run_in_order_array_dtype_shape_values():
+    want = np.zeros((2, 3), np.float32)
+    with pytest.raises(Mismatch, match=r"^y: expected an array, got float$"):
+        compare.check(0.0, want, what="y")
+    with pytest.raises(Mismatch, match=r"^y: expected dtype float32, got bfloat16$"):
+        compare.check(_bfloat16(np.ones((3, 2))), want, what="y")
+    with pytest.raises(Mismatch, match=r"^y: expected shape \(2, 3\), got \(3, 2\)$"):
+        compare.check(np.ones((3, 2), np.float32), want, what="y")
+    with pytest.raises(Mismatch, match=r"^y: 6 of 6 values differ"):
+        compare.check(np.ones((2, 3), np.float32), want, what="y")
+
+
+def test_tolerance_of_compares_a_float32_result_of_bfloat16_inputs_at_bfloat16_tolerance():
+    want = np.linspace(1, 2, 6, dtype=np.float32)
+    compare.check(want * np.float32(1.01), want, what="loss", tolerance_of=jnp.bfloat16)
+    with pytest.raises(Mismatch, match=r"^loss: expected dtype float32, got bfloat16$"):
+        compare.check(_bfloat16(want), want, what="loss", tolerance_of=jnp.bfloat16)
+
+
+def test_integer_and_boolean_answers_keep_working():
+    compare.check(np.array([3, 1], np.int32), jnp.array([3, 1], jnp.int32), what="ids")
+    compare.check(np.tril(np.ones((3, 3), bool)), jnp.tril(jnp.ones((3, 3), bool)), what="mask")
+    with pytest.raises(Mismatch, match=r"^mask: expected dtype bool, got float32$"):
+        compare.check(np.tril(np.ones((3, 3), np.float32)), jnp.tril(jnp.ones((3, 3), bool)), what="mask")
+
+
 def _report(outcome="passed", forbidden=(), exercise="loss"):
     record = {"exercise": exercise, "points": 2, "visibility": "visible", "status": "passed" if outcome == "passed" else "failed",
               "message": "" if outcome == "passed" else "wrong", "hint": None, "forbidden": list(forbidden), "detail": ""}

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from course.testing import assert_close, assert_shape_dtype, chi_square_p_value, tolerance
+from course.testing import assert_close, assert_shape_dtype, chi_square_p_value, describe_mismatch, tolerance
 
 
 def test_equal_values_pass():
@@ -41,10 +41,59 @@ def test_non_arrays_are_rejected():
 
 
 def test_bfloat16_gets_its_own_tolerance():
+    # A bfloat16 question (fixtures hold its values in float32) is answered at bfloat16's tolerance.
     assert tolerance(jnp.bfloat16)["atol"] > tolerance(jnp.float32)["atol"]
-    assert_close(jnp.asarray([1.01], jnp.bfloat16), np.ones(1, np.float32), what="x")
+    assert_close(jnp.asarray([1.01], jnp.bfloat16), np.ones(1, np.float32), what="x", dtype=jnp.bfloat16)
+    assert_close(jnp.asarray([1.01], jnp.bfloat16), jnp.ones(1, jnp.bfloat16), what="x")
     with pytest.raises(AssertionError):
         assert_close(jnp.asarray([1.01], jnp.float32), np.ones(1, np.float32), what="x")
+
+
+def test_a_bfloat16_answer_to_a_float32_question_fails_on_its_dtype():
+    # Within bfloat16's tolerance of the expected values, but the tolerance follows the question, not the answer.
+    with pytest.raises(AssertionError, match=r"^x: expected dtype float32, got bfloat16$"):
+        assert_close(jnp.asarray([1.01], jnp.bfloat16), np.ones(1, np.float32), what="x")
+
+
+def test_a_float32_answer_to_a_bfloat16_question_names_the_dtype():
+    with pytest.raises(AssertionError, match=r"^output: expected dtype bfloat16, got float32$"):
+        assert_close(np.ones(3, np.float32), np.ones(3, np.float32), what="output", dtype=jnp.bfloat16)
+    assert describe_mismatch(np.ones(3, np.float32), jnp.ones(3, jnp.bfloat16), what="output") == (
+        "output: expected dtype bfloat16, got float32")
+
+
+def test_two_percent_off_in_the_right_dtype_fails_at_float32_tolerance():
+    expected = np.linspace(1, 2, 6, dtype=np.float32)
+    with pytest.raises(AssertionError, match=r"x: 6 of 6 values differ .*atol=1e-05 \+ rtol=0.0001"):
+        assert_close(expected * np.float32(1.02), expected, what="x")
+
+
+def test_checks_run_in_order_array_dtype_shape_values():
+    expected = np.zeros((2, 3), np.float32)
+    assert describe_mismatch([0.0], expected, what="y") == "y: expected an array, got list"
+    # Wrong dtype, shape and values at once: the dtype is named first, then the shape, then the values.
+    assert describe_mismatch(np.ones((3, 2), np.float64), expected, what="y") == "y: expected dtype float32, got float64"
+    assert describe_mismatch(np.ones((3, 2), np.float32), expected, what="y") == "y: expected shape (2, 3), got (3, 2)"
+    assert describe_mismatch(np.ones((2, 3), np.float32), expected, what="y").startswith("y: 6 of 6 values differ")
+    assert describe_mismatch(np.zeros((2, 3), np.float32), expected, what="y") is None
+
+
+def test_explicit_tolerance_of_compares_across_precisions():
+    # A float32 loss computed from bfloat16 logits: float32 is expected, at bfloat16's tolerance.
+    expected = np.ones(2, np.float32)
+    assert describe_mismatch(np.full(2, 1.01, np.float32), expected, what="loss", tolerance_of=jnp.bfloat16) is None
+    assert describe_mismatch(np.full(2, 1.01, np.float32), expected, what="loss") is not None
+    assert describe_mismatch(jnp.full(2, 1.01, jnp.bfloat16), expected, what="loss", tolerance_of=jnp.bfloat16) == (
+        "loss: expected dtype float32, got bfloat16")
+
+
+def test_integers_and_booleans_need_their_dtype():
+    ids = np.array([3, 1, 4], np.int32)
+    assert describe_mismatch(jnp.asarray(ids), ids, what="ids") is None
+    assert describe_mismatch(ids.astype(np.float32), ids, what="ids") == "ids: expected dtype int32, got float32"
+    mask = np.tril(np.ones((2, 2), bool))
+    assert describe_mismatch(jnp.asarray(mask), mask, what="mask") is None
+    assert describe_mismatch(mask.astype(np.int32), mask, what="mask") == "mask: expected dtype bool, got int32"
 
 
 def test_shape_and_dtype():

@@ -85,14 +85,17 @@ def _describe(x: np.ndarray) -> str:
 
 def describe_mismatch(
     actual, expected, *, what: str, rtol: float | None = None, atol: float | None = None,
-    kind: str = "output", reveal: bool = True, tolerance_of=None,
+    kind: str = "output", reveal: bool = True, tolerance_of=None, dtype=None,
 ) -> str | None:
     """Why ``actual`` does not match ``expected``, in words; ``None`` when it does.
 
-    Checks, in order: that ``actual`` is an array, its shape, that it has no NaN
-    or infinity where ``expected`` has none, and its values within
-    ``|actual - expected| <= atol + rtol * |expected|`` (defaults from
-    :data:`TOLERANCES` for ``kind`` and ``actual``'s dtype).
+    Checks, in order: that ``actual`` is an array, that its dtype is the
+    expected one, its shape, that it has no NaN or infinity where ``expected``
+    has none, and its values within ``|actual - expected| <= atol + rtol *
+    |expected|`` (defaults from :data:`TOLERANCES` for ``kind`` and the
+    expected dtype). The tolerance never follows ``actual``'s dtype: a
+    bfloat16 answer to a float32 question fails on its dtype, not at
+    bfloat16's tolerance.
 
     Args:
       actual: the student's result (array-like).
@@ -101,20 +104,25 @@ def describe_mismatch(
       kind: the kind of quantity, a key of :data:`TOLERANCES`.
       reveal: name the values at the worst index; ``False`` for hidden
         expected values (the grader), which then never appear in the message.
-      tolerance_of: take the tolerance of this dtype instead of ``actual``'s
-        (a float32 result computed from bfloat16 inputs).
+      tolerance_of: take the tolerance of this dtype instead of the expected
+        one (a float32 result computed from bfloat16 inputs).
+      dtype: the expected dtype when ``expected`` holds its values in another
+        (fixtures store bfloat16 values as float32); default ``expected``'s.
     """
     if not isinstance(actual, jax.Array | np.ndarray | np.generic):
         return f"{what}: expected an array, got {type(actual).__name__}"
-    tol = tolerance(actual.dtype if tolerance_of is None else tolerance_of, kind)
-    rtol = tol["rtol"] if rtol is None else rtol
-    atol = tol["atol"] if atol is None else atol
-    got = np.asarray(jnp.asarray(actual, dtype=jnp.float32) if actual.dtype == jnp.bfloat16 else actual)
     want = np.asarray(expected)
+    wanted = jnp.dtype(want.dtype if dtype is None else dtype)
+    if jnp.dtype(actual.dtype) != wanted:
+        return f"{what}: expected dtype {wanted.name}, got {jnp.dtype(actual.dtype).name}"
+    got = np.asarray(actual)
     if got.shape != want.shape:
         return f"{what}: expected shape {want.shape}, got {got.shape}"
-    if got.dtype == bool or want.dtype == bool:
+    if wanted == bool:
         return _boolean_mismatch(got, want, what=what, reveal=reveal)
+    tol = tolerance(wanted if tolerance_of is None else tolerance_of, kind)
+    rtol = tol["rtol"] if rtol is None else rtol
+    atol = tol["atol"] if atol is None else atol
     return _numeric_mismatch(got, want, what=what, rtol=rtol, atol=atol, reveal=reveal)
 
 
@@ -160,20 +168,22 @@ def _numeric_mismatch(got: np.ndarray, want: np.ndarray, *, what: str, rtol: flo
 
 
 def assert_close(actual, expected, *, what: str, rtol: float | None = None, atol: float | None = None,
-                 mistakes: Mapping[str, object] | None = None) -> None:
+                 mistakes: Mapping[str, object] | None = None, dtype=None) -> None:
     """Fails with a teaching message unless ``actual`` matches ``expected`` (see :func:`describe_mismatch`).
 
     Args:
       mistakes: ``{hint: values}``, the expected values as if a known mistake
         had been made (:func:`stored_mistakes`); on a mismatch, the first that
         ``actual`` matches, within the same tolerance, is named in the message.
+      dtype: the expected dtype when the fixture stores it in another (see
+        :func:`describe_mismatch`), for ``expected`` and ``mistakes`` alike.
     """
     __tracebackhide__ = True
-    message = describe_mismatch(actual, expected, what=what, rtol=rtol, atol=atol)
+    message = describe_mismatch(actual, expected, what=what, rtol=rtol, atol=atol, dtype=dtype)
     if message is None:
         return
     hint = next((hint for hint, wrong in (mistakes or {}).items()
-                 if describe_mismatch(actual, wrong, what=what, rtol=rtol, atol=atol) is None), None)
+                 if describe_mismatch(actual, wrong, what=what, rtol=rtol, atol=atol, dtype=dtype) is None), None)
     raise AssertionError(message + ("; " + KNOWN_MISTAKE.format(hint=hint) if hint else ""))
 
 

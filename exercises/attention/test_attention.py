@@ -77,8 +77,8 @@ def test_jit_and_vmap():
 def test_bfloat16_stays_bfloat16():
     output, weights = scaled_dot_product_attention(Q.astype(jnp.bfloat16), K.astype(jnp.bfloat16), V.astype(jnp.bfloat16), MASK)
     assert output.dtype == jnp.bfloat16, f"output: expected bfloat16 for bfloat16 inputs, got {output.dtype}"
-    assert_close(output, FX["masked.output"], what="output in bfloat16", mistakes=stored_mistakes(FX, "masked.output"))
-    assert_close(weights, FX["masked.weights"], what="weights in bfloat16", mistakes=stored_mistakes(FX, "masked.weights"))
+    assert_close(output, FX["masked.output"], what="output in bfloat16", mistakes=stored_mistakes(FX, "masked.output"), dtype=jnp.bfloat16)
+    assert_close(weights, FX["masked.weights"], what="weights in bfloat16", mistakes=stored_mistakes(FX, "masked.weights"), dtype=jnp.bfloat16)
 
 
 def test_large_scores_do_not_overflow():

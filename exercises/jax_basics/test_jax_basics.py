@@ -83,4 +83,4 @@ def test_predict_keeps_the_dtype(dtype):
     params = jax.tree.map(lambda x: x.astype(dtype), PARAMS)
     out = predict(params, BATCH[0].astype(dtype))
     assert out.dtype == dtype, f"predict on {jnp.dtype(dtype)} inputs: expected a {jnp.dtype(dtype)} output, got {out.dtype}"
-    assert_close(out, FX["predict.output"], what=f"predict in {jnp.dtype(dtype)}", mistakes=stored_mistakes(FX, "predict.output"))
+    assert_close(out, FX["predict.output"], what=f"predict in {jnp.dtype(dtype)}", mistakes=stored_mistakes(FX, "predict.output"), dtype=dtype)

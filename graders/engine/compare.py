@@ -67,7 +67,8 @@ def mismatch(actual, expected, *, what: str, kind: str = "output", names: Sequen
 
     Args:
       names: one name per leaf of ``expected`` for the message (default ``what[i]``).
-      tolerance_of: compare with this dtype's tolerance (default: each actual leaf's dtype).
+      tolerance_of: compare with this dtype's tolerance (default: each expected leaf's dtype,
+        which the actual leaf's dtype must equal).
     """
     got, want = leaves(actual), [np.asarray(x) if x is not None else None for x in leaves(expected)]
     if len(got) != len(want):
