@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from course.testing.compilation_cache import use_compilation_cache  # noqa: F401  (exercises/conftest.py imports it from here)
 from course.testing.statistics import chi_square_p_value  # noqa: F401  (the tests import it from here)
 
 # Every tolerance of the course, stated once, per kind of quantity and dtype:
