@@ -20,8 +20,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import jax
+
 ENV_VAR = "COURSE_COMPILATION_CACHE"  # a folder for the cache; "0" or "off" turns it off
-OFF = frozenset({"0", "off", "false", "no"})
+OFF = frozenset({"0", "off"})
 
 
 def cache_dir(environ: Mapping[str, str] = os.environ) -> Path | None:
@@ -38,8 +40,6 @@ def cache_dir(environ: Mapping[str, str] = os.environ) -> Path | None:
         return None
     if chosen:
         return Path(chosen).expanduser()
-    import jax
-
     base = Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "jax-transformers-course" / "visible-tests" / f"jax-{jax.__version__}"
 
@@ -50,8 +50,6 @@ def use_compilation_cache(environ: Mapping[str, str] = os.environ) -> Path | Non
     Must run before the first compilation of the process. Returns the folder,
     or ``None`` (and changes nothing) when the cache is turned off.
     """
-    import jax
-
     folder = cache_dir(environ)
     if folder is None:
         return None
