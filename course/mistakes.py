@@ -21,11 +21,14 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
-import optax
-from flax import nnx
+
+if TYPE_CHECKING:  # Flax and optax are imported where a mistake needs them: most exercises never do
+    import optax
+    from flax import nnx
 
 
 @dataclass(frozen=True)
@@ -243,6 +246,8 @@ def _with_weights(change: Callable[[nnx.Module], None]):
     """The reference module called on a copy of its weights that ``change`` edits in place."""
     def wrong(ref):
         def call(module, *args, **kwargs):
+            from flax import nnx  # here: the exercises without Flax never pay for importing it
+
             edited = nnx.clone(module)
             change(edited)
             return edited(*args, **kwargs)
@@ -321,6 +326,8 @@ TRANSFORMER = (
 
 def _no_update(ref):
     def step(model, optimizer, tokens):
+        from flax import nnx
+
         return ref.train_step(*nnx.clone((model, optimizer)), tokens)  # the step happens to copies
     return step
 
@@ -328,12 +335,16 @@ def _no_update(ref):
 def _loss_after_update(ref):
     def step(model, optimizer, tokens):
         ref.train_step(model, optimizer, tokens)
+        from flax import nnx
+
         return ref.train_step(*nnx.clone((model, optimizer)), tokens)  # the loss at the updated parameters
     return step
 
 
 def _climbing(tx: optax.GradientTransformation) -> optax.GradientTransformation:
     """``tx`` with its updates negated, its state unchanged: for Adam and SGD, ``tx`` applied to minus the gradients."""
+    import optax
+
     def update(updates, state, params=None, **extra):
         updates, state = tx.update(updates, state, params, **extra)
         return jax.tree.map(jnp.negative, updates), state

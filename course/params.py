@@ -10,28 +10,34 @@ flattening (``graders/runtime/transforms.py``), with the same names.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
+if TYPE_CHECKING:
+    from flax import nnx
+# Otherwise flax is imported by the functions that use it: importing it costs about
+# a second, and the MLP helpers (flatten_params, unflatten_params) never need it.
 
 SEPARATOR = "/"  # as in checkpoints and the grader's wire: "blocks/0/attn/query/kernel"
 
 
-def param_arrays(module: nnx.Module | nnx.Optimizer, which=nnx.Param) -> dict[str, np.ndarray]:
+def param_arrays(module: nnx.Module | nnx.Optimizer, which=None) -> dict[str, np.ndarray]:
     """``{"<path>": array}`` for every variable of ``module`` that ``which`` selects, paths joined by :data:`SEPARATOR`.
 
     Args:
       module: a module, or any NNX object (an optimizer).
-      which: an NNX filter; ``nnx.Param`` (the default) for the parameters,
-        ``...`` for everything (an optimizer's whole state).
+      which: an NNX filter; ``None`` (the default) is ``nnx.Param``, the
+        parameters; ``...`` for everything (an optimizer's whole state).
     """
-    return _flat(nnx.state(module, which))
+    from flax import nnx
+
+    return _flat(nnx.state(module, nnx.Param if which is None else which))
 
 
-def load_param_arrays(module: nnx.Module | nnx.Optimizer, arrays: dict[str, np.ndarray], which=nnx.Param) -> None:
+def load_param_arrays(module: nnx.Module | nnx.Optimizer, arrays: dict[str, np.ndarray], which=None) -> None:
     """Overwrites every variable of ``module`` that ``which`` selects with ``arrays`` (as from :func:`param_arrays`).
 
     Each array is cast to its variable's dtype.
@@ -40,7 +46,9 @@ def load_param_arrays(module: nnx.Module | nnx.Optimizer, arrays: dict[str, np.n
       ValueError: the names or shapes differ from ``module``'s; the message
         lists what is missing, unexpected or misshapen.
     """
-    state = nnx.state(module, which)
+    from flax import nnx
+
+    state = nnx.state(module, nnx.Param if which is None else which)
     expected = {SEPARATOR.join(map(str, path)): variable for path, variable in nnx.to_flat_state(state)}
     missing, unexpected = sorted(expected.keys() - arrays.keys()), sorted(arrays.keys() - expected.keys())
     if missing or unexpected:
@@ -70,6 +78,8 @@ def _few(names: list[str], limit: int = 8) -> list[str]:
 
 
 def _flat(state: nnx.State) -> dict[str, np.ndarray]:
+    from flax import nnx
+
     return {SEPARATOR.join(map(str, path)): np.asarray(v.get_value()) for path, v in nnx.to_flat_state(state)}
 
 
@@ -86,6 +96,8 @@ def module_vjp(
       ``sum(output * cotangent)`` with respect to ``x``, and with respect to
       every ``nnx.Param`` (named as in :func:`param_arrays`).
     """
+    from flax import nnx
+
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)
 
     def pure(params, x):

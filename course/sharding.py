@@ -13,12 +13,15 @@ data parallel on a laptop; :func:`request_host_devices` asks for them.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
-from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+if TYPE_CHECKING:
+    from flax import nnx
 
 DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 VIRTUAL_CPU_DEVICES = 8  # the visible tests' and notebooks' split of a CPU; the data-parallel test expects this many
@@ -55,6 +58,8 @@ def data_mesh(devices: list | None = None) -> Mesh:
 
 def replicate(mesh: Mesh, *objects: nnx.Module | nnx.Optimizer) -> None:
     """Puts a full copy of each object's arrays (a model, an optimizer) on every device of ``mesh``."""
+    from flax import nnx  # here: the visible tests' conftest imports this module, and most exercises never need flax
+
     replicated = NamedSharding(mesh, P())
     for obj in objects:
         state = nnx.state(obj)

@@ -7,13 +7,20 @@ The data-parallel test of the training exercise needs several devices; on a
 CPU, XLA can split itself into virtual devices, which must be asked for before
 JAX starts its backends (JAX starts them lazily, at the first computation, so
 setting the flag here is early enough).
+
+Compiled programs are kept on disk between runs (JAX's persistent compilation
+cache, see ``course/testing/compilation_cache.py``): a rerun after an edit
+compiles only what the edit changed. ``COURSE_COMPILATION_CACHE=0`` turns it
+off; ``COURSE_COMPILATION_CACHE=<folder>`` moves it.
 """
 
 import pytest
 
 from course.sharding import VIRTUAL_CPU_DEVICES, request_host_devices
+from course.testing import use_compilation_cache
 
 request_host_devices(VIRTUAL_CPU_DEVICES)
+use_compilation_cache()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -119,3 +119,13 @@ def test_chi_square_p_value_names_bad_arguments():
         chi_square_p_value([1], [1.0])
     with pytest.raises(ValueError, match="probabilities: every category"):
         chi_square_p_value([1, 2], [1.0, 0.0])
+
+
+def test_compilation_cache_folder_is_per_user_and_can_be_turned_off(tmp_path):
+    from course.testing.compilation_cache import cache_dir
+
+    default = cache_dir({"XDG_CACHE_HOME": str(tmp_path)})
+    assert default.parent == tmp_path / "jax-transformers-course" / "visible-tests"
+    assert cache_dir({"COURSE_COMPILATION_CACHE": str(tmp_path / "xla")}) == tmp_path / "xla"
+    assert cache_dir({"COURSE_COMPILATION_CACHE": "0"}) is None
+    assert cache_dir({"COURSE_COMPILATION_CACHE": "OFF"}) is None

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from course import mistakes as catalogue
-from course.testing.statistics import chi_square_p_value
+from course.testing.compilation_cache import use_compilation_cache  # noqa: F401  (exercises/conftest.py imports it from here)
+from course.testing.statistics import chi_square_p_value  # noqa: F401  (the tests import it from here)
 
 # Every tolerance of the course, stated once, per kind of quantity and dtype:
 # the visible tests use "output"; the grader compares outputs and gradients

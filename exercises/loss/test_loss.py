@@ -22,7 +22,7 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_matches_reference(case):
-    value, grad = jax.value_and_grad(CASES[case])(LOGITS)
+    value, grad = jax.jit(jax.value_and_grad(CASES[case]))(LOGITS)  # one program, not one per operation
     assert_close(value, FX[f"{case}.output"], what=f"loss ({case})", mistakes=stored_mistakes(FX, f"{case}.output"))
     assert_close(grad, FX[f"{case}.grad_logits"], what=f"gradient with respect to the logits ({case})",
                  mistakes=stored_mistakes(FX, f"{case}.grad_logits"))
@@ -58,7 +58,7 @@ def test_float_targets_raise_type_error():
 
 def test_next_token_loss_never_scores_the_last_logits():
     # The prediction after the final token has no target.
-    grad = jax.grad(lambda z: next_token_loss(z, TOKENS))(LOGITS)
+    grad = jax.jit(jax.grad(lambda z: next_token_loss(z, TOKENS)))(LOGITS)
     assert_close(grad[:, -1], np.zeros_like(FX["logits"][:, -1]), what="gradient at the last position")
 
 
