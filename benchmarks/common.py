@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import time
@@ -48,3 +49,20 @@ def dump(results: dict, path: str | None) -> None:
     if path:
         with open(path, "w") as f:
             f.write(text + "\n")
+
+
+def timed_run(command: list[str], *, cwd: str | os.PathLike[str], env: dict[str, str]) -> dict:
+    """Runs ``command`` to the end; its wall and processor seconds, and its output.
+
+    Raises:
+      SystemExit: the command failed (a benchmark of failing tests measures nothing).
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if completed.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed in {cwd}:\n{completed.stdout[-3000:]}{completed.stderr[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "stdout": completed.stdout}

@@ -26,14 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import timed_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,20 +45,13 @@ def grade_once(exercises: list[str], seed: int, cache: Path) -> dict:
         for name in exercises:
             command += ["--exercise", name]
         env = {**os.environ, "XDG_CACHE_HOME": str(cache), "PYTHONPATH": str(ROOT)}
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.monotonic()
-        completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-        wall = time.monotonic() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if completed.returncode != 0:
-            raise SystemExit(f"grading failed:\n{completed.stdout}{completed.stderr}")
+        run = timed_run(command, cwd=ROOT, env=env)
         score = json.loads((Path(out) / "score.json").read_text())
     if score["score"] != score["max_score"]:
         raise SystemExit(f"the reference did not earn full marks: {score['score']}/{score['max_score']}")
     timings = score["timings"]
     cases = sum(c["seconds"] for e in score["exercises"] for c in e["cases"])
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": wall, "cpu": cpu, "grader start": timings["grader_start"], "worker start": timings["worker_start"],
+    return {"wall": run["wall_s"], "cpu": run["cpu_s"], "grader start": timings["grader_start"], "worker start": timings["worker_start"],
             "grader compile": timings["grader_compile"], "worker compile": timings["worker_compile"], "cases": cases}
 
 

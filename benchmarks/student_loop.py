@@ -33,16 +33,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import dump, machine, median  # noqa: E402
+from common import dump, machine, median, timed_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -58,23 +56,6 @@ DROPPED = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_S
 def pytest_command(exercise: str, *plugins: str) -> list[str]:
     extra = [arg for plugin in plugins for arg in ("-p", plugin)]
     return [sys.executable, "-m", "pytest", "-q", f"exercises/{exercise}", "-p", "no:cacheprovider", *extra]
-
-
-def timed_run(command: list[str], *, cwd: Path, env: dict[str, str]) -> dict:
-    """Runs ``command`` to the end; its wall and processor seconds, and its output.
-
-    Raises:
-      SystemExit: the command failed (a benchmark of failing tests measures nothing).
-    """
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.monotonic()
-    completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    wall = time.monotonic() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if completed.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed in {cwd}:\n{completed.stdout[-3000:]}{completed.stderr[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "stdout": completed.stdout}
 
 
 def phases_of(stdout: str) -> dict:
