@@ -24,6 +24,7 @@ trusts, for a saving the benchmark (``benchmarks/grade_all.py``) does not show.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -246,13 +247,13 @@ def prepare_results_dir(results_dir: Path, *, seed: int | None, exercises: Seque
         seed = previous["seed"] if previous else draw_seed()
     record = {"schema": BATCH_SCHEMA, "grader_version": version, "seed": seed, "exercises": list(exercises),
               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    results_dir.mkdir(parents=True, exist_ok=True)
+    results_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # grades and the seed: the course staff's only
     write_json(batch_file, record)
     return record
 
 
 def grade_one(student: str, source: Path, results_dir: Path, batch: dict, *, limits: sandbox.Limits | None,
-              force: bool) -> Outcome:
+              force: bool, isolation: str = "auto", open_interpreter_path: bool = False) -> Outcome:
     """Grades one student's submission into ``results_dir/<student>/``, or skips it when nothing changed."""
     started = time.monotonic()
     digest = content_hash(source)
@@ -268,10 +269,11 @@ def grade_one(student: str, source: Path, results_dir: Path, batch: dict, *, lim
                            skipped=True)
     if out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, mode=0o700)
     try:
         with unpacked(source) as folder:
-            result = grading.grade(folder, exercises=batch["exercises"], out=out, seed=batch["seed"], limits=limits)
+            result = grading.grade(folder, exercises=batch["exercises"], out=out, seed=batch["seed"], limits=limits,
+                                   isolation=isolation, open_interpreter_path=open_interpreter_path)
     except (Rejected, ValueError) as error:  # the submission's own faults: a bad zip, a link, graders.grade's refusals
         outcome = Outcome(student, SubmissionStatus.REJECTED, reason=str(error), seconds=time.monotonic() - started)
     except Exception as error:  # the grader's side failed (a read-only cache, a full disk): never final, regraded next run
@@ -303,6 +305,8 @@ def grade_all(
     seed: int | None = None,
     exercises: Sequence[str] | None = None,
     limits: sandbox.Limits | None = None,
+    isolation: str = "auto",
+    open_interpreter_path: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_done: Callable[[Outcome], None] | None = None,
 ) -> BatchResult:
@@ -317,21 +321,26 @@ def grade_all(
       seed: the seed of every student's inputs (default: the results folder's, or random).
       exercises: the exercises to grade (default: every one with a suite).
       limits: each worker's limits (default :class:`graders.Limits()`).
+      isolation, open_interpreter_path: as for :func:`graders.grade`; checked once, before any grading.
       on_start: called with the number of submissions before grading starts.
       on_done: called with each :class:`Outcome` as it completes (from this thread).
 
     Raises:
       BatchError: see :func:`discover` and :func:`prepare_results_dir`.
-      ValueError: ``jobs`` or ``seed`` out of range; KeyError: an unknown exercise, or one without a grader suite.
+      ValueError: ``jobs`` or ``seed`` out of range, or an unknown ``isolation``; KeyError: an unknown exercise, or
+        one without a grader suite.
+      SandboxUnavailable: the isolation asked for cannot be had (see :func:`graders.engine.grading.isolation_level`).
     """
     started = time.monotonic()
     jobs, names = _checked_arguments(jobs, seed, exercises)
+    grading.isolation_level(isolation, open_interpreter_path=open_interpreter_path)
     submissions = discover(submissions_dir)
     out = Path(results_dir)
     batch = prepare_results_dir(out, seed=seed, exercises=names, force=force)
     if on_start is not None:
         on_start(len(submissions))
-    outcomes = _grade_in_pool(submissions, out, batch, jobs=jobs, limits=limits, force=force, on_done=on_done)
+    grade = functools.partial(grade_one, limits=limits, force=force, isolation=isolation, open_interpreter_path=open_interpreter_path)
+    outcomes = _grade_in_pool(submissions, out, batch, grade, jobs=jobs, on_done=on_done)
     return BatchResult(out, batch["seed"], batch["grader_version"], tuple(names),
                        tuple(sorted(outcomes, key=lambda o: o.student)), time.monotonic() - started)
 
@@ -353,12 +362,13 @@ def _checked_arguments(jobs: int | None, seed: int | None, exercises: Sequence[s
     return jobs, names
 
 
-def _grade_in_pool(submissions: dict[str, Path], out: Path, batch: dict, *, jobs: int, limits: sandbox.Limits | None,
-                   force: bool, on_done: Callable[[Outcome], None] | None) -> list[Outcome]:
-    """Grades every submission, ``jobs`` at a time, and tells ``on_done`` of each outcome as it completes."""
+def _grade_in_pool(submissions: dict[str, Path], out: Path, batch: dict, grade: Callable[..., Outcome], *, jobs: int,
+                   on_done: Callable[[Outcome], None] | None) -> list[Outcome]:
+    """Grades every submission with ``grade`` (:func:`grade_one`), ``jobs`` at a time, and tells ``on_done`` of each
+    outcome as it completes."""
     outcomes = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads suffice: each grading is its own processes
-        futures = {pool.submit(grade_one, s, p, out, batch, limits=limits, force=force): s for s, p in submissions.items()}
+        futures = {pool.submit(grade, s, p, out, batch): s for s, p in submissions.items()}
         for future in as_completed(futures):
             outcome = _outcome_of(future, futures[future], out)
             outcomes.append(outcome)

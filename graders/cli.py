@@ -18,6 +18,15 @@ seed_option = click.option("--seed", type=seed_range,
                            help="Seed of the inputs (default: random, recorded); the same seed reproduces a grade.")
 
 
+def sandbox_options(command):
+    """``--require-sandbox`` and ``--open-interpreter-path``, given to the command as ``isolation`` and ``open_interpreter_path``."""
+    command = click.option("--open-interpreter-path", is_flag=True,
+                           help="On the fallback sandbox as root, add o+x to the folders above this Python when the worker's "
+                                "user cannot reach it (refused otherwise).")(command)
+    return click.option("--require-sandbox", "isolation", flag_value="bubblewrap", default="auto",
+                        help="Refuse to grade unless bubblewrap isolates the worker (default: fall back to an unprivileged user).")(command)
+
+
 def register(main: click.Group) -> None:
     """Adds this package's verbs to the ``course`` command."""
     for command in (grade, grade_all, report, autograder):
@@ -47,7 +56,9 @@ graded_option = click.option("-e", "--exercise", "exercises", multiple=True, cal
               help="Folder for results.json (Gradescope), report.json (pytest) and score.json.")
 @seed_option
 @click.option("--points-line", is_flag=True, help="Also print `Points X/Y` (GitHub Classroom).")
-def grade(submission: Path | None, exercises: list[str] | None, out: Path, seed: int | None, points_line: bool) -> None:
+@sandbox_options
+def grade(submission: Path | None, exercises: list[str] | None, out: Path, seed: int | None, points_line: bool,
+          isolation: str, open_interpreter_path: bool) -> None:
     """Grade SUBMISSION (a folder or a .zip of one; default: exercises/) with the hidden grader suites.
 
     A .zip is unpacked into a temporary folder with grade-all's checks (no
@@ -59,12 +70,16 @@ def grade(submission: Path | None, exercises: list[str] | None, out: Path, seed:
     from course.tables import summary_table
     from graders import grade as run_grade
     from graders.batch import Rejected, unpacked
+    from graders.engine.sandbox import SandboxUnavailable
     from graders.results.scores import RunStatus
 
     target = submission if submission is not None else submissions.default_submission()
     try:
         with unpacked(target) as folder:
-            result = run_grade(folder, exercises=exercises, out=out, seed=seed)
+            result = run_grade(folder, exercises=exercises, out=out, seed=seed, isolation=isolation,
+                               open_interpreter_path=open_interpreter_path)
+    except SandboxUnavailable as error:
+        raise click.ClickException(str(error)) from None
     except (FileNotFoundError, NotADirectoryError, ValueError, Rejected) as error:
         raise click.BadParameter(str(error), param_hint="SUBMISSION") from None
     rows = []
@@ -97,7 +112,9 @@ def grade(submission: Path | None, exercises: list[str] | None, out: Path, seed:
 @graded_option
 @click.option("--call-seconds", type=click.FloatRange(min=0, min_open=True), help="Time limit of one call of a student's function.")
 @click.option("--submission-seconds", type=click.FloatRange(min=0, min_open=True), help="Time limit of one submission's calls together.")
-def grade_all(submissions_dir, out, jobs, force, seed, exercises, call_seconds, submission_seconds) -> None:
+@sandbox_options
+def grade_all(submissions_dir, out, jobs, force, seed, exercises, call_seconds, submission_seconds, isolation,
+              open_interpreter_path) -> None:
     """Grade every student's submission (a folder or .zip each, named by the student id) of SUBMISSIONS_DIR.
 
     Exits 1 when a submission was rejected or hit a grader error (each is a
@@ -106,6 +123,7 @@ def grade_all(submissions_dir, out, jobs, force, seed, exercises, call_seconds, 
     from course.progress import progress_bar
     from graders import Limits
     from graders.batch import BatchError, grade_all as run_grade_all
+    from graders.engine.sandbox import SandboxUnavailable
     from graders.results.scores import SubmissionStatus
 
     limits = Limits(**{k: v for k, v in {"call_seconds": call_seconds, "submission_seconds": submission_seconds}.items() if v is not None})
@@ -123,9 +141,12 @@ def grade_all(submissions_dir, out, jobs, force, seed, exercises, call_seconds, 
 
         try:
             result = run_grade_all(submissions_dir, out, jobs=jobs, force=force, seed=seed, exercises=exercises,
-                                   limits=limits, on_start=bar.start, on_done=on_done)
+                                   limits=limits, isolation=isolation, open_interpreter_path=open_interpreter_path,
+                                   on_start=bar.start, on_done=on_done)
         except BatchError as error:
             raise click.UsageError(str(error)) from None
+        except SandboxUnavailable as error:
+            raise click.ClickException(str(error)) from None
     counts: dict[str, int] = {}
     for outcome in result.outcomes:
         label = "unchanged (skipped)" if outcome.skipped else outcome.status

@@ -46,13 +46,15 @@ class Session:
     limits: sandbox.Limits
     traps: list[str]
     pid_file: Path | None = None  # where each worker's process id is noted for the process that started the grading
+    isolation: str = "none"  # one of sandbox.LEVELS
+    uid: int | None = None  # the worker's user (its job slot's), or None for the grader's own
     timings: Timings = field(default_factory=Timings)
     info: dict = field(default_factory=dict)  # the worker's hello: versions, device, uid
     output_bytes: int = 0  # everything the submission printed, over all the worker's lives
     output_tail: str = ""
 
     def __post_init__(self):
-        self.scratch = sandbox.make_scratch(self.submission)
+        self.scratch = sandbox.make_scratch(self.submission, uid=self.uid if self.isolation == "user" else None)
         self.deadline = time.monotonic() + self.limits.submission_seconds
         self.process: sandbox.Process | None = None
         self.loaded: set[str] = set()
@@ -60,7 +62,6 @@ class Session:
         self.compile_before = 0.0
         self.pending = None  # the answer still to be read, if any
         self.requests = 0  # numbers the requests; an answer must carry its request's number
-        self.made_reachable: list[str] = []  # folders given o+x so that the worker user can run Python
 
     # -- the process ---------------------------------------------------------------------------
     def spawn(self) -> None:
@@ -69,8 +70,7 @@ class Session:
             return
         self._stop_process()
         self.spawned = time.monotonic()
-        self.process = sandbox.Process(self.scratch / "submission", self.scratch, limits=self.limits, traps=self.traps)
-        self.made_reachable += self.process.made_reachable
+        self.process = sandbox.Process(self.scratch, limits=self.limits, traps=self.traps, isolation=self.isolation, uid=self.uid)
         if self.pid_file is not None:
             sandbox.record(self.pid_file, self.process.process)
         self.greeted, self.loaded = False, set()
@@ -124,7 +124,9 @@ class Session:
         self.requests += 1
         header = {**header, "id": self.requests}
         try:
-            wire.write_frame(process.request_w, wire.pack(header, arrays))
+            wire.write_frame(process.request_w, wire.pack(header, arrays), deadline=started + timeout)
+        except TimeoutError:
+            raise self._crash(f"the worker did not read {what} within {timeout:.0f} s; the worker was stopped", started) from None
         except OSError:
             raise self._crash(f"the worker process died before {what} (exit status {process.popen.poll()})",
                               started) from None

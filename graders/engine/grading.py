@@ -76,6 +76,8 @@ def grade(
     limits: sandbox.Limits | None = None,
     forbidden: Mapping[str, Sequence[str]] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    isolation: str = "auto",
+    open_interpreter_path: bool = False,
 ) -> GradingResult:
     """Grades ``submission`` and, when ``out`` is given, writes its score files there.
 
@@ -91,6 +93,13 @@ def grade(
       forbidden: per exercise, the forbidden routines (default: the catalogue's).
       cache_dir: JAX's persistent compilation cache for the reference side
         (default :func:`default_cache_dir`).
+      isolation: how the worker is isolated: ``"auto"`` (bubblewrap where it
+        runs, else the fallback), ``"bubblewrap"`` (refuse without it) or
+        ``"fallback"``; the level used is recorded in the result (see
+        :mod:`graders.engine.sandbox`).
+      open_interpreter_path: on the fallback as root, add search permission for
+        other users to the folders above this Python when the worker's user
+        cannot reach it (otherwise that is refused with what to change).
 
     Returns:
       The :class:`~graders.results.scores.GradingResult`; its ``status`` is
@@ -100,17 +109,28 @@ def grade(
       FileNotFoundError, NotADirectoryError: ``submission`` is not a folder.
       KeyError: an unknown exercise, or one without a grader suite.
       ValueError: ``seed`` out of range, a submission too large to copy, or one
-        that is not what it says (see :func:`check_submission`).
+        that is not what it says (see :func:`check_submission`), or an unknown ``isolation``.
+      SandboxUnavailable: the isolation asked for cannot be had (see :func:`isolation_level`).
     """
     started = time.monotonic()
-    plan = _plan(submission, exercises=exercises, seed=seed, limits=limits, forbidden=forbidden, cache_dir=cache_dir)
+    plan = _plan(submission, exercises=exercises, seed=seed, limits=limits, forbidden=forbidden, cache_dir=cache_dir,
+                 isolation=isolation, open_interpreter_path=open_interpreter_path)
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    report, log, pytest_seconds = _run_child(plan)
+        out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sandbox.remove_stale_scratch()
+    with sandbox.claim_slot() as slot:
+        uid = sandbox.slot_uid(slot)
+        sandbox.kill_user(uid)  # whatever an earlier grading in this slot left behind (its grader was killed)
+        try:
+            report, log, pytest_seconds = _run_child(plan, uid)
+        finally:
+            sandbox.kill_user(uid)
+            sandbox.remove_files_of(uid)
     result = _result(report, log, submission=str(submission), seed=plan.seed, exercises=plan.exercises)
     total = time.monotonic() - started
-    result = replace(result, timings={**result.timings, "pytest_process": round(pytest_seconds, 3), "total": round(total, 3)})
+    result = replace(result, isolation=plan.isolation,
+                     timings={**result.timings, "pytest_process": round(pytest_seconds, 3), "total": round(total, 3)})
     if out_dir is not None:
         _write_files(out_dir, result, report, execution_time=total)
     return result
@@ -151,6 +171,8 @@ class _Plan:
     limits: sandbox.Limits
     repo: Path
     cache: Path
+    isolation: str  # one of sandbox.LEVELS
+    made_searchable: list[str]  # folders given o+x so that the worker's user can run Python
 
 
 def _plan(
@@ -161,25 +183,46 @@ def _plan(
     limits: sandbox.Limits | None,
     forbidden: Mapping[str, Sequence[str]] | None,
     cache_dir: str | os.PathLike[str] | None,
+    isolation: str,
+    open_interpreter_path: bool,
 ) -> _Plan:
-    """Checks :func:`grade`'s arguments (raising as it documents) and fills in their defaults; closes the
-    repository to other users (the worker's) and makes the compilation cache's folder."""
+    """Checks :func:`grade`'s arguments (raising as it documents) and fills in their defaults; chooses the
+    isolation level and makes the compilation cache's folder."""
     root = check_submission(submission)
     names = list(exercises) if exercises else graded_exercises()
     check_graded(names)
     seed = draw_seed() if seed is None else check_seed(seed)
     routines = {name: list((forbidden or {}).get(name, catalog.get(name).forbidden)) for name in names}
-    repo = submissions.repo_root()
-    sandbox.lock_repository(repo)
+    level, made_searchable = isolation_level(isolation, open_interpreter_path=open_interpreter_path)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return _Plan(root, names, routines, seed, limits or sandbox.Limits(), repo, cache)
+    return _Plan(root, names, routines, seed, limits or sandbox.Limits(), submissions.repo_root(), cache, level, made_searchable)
 
 
-def _run_child(plan: _Plan) -> tuple[dict | None, str, float]:
-    """Runs the suites in a pytest child; returns its report (``None`` when it wrote none), output and seconds."""
+def isolation_level(requested: str = "auto", *, open_interpreter_path: bool = False) -> tuple[str, list[str]]:
+    """The isolation level a grading gets (:func:`graders.engine.sandbox.choose_isolation`) and the folders opened for it.
+
+    On the ``user`` fallback (root without bubblewrap) the worker's user must
+    reach this Python (opened only when ``open_interpreter_path``) and the
+    repository is closed to other users; bubblewrap shows the worker neither.
+
+    Raises:
+      ValueError: an unknown ``requested``.
+      SandboxUnavailable: bubblewrap was required and cannot run, or the fallback's user cannot reach this Python.
+    """
+    level = sandbox.choose_isolation(requested)
+    if level != "user":
+        return level, []
+    made_searchable = sandbox.open_interpreter(allowed=open_interpreter_path)
+    sandbox.lock_repository(submissions.repo_root())
+    return level, made_searchable
+
+
+def _run_child(plan: _Plan, uid: int | None) -> tuple[dict | None, str, float]:
+    """Runs the suites in a pytest child whose worker runs as ``uid``; returns its report (``None`` when it wrote
+    none), output and seconds."""
     with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
-        settings = _write_settings(Path(tmp), plan)
+        settings = _write_settings(Path(tmp), plan, uid)
         pytest_started = time.monotonic()
         report, log = _run_suites(plan, settings)
         pytest_seconds = time.monotonic() - pytest_started
@@ -187,12 +230,13 @@ def _run_child(plan: _Plan) -> tuple[dict | None, str, float]:
     return report, log, pytest_seconds
 
 
-def _write_settings(folder: Path, plan: _Plan) -> Path:
+def _write_settings(folder: Path, plan: _Plan, uid: int | None) -> Path:
     """Writes the settings the pytest process reads (plugin ``--grader-config``) into ``folder``; returns their path."""
     settings = folder / "settings.json"
     settings.write_text(json.dumps({
         "submission": str(plan.submission), "seed": plan.seed, "limits": asdict(plan.limits), "forbidden": plan.forbidden,
         "reference": str(plan.repo / "reference"), "cache_dir": str(plan.cache), "pid_file": str(folder / PID_FILE),
+        "isolation": plan.isolation, "worker_uid": uid, "made_searchable": plan.made_searchable,
     }))
     return settings
 

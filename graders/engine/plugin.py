@@ -69,7 +69,9 @@ class Grading:
         self.forbidden = {name: tuple(routines) for name, routines in settings["forbidden"].items()}
         traps = sorted({r for routines in self.forbidden.values() for r in routines})
         pid_file = Path(settings["pid_file"]) if settings.get("pid_file") else None
-        self.session = Session(Path(settings["submission"]), Limits(**settings["limits"]), traps, pid_file)
+        self.session = Session(Path(settings["submission"]), Limits(**settings["limits"]), traps, pid_file,
+                               isolation=settings["isolation"], uid=settings["worker_uid"])
+        self.made_searchable = list(settings["made_searchable"])
         self.session.spawn()  # the worker imports jax while this process does and collects the suites
         import jax
 
@@ -118,7 +120,8 @@ class Grading:
                        "worker_platform": session.info.get("platform")},
             "versions": {"course": course.__version__, "python": sys.version.split()[0], "jax": jax.__version__,
                          "numpy": numpy.__version__, "worker": {k: session.info.get(k) for k in ("python", "jax")}},
-            "worker": {"uid": session.info.get("uid"), "starts": timings.worker_starts, "made_searchable": session.made_reachable,
+            "worker": {"isolation": session.isolation, "uid": session.info.get("uid"), "starts": timings.worker_starts,
+                       "made_searchable": self.made_searchable,
                        "output_bytes": session.output_bytes, "output_tail": session.output_tail},
             "timings": {
                 "grader_start": round(self.start_seconds, 3),

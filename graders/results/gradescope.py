@@ -29,6 +29,8 @@ def results(result: GradingResult, *, execution_time: float) -> dict:
     summary = [f"{e.name}: {e.score:g}/{e.max_score:g}" for e in result.exercises]
     if result.status != RunStatus.OK:
         summary.append("The grader failed; this is not your fault, and the course staff has been told.")
+    if result.isolation:
+        summary.append(f"Sandbox: {result.isolation}")
     return {
         "score": result.score,
         "execution_time": round(execution_time, 3),
@@ -36,4 +38,5 @@ def results(result: GradingResult, *, execution_time: float) -> dict:
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": tests,
+        "extra_data": {"isolation": result.isolation},
     }

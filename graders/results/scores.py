@@ -94,6 +94,7 @@ class GradingResult:
     versions: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     worker: dict = field(default_factory=dict)
+    isolation: str = ""  # how the worker was isolated: one of graders.engine.sandbox.LEVELS
 
     @property
     def score(self) -> float:
@@ -121,7 +122,7 @@ def load(path: str | os.PathLike[str]) -> GradingResult:
                                        for c in e["cases"]), tuple(e["forbidden"]))
         for e in data["exercises"]
     )
-    fields = {k: data[k] for k in ("submission", "seed", "device", "versions", "timings", "worker")}
+    fields = {k: data[k] for k in ("submission", "seed", "device", "versions", "timings", "worker", "isolation")}
     return GradingResult(exercises=exercises, status=RunStatus(data["status"]), errors=tuple(data["errors"]), **fields)
 
 

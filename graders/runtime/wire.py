@@ -236,11 +236,27 @@ def check_npz(payload: bytes) -> None:
                 raise ProtocolError(f"array {name!r} declares {declared} bytes (shape {shape}, {dtype}) but holds {data_bytes}")
 
 
-def write_frame(fd: int, frame: bytes) -> None:
-    """Writes a whole frame to a pipe."""
+def write_frame(fd: int, frame: bytes, deadline: float | None = None) -> None:
+    """Writes a whole frame to a pipe.
+
+    Args:
+      deadline: a ``time.monotonic()`` after which :class:`TimeoutError` is
+        raised; ``fd`` must then be non-blocking (a reader that stops reading,
+        or shrinks its pipe, cannot hold the writer).
+    """
     view = memoryview(frame)
     while view:
-        written = os.write(fd, view)
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            _, ready, _ = select.select([], [fd], [], min(left, 0.05))
+            if not ready:
+                continue
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            continue
         view = view[written:]
 
 
