@@ -15,8 +15,9 @@ The bundle (Gradescope unpacks it into ``/autograder/source``) holds:
 
 The root is ``/autograder`` unless ``AUTOGRADER_ROOT`` says otherwise (the
 project's tests run a bundle in a temporary folder). Gradescope runs the
-script as root, so the grader runs the student's code as ``nobody``
-(:mod:`graders.engine.sandbox`).
+script as root, so the grader runs the student's code under bubblewrap where
+the image allows namespaces, else as an unprivileged user of its own
+(:mod:`graders.engine.sandbox`; the level is in ``results.json``).
 """
 
 from __future__ import annotations
@@ -129,11 +130,17 @@ def run(root: Path, source: Path) -> tuple[dict, bool]:
     results_dir.mkdir(parents=True, exist_ok=True)
     try:
         result = grading.grade(find_submission(root / "submission", source), exercises=config["exercises"], seed=config["seed"])
-    except (OSError, ValueError) as error:  # nothing gradable was uploaded: a zero that says why
+    except (FileNotFoundError, NotADirectoryError, ValueError) as error:  # nothing gradable was uploaded: a zero that says why
         result = GradingResult(submission=str(root / "submission"), seed=config["seed"], exercises=())
         ok = True
         document = {**gradescope.results(result, execution_time=time.monotonic() - started),
                     "score": 0, "output": f"Your submission could not be graded: {error}"}
+    except Exception as error:  # the grader's side (a sandbox that cannot start, a full disk): never the student's zero
+        result = GradingResult(submission=str(root / "submission"), seed=config["seed"], exercises=(),
+                               status=RunStatus.GRADER_ERROR, errors=(repr(error),))
+        ok = False
+        document = gradescope.results(result, execution_time=time.monotonic() - started)
+        print(repr(error))
     else:
         document = gradescope.results(result, execution_time=time.monotonic() - started)
         ok = result.status == RunStatus.OK

@@ -12,7 +12,7 @@ import click
 from rich.markup import escape
 
 from course import submission as submissions
-from course.cli import console, exercise_option, seed_range
+from course.cli import console, seed_range
 
 seed_option = click.option("--seed", type=seed_range,
                            help="Seed of the inputs (default: random, recorded); the same seed reproduces a grade.")

@@ -14,6 +14,26 @@ from course import submission
 ROOT = submission.repo_root()
 
 
+def _bubblewrap_problem() -> str | None:
+    from graders.engine.sandbox import bubblewrap_problem
+
+    return bubblewrap_problem()
+
+
+# The grader's two isolation paths: bubblewrap (skipped where it cannot run) and the fallback.
+ISOLATIONS = [
+    pytest.param("bubblewrap", marks=pytest.mark.skipif(_bubblewrap_problem() is not None,
+                                                        reason=f"bubblewrap cannot run here: {_bubblewrap_problem()}")),
+    "fallback",
+]
+
+
+def sandbox_options(isolation: str) -> dict:
+    """``graders.grade``'s sandbox arguments for one of :data:`ISOLATIONS`; the fallback may open the folders above
+    this Python (a test machine's pyenv under /root), as an instructor would be asked to."""
+    return {"isolation": isolation, "open_interpreter_path": isolation == "fallback"}
+
+
 @pytest.fixture
 def reference_module():
     """Imports an exercise module of ``reference/``: ``reference_module("attention")``."""

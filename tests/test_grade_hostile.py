@@ -7,8 +7,10 @@ limits so that hangs cost seconds.
 
 import os
 
+import pytest
+
 from course.submission import repo_root
-from tests.conftest import assert_valid_score_files, copy_with_edits
+from tests.conftest import ISOLATIONS, assert_valid_score_files, copy_with_edits, sandbox_options
 
 import graders
 
@@ -33,7 +35,8 @@ def _scores(result) -> dict:
     return {e.name: e.score for e in result.exercises}
 
 
-def test_exits_crashes_hangs_and_monkeypatching(tmp_path):
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_exits_crashes_hangs_and_monkeypatching(tmp_path, isolation):
     submission = copy_with_edits(tmp_path / "hostile", {
         # sys.exit while the module is imported
         "jax_basics/jax_basics.py": _prepend("jax_basics/jax_basics.py", "import sys\nsys.exit(0)\n"),
@@ -53,7 +56,7 @@ def test_exits_crashes_hangs_and_monkeypatching(tmp_path):
     path.write_text(path.read_text() + "\nnext_token_loss = _zero\n"
                     "def cross_entropy_loss(*args, **kwargs):\n    import pytest\n    pytest.exit('the submission ends the grading')\n")
     out = tmp_path / "out"
-    result = graders.grade(submission, exercises=EXERCISES, out=out, seed=7, limits=HANGS)
+    result = graders.grade(submission, exercises=EXERCISES, out=out, seed=7, limits=HANGS, **sandbox_options(isolation))
     assert result.status == "ok", result.errors
     assert_valid_score_files(out, seed=7)
     scores = _scores(result)
@@ -136,7 +139,8 @@ _STOLEN = _steal()
 '''
 
 
-def test_conftest_forks_memory_lies_floods_and_reading_the_grader(tmp_path):
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_conftest_forks_memory_lies_floods_and_reading_the_grader(tmp_path, isolation):
     marker = tmp_path / "conftest-ran"
     out = tmp_path / "out"
     submission = copy_with_edits(tmp_path / "hostile", {
@@ -162,7 +166,7 @@ def test_conftest_forks_memory_lies_floods_and_reading_the_grader(tmp_path):
         "    hoard = []\n    while True:\n        hoard.append(bytearray(64 << 20))\n"
         "    raise NotImplementedError('not implemented yet: implement sinusoidal_positional_encoding"))
     (submission / "positional_encoding" / "stolen.py").symlink_to(ROOT / "reference" / "positional_encoding" / "positional_encoding.py")
-    result = graders.grade(submission, exercises=EXERCISES, out=out, seed=8, limits=LIMITS)
+    result = graders.grade(submission, exercises=EXERCISES, out=out, seed=8, limits=LIMITS, **sandbox_options(isolation))
     assert result.status == "ok", result.errors
     score = assert_valid_score_files(out, seed=8)
     assert score.score == result.score  # the files are the grader's, whatever the submission wrote
@@ -176,14 +180,15 @@ def test_conftest_forks_memory_lies_floods_and_reading_the_grader(tmp_path):
     assert any(word in fork_bomb for word in ("memory", "died", "Resource temporarily unavailable", "took longer")), fork_bomb
     assert cases["jax_basics", "test_mse_loss_with_gradients"].message.startswith("not run")
     assert all(c.status == "failed" for (exercise, _), c in cases.items() if exercise == "attention")
-    if AS_ROOT:  # as root the worker is `nobody` and cannot read the repository; otherwise it is the grader's user
+    if AS_ROOT or isolation == "bubblewrap":  # the repository is out of the worker's view, or closed to its own user
         assert scores["positional_encoding"] == 0
         hoard = cases["positional_encoding", "test_matches_reference[paper]"].message
         assert "MemoryError" in hoard or "more than 1024 MiB" in hoard, hoard
         assert result.worker["uid"] != 0
 
 
-def test_forbidden_routines_zero_the_exercise_whatever_the_name(tmp_path):
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_forbidden_routines_zero_the_exercise_whatever_the_name(tmp_path, isolation):
     submission = copy_with_edits(tmp_path / "shortcut", {
         # an aliased import, called on 4-D inputs; the other calls are the student's own correct code
         "attention/attention.py": (
@@ -199,7 +204,8 @@ def test_forbidden_routines_zero_the_exercise_whatever_the_name(tmp_path):
             "        labels = getattr(optax, 'softmax_cross_entropy_with_' + 'integer_labels')\n"
             "        return jnp.mean(labels(logits.astype(jnp.float32), targets))\n"),
     })
-    result = graders.grade(submission, exercises=["attention", "loss"], out=tmp_path / "out", seed=9, limits=LIMITS)
+    result = graders.grade(submission, exercises=["attention", "loss"], out=tmp_path / "out", seed=9, limits=LIMITS,
+                           **sandbox_options(isolation))
     assert result.status == "ok", result.errors
     assert_valid_score_files(tmp_path / "out", seed=9)
     attention, loss = result.exercises

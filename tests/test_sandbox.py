@@ -11,6 +11,9 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
+import sys
+import sysconfig
 import tempfile
 import threading
 import uuid
@@ -25,19 +28,15 @@ from course.submission import repo_root
 from graders.batch import grade_all
 from graders.engine import sandbox
 from graders.runtime import wire
-from tests.conftest import assert_valid_score_files, copy_with_edits
+from tests.conftest import ISOLATIONS, assert_valid_score_files, copy_with_edits, sandbox_options
 
 import graders
 
 ROOT = repo_root()
 LIMITS = graders.Limits(call_seconds=20, submission_seconds=300, memory_mb=1024, crashes=2)
 AS_ROOT = os.geteuid() == 0
-BUBBLEWRAP = sandbox.bubblewrap_problem()
-ISOLATIONS = [
-    pytest.param("bubblewrap", marks=pytest.mark.skipif(BUBBLEWRAP is not None, reason=f"bubblewrap cannot run here: {BUBBLEWRAP}")),
-    "fallback",
-]
 FALLBACK_LEVEL = "user" if AS_ROOT else "none"
+BUBBLEWRAP = sandbox.bubblewrap_problem()
 
 
 def _level(isolation: str) -> str:
@@ -97,7 +96,7 @@ def test_nothing_outlives_a_grading_and_the_tree_is_held_to_its_memory(tmp_path,
         "attention/attention.py": _attention(_daemon_prelude(token), "    import time\n    time.sleep(1.5)"),
     })
     out = tmp_path / "out"
-    result = graders.grade(submission, exercises=["attention"], out=out, seed=3, limits=LIMITS, isolation=isolation)
+    result = graders.grade(submission, exercises=["attention"], out=out, seed=3, limits=LIMITS, **sandbox_options(isolation))
     assert result.status == "ok", result.errors
     score = assert_valid_score_files(out, seed=3)
     assert score.isolation == _level(isolation) == result.worker["isolation"]
@@ -110,6 +109,8 @@ def test_nothing_outlives_a_grading_and_the_tree_is_held_to_its_memory(tmp_path,
     assert left == []
     assert not list(Path(tempfile.gettempdir()).glob("course-worker-*/work/" + token))
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    honest = graders.grade(ROOT / "reference", exercises=["attention"], seed=3, limits=LIMITS, **sandbox_options(isolation))
+    assert honest.score == honest.max_score > 0, honest.errors  # the next student is unharmed
 
 
 THIEF = """
@@ -184,7 +185,7 @@ def test_a_classmate_graded_in_parallel_gets_the_grade_it_gets_alone(tmp_path, i
     copy_with_edits(submissions / "alice")
     copy_with_edits(submissions / "mallory", {"attention/attention.py": f"THIEF = {THIEF!r}\n{MALLORY}"})
     results = tmp_path / "results"
-    batch = grade_all(submissions, results, jobs=2, seed=4, exercises=["attention"], limits=LIMITS, isolation=isolation)
+    batch = grade_all(submissions, results, jobs=2, seed=4, exercises=["attention"], limits=LIMITS, **sandbox_options(isolation))
     outcomes = {o.student: o for o in batch.outcomes}
     assert outcomes["alice"].status == "graded" and outcomes["alice"].score == outcomes["alice"].max_score > 0, outcomes["alice"]
     assert outcomes["mallory"].status == "graded" and outcomes["mallory"].score == 0, outcomes["mallory"]
@@ -229,13 +230,31 @@ def test_world_readable_files_and_the_network_are_out_of_reach(tmp_path, isolati
                   f"except OSError:\n    pass\ntry:\n    exec(open({str(copy)!r}).read())\nexcept OSError:\n"
                   "    causal_mask = scaled_dot_product_attention = None\n")
         submission = copy_with_edits(tmp_path / "reader", {"attention/attention.py": reader})
-        result = graders.grade(submission, exercises=["attention"], seed=5, limits=LIMITS, isolation=isolation)
+        result = graders.grade(submission, exercises=["attention"], seed=5, limits=LIMITS, **sandbox_options(isolation))
         server.close()
     finally:
         shutil.rmtree(clone)
     assert result.status == "ok" and result.isolation == "bubblewrap", result.errors
     assert result.score == 0
     assert received == []
+
+
+def test_an_environment_in_a_private_folder_runs_under_bubblewrap(tmp_path):
+    if BUBBLEWRAP is not None:
+        pytest.skip(f"bubblewrap cannot run here: {BUBBLEWRAP}")
+    private = tmp_path / "private"  # like `mktemp -d` or /root: no one else may enter
+    private.mkdir(mode=0o700)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(private / "venv")], check=True)
+    site = next((private / "venv" / "lib").glob("python*/site-packages"))
+    (site / "course-test.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # this environment's packages
+    code = ("import graders; r = graders.grade('reference', exercises=['positional_encoding'], seed=6, isolation='bubblewrap'); "
+            "print(r.isolation, r.score, r.max_score, r.errors)")
+    done = subprocess.run([str(private / "venv" / "bin" / "python"), "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    level, score, max_score, errors = done.stdout.split(" ", 3)
+    assert level == "bubblewrap" and score == max_score and float(max_score) > 0, done.stdout
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700  # nothing opened
 
 
 def test_a_worker_that_stops_reading_cannot_hold_the_grader(tmp_path):

@@ -156,9 +156,11 @@ def interpreter_folders() -> list[Path]:
     needed = {Path(sys.executable), Path(sys.executable).resolve(), Path(sys.base_prefix)}
     if (Path(sys.prefix) / "pyvenv.cfg").is_file():  # a virtual environment: how its Python finds its packages
         needed.add(Path(sys.prefix) / "pyvenv.cfg")
-    # The installation's own folders, not sys.path: the grader's path also holds the repository and the caller's.
+    # The installation's folders and the package folders on the import path (a .pth file may add one), never the
+    # rest of sys.path: it also holds the repository and the caller's own folders.
     installed = sysconfig.get_paths()
     needed |= {Path(installed[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib") if os.path.isdir(installed[k])}
+    needed |= {Path(p) for p in sys.path if os.path.isdir(p) and {"site-packages", "dist-packages"} & set(Path(p).parts)}
     return sorted(p for p in needed if not REPOSITORY.is_relative_to(p))
 
 
@@ -413,6 +415,8 @@ def bubblewrap_command(scratch: Path, *, uid: int | None, limits: Limits) -> lis
         shown.append(target)
 
     made: set[Path] = set()
+    size = str(limits.scratch_mb << 20)
+    args.extend(["--perms", "1777", "--size", size, "--tmpfs", "/tmp"])  # first: an environment under /tmp is bound on top
     for name in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         path = Path("/") / name
         if path.is_symlink():
@@ -433,8 +437,6 @@ def bubblewrap_command(scratch: Path, *, uid: int | None, limits: Limits) -> lis
         args.extend(["--dev-bind", str(device), str(device)])
     if gpus:  # the CUDA driver reads the devices' PCI details there
         args.extend(["--ro-bind", "/sys", "/sys"])
-    size = str(limits.scratch_mb << 20)
-    args.extend(["--perms", "1777", "--size", size, "--tmpfs", "/tmp"])
     bind(scratch / "lib", SANDBOX / "lib")
     bind(scratch / "submission", SANDBOX / "submission")
     args.extend(["--perms", "0777", "--size", size, "--tmpfs", str(SANDBOX / "work"), "--chdir", str(SANDBOX / "work")])
