@@ -5,6 +5,7 @@ import pytest
 from course import catalog
 from course.check import run_visible_tests
 from course.submission import repo_root
+from tests.conftest import copy_with_edits
 
 ROOT = repo_root()
 
@@ -108,3 +109,16 @@ def test_breakage_is_told_from_progress_by_pytest_json_report_s_fields(tmp_path)
     assert report is not None, log
     verdicts = {t["nodeid"].split("::")[1]: is_broken(t) for t in report["tests"]}
     assert verdicts == {name: name.endswith("broken") for name in verdicts} and len(verdicts) == 7, verdicts
+
+
+def test_compiles_once_counts_traces_not_model_calls(tmp_path):
+    # Two model calls inside one compiled step are fine; a step that is not compiled runs the model every time.
+    twice = copy_with_edits(tmp_path / "twice", {"training/training.py": (
+        "        return next_token_loss(model(tokens), tokens)",
+        "        model(tokens)\n        return next_token_loss(model(tokens), tokens)")})
+    eager = copy_with_edits(tmp_path / "eager", {"training/training.py": ("@nnx.jit\n", "")})
+    for submission, passes in ((twice, True), (eager, False)):
+        (result,) = run_visible_tests(submission, ["training"])
+        outcome = next(o for o in result.outcomes if o.nodeid.endswith("::test_train_step_compiles_once"))
+        assert (outcome.outcome == "passed") == passes, outcome
+    assert "steps [0, 1, 2]" in outcome.message and "nnx.jit" in outcome.message, outcome

@@ -57,9 +57,15 @@ def test_train_step_compiles_once():
 
     model = Counting(**TOY, rngs=nnx.Rngs(0))
     optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+    per_step = []
     for tokens in FX["tokens"]:
+        before = len(traces)
         train_step(model, optimizer, jnp.asarray(tokens))
-    assert len(traces) == 1, f"the model was traced {len(traces)} times in 3 steps; compile train_step with nnx.jit"
+        per_step.append(len(traces) - before)
+    # The first step traces (the model may be called more than once in that trace); later steps reuse the program.
+    assert per_step[0] >= 1 and per_step[1:] == [0] * (len(per_step) - 1), (
+        f"the model ran in Python at steps {[i for i, n in enumerate(per_step) if n]} of {len(per_step)}: train_step is "
+        "traced again at every step; compile it once with nnx.jit (same shapes, same program)")
 
 
 def test_shard_batch_splits_rows_over_the_data_axis():
