@@ -131,6 +131,8 @@ while time.time() < deadline:
             for part in data.split(b"\\0"):
                 try:
                     path = __import__("json").loads(part)["submission"] + "/attention/attention.py"
+                    if not path.startswith(sys.argv[2]):  # the classmate's scratch copy, not another grader's on this machine
+                        continue
                     with open(path) as source, open(os.path.join(os.environ["HOME"], "stolen.py"), "w") as copy:
                         copy.write(source.read())
                 except Exception:
@@ -149,7 +151,7 @@ import jax.numpy as jnp
 
 if os.fork() == 0:
     os.setsid()
-    os.execv(sys.executable, [sys.executable, "-c", THIEF, str(os.getppid())])
+    os.execv(sys.executable, [sys.executable, "-c", THIEF, str(os.getppid()), SCRATCH])
 
 
 def _stolen():
@@ -177,13 +179,18 @@ def scaled_dot_product_attention(query, key, value, mask=None):
 
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
-def test_a_classmate_graded_in_parallel_gets_the_grade_it_gets_alone(tmp_path, isolation):
+def test_a_classmate_graded_in_parallel_gets_the_grade_it_gets_alone(tmp_path, isolation, monkeypatch, request):
     if isolation == "fallback" and not AS_ROOT:
         pytest.skip("on the fallback without root every worker is the grader's user: only bubblewrap or root's "
                     "per-slot users keep classmates apart")
+    # The scratch folders in a folder anyone may search, as /tmp is: only their own modes keep mallory out.
+    scratch = Path(tempfile.mkdtemp(prefix="course-class-", dir="/var/tmp"))
+    scratch.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     submissions = tmp_path / "submissions"
     copy_with_edits(submissions / "alice")
-    copy_with_edits(submissions / "mallory", {"attention/attention.py": f"THIEF = {THIEF!r}\n{MALLORY}"})
+    copy_with_edits(submissions / "mallory", {"attention/attention.py": f"THIEF = {THIEF!r}\nSCRATCH = {str(scratch)!r}\n{MALLORY}"})
     results = tmp_path / "results"
     batch = grade_all(submissions, results, jobs=2, seed=4, exercises=["attention"], limits=LIMITS, **sandbox_options(isolation))
     outcomes = {o.student: o for o in batch.outcomes}
@@ -193,6 +200,7 @@ def test_a_classmate_graded_in_parallel_gets_the_grade_it_gets_alone(tmp_path, i
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
     alice = graders.load(results / "alice" / "score.json")
     assert alice.worker["starts"] == 1  # never killed by the classmate
+    assert list(scratch.iterdir()) == []  # both scratch folders removed
 
 
 def _listener() -> tuple[socket.socket, list[bytes]]:
