@@ -62,6 +62,7 @@ class Grading:
     """The state of one grading run inside the pytest process."""
 
     def __init__(self, settings: dict):
+        from graders.engine import scan
         from graders.engine.client import Session  # no jax: the worker starts before this process imports it
         from graders.engine.sandbox import Limits
 
@@ -71,6 +72,8 @@ class Grading:
         pid_file = Path(settings["pid_file"]) if settings.get("pid_file") else None
         self.session = Session(Path(settings["submission"]), Limits(**settings["limits"]), traps, pid_file)
         self.session.spawn()  # the worker imports jax while this process does and collects the suites
+        # Read before any of the submission's code runs (the worker imports it only when asked).
+        self.findings = scan.scan(self.session.scratch / "submission", self.forbidden)
         import jax
 
         from course import submission
@@ -96,7 +99,8 @@ class Grading:
         from graders.engine.client import Student
 
         if exercise not in self.students:
-            self.students[exercise] = Student(self.session, exercise, self.forbidden.get(exercise, ()))
+            self.students[exercise] = Student(self.session, exercise, self.forbidden.get(exercise, ()),
+                                              self.findings.get(exercise, ()))
         return self.students[exercise]
 
     def reference(self, exercise: str):
