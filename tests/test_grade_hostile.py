@@ -213,3 +213,26 @@ def test_forbidden_routines_zero_the_exercise_whatever_the_name(tmp_path, isolat
     assert loss.forbidden == ("optax.softmax_cross_entropy_with_integer_labels",) and loss.score == 0
     assert any("jax.nn.dot_product_attention" in c.message for c in attention.cases)
     assert all(c.points == 0 for c in loss.cases)
+
+
+def test_a_trap_undone_from_its_own_globals_is_caught_in_the_source(tmp_path):
+    """The submission restores the trapped routine's code, then calls it only when d_v == d_k (on 4-D inputs)."""
+    submission = copy_with_edits(tmp_path / "untrapped", {
+        "attention/attention.py": (
+            "    # A Python float is weakly typed",
+            "    if query.ndim == 4 and mask is None and value.shape[-1] == key.shape[-1]:\n"
+            "        jax.nn.dot_product_attention(jnp.swapaxes(query, 1, 2), jnp.swapaxes(key, 1, 2), jnp.swapaxes(value, 1, 2))\n"
+            "    # A Python float is weakly typed"),
+    })
+    attention_py = submission / "attention" / "attention.py"
+    attention_py.write_text(attention_py.read_text() + (
+        "\n_routine = jax.nn.dot_product_attention\n"
+        "for _name, _value in list(_routine.__globals__.items()):\n"
+        "    if _name.startswith('__course_trap_'):\n"
+        "        _routine.__code__ = _value[2].__code__\n"))
+    result = graders.grade(submission, exercises=["attention"], out=tmp_path / "out", seed=10, limits=LIMITS)
+    assert result.status == "ok", result.errors
+    assert_valid_score_files(tmp_path / "out", seed=10)
+    (attention,) = result.exercises
+    assert attention.score == 0 and "jax.nn.dot_product_attention" in attention.forbidden
+    assert all("jax.nn.dot_product_attention (attention/attention.py:" in c.message for c in attention.cases)

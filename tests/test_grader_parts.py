@@ -1,8 +1,10 @@
 """The grader's parts on their own: the wire format, comparisons, the score model, the plugin, the sandbox."""
 
+import functools
 import io
 import json
 import os
+import sys
 import time
 import types
 import zipfile
@@ -14,8 +16,8 @@ import pytest
 from course.submission import repo_root
 from graders.engine import client, compare, grading, sandbox
 from graders.results import gradescope, pytest_report, scores
-from graders.engine.failures import Mismatch, WorkerCrash
-from graders.runtime import wire
+from graders.engine.failures import Mismatch, Tampering, WorkerCrash
+from graders.runtime import traps, wire
 
 pytest_plugins = ["pytester"]
 
@@ -407,3 +409,93 @@ def test_a_submission_through_a_link_or_inside_the_repository_is_refused(tmp_pat
         grading.check_submission(repo / "graders")
     with pytest.raises(ValueError, match="submission: .* symbolic link"):  # refused before any grading starts
         grading.grade(tmp_path / "link", exercises=["positional_encoding"], seed=1)
+
+
+TOY_LIBRARY = """
+def attend(q):
+    return q + 1
+
+
+class Layer:
+    def __init__(self, n):
+        self.n = n
+"""
+
+
+def test_traps_record_every_name_of_a_routine_and_see_each_way_of_undoing_them(monkeypatch):
+    library = types.ModuleType("toy_library")
+    exec(TOY_LIBRARY, library.__dict__)
+    library.alias = library.attend  # one object, two names: one trap records both
+    library.scale = functools.partial(pow, 2)  # neither a function nor a class: replaced by identity
+    monkeypatch.setitem(sys.modules, "toy_library", library)
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))  # the traps' finder leaves with the test
+    installed = traps.Traps([f"toy_library.{n}" for n in ("attend", "alias", "Layer", "scale", "missing")] + ["toy_later.thing"])
+    installed.install()
+    installed.reset()
+    assert library.attend(1) == 2 and library.alias(1) == 2 and library.Layer(3).n == 3 and library.scale(3) == 8
+    assert installed.called() == ["toy_library.Layer", "toy_library.alias", "toy_library.attend", "toy_library.scale"]
+    assert installed.tampered() == []
+
+    key = next(k for k in vars(library) if k.startswith("__course_trap_"))
+    trap, entry = library.attend.__code__, vars(library)[key]
+    library.attend.__code__ = entry[2].__code__  # the original code, from the trap's own globals
+    assert installed.tampered() == ["toy_library.alias", "toy_library.attend"]
+    library.attend.__code__ = trap
+    with monkeypatch.context() as m:
+        m.setitem(vars(library), key, (lambda name: None, *entry[1:]))  # a recorder that records nothing
+        assert installed.tampered() == ["toy_library.alias", "toy_library.attend"]
+    with monkeypatch.context() as m:
+        m.setattr(library.Layer, "__init__", library.Layer.__init__.__closure__[1].cell_contents)
+        assert installed.tampered() == ["toy_library.Layer"]
+    with monkeypatch.context() as m:
+        m.setattr(library, "scale", functools.partial(pow, 2))
+        assert installed.tampered() == ["toy_library.scale"]
+    with monkeypatch.context() as m:
+        m.setattr(traps, "CALLED", set())
+        assert installed.tampered() == sorted(installed.trapped + ["toy_later.thing"])
+    with monkeypatch.context() as m:
+        m.setattr(sys, "meta_path", [f for f in sys.meta_path if f is not installed])
+        assert installed.tampered() == ["toy_later.thing"]
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "toy_later", types.ModuleType("toy_later"))  # loaded past the finder
+        assert installed.tampered() == ["toy_later.thing"]
+    assert installed.tampered() == []
+
+
+UNDOES_ITS_TRAP = """
+import optax
+
+
+def honest(x):
+    return x + 1
+
+
+def undo(x):
+    routine = optax.softmax_cross_entropy
+    for name, value in list(routine.__globals__.items()):
+        if name.startswith("__course_trap_"):
+            routine.__code__ = value[2].__code__
+    return x
+"""
+
+
+def test_a_trap_undone_in_the_worker_fails_the_exercise_from_then_on(tmp_path):
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "toy.py").write_text(UNDOES_ITS_TRAP)
+    session = client.Session(tmp_path, sandbox.Limits(call_seconds=60), traps=["optax.softmax_cross_entropy"])
+    try:
+        student = client.Student(session, "toy", ("optax.softmax_cross_entropy",))
+        assert student.honest(np.float32(1)) == 2 and student.forbidden_called == []
+        with pytest.raises(Tampering, match="the grader's trap on optax.softmax_cross_entropy was undone"):
+            student.undo(np.float32(1))
+        with pytest.raises(Tampering):
+            student.honest(np.float32(1))
+        assert student.forbidden_called == [Tampering.LABEL]
+    finally:
+        session.close()
+
+
+def test_the_worker_s_tampered_list_must_be_names():
+    assert client._well_formed({"ok": True, "tampered": ["jax.nn.dot_product_attention"]})
+    assert not client._well_formed({"ok": True, "tampered": "jax.nn.dot_product_attention"})
+    assert not client._well_formed({"ok": True, "tampered": [1]})

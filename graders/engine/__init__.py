@@ -1,1 +1,1 @@
-"""The grading engine: the trusted pytest process (``grading``, ``plugin``, ``compare``) and its sandboxed worker (``client``, ``sandbox``)."""
+"""The grading engine: the trusted pytest process (``grading``, ``plugin``, ``compare``, ``scan``) and its sandboxed worker (``client``, ``sandbox``)."""

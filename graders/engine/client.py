@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graders.engine import sandbox
-from graders.engine.failures import ForbiddenRoutine, NotRun, StudentError, WorkerCrash
+from graders.engine import sandbox, scan
+from graders.engine.failures import ForbiddenRoutine, NotRun, StudentError, SubmissionFailure, Tampering, WorkerCrash
 from graders.runtime import wire
 
 # The most a worker may report for a duration (a day): more, NaN or a negative is a malformed answer.
@@ -223,7 +223,8 @@ def _well_formed(answer: dict) -> bool:
     error = answer.get("error", {})
     return (
         isinstance(answer.get("ok"), bool)
-        and isinstance(answer.get("forbidden", []), list) and all(isinstance(n, str) for n in answer.get("forbidden", []))
+        and all(isinstance(answer.get(key, []), list) and all(isinstance(n, str) for n in answer.get(key, []))
+                for key in ("forbidden", "tampered"))
         and _is_seconds(answer.get("compile_seconds", 0.0))
         and isinstance(error, dict)
         and all(isinstance(error.get(k, ""), str) for k in ("type", "message", "where"))
@@ -250,11 +251,24 @@ class Student:
     """One exercise of the submission, as a suite sees it (the ``student`` fixture).
 
     Attribute access gives a plain call: ``student.causal_mask(5)``.
+
+    Args:
+      forbidden: the exercise's forbidden routines.
+      findings: the static scan's findings in the files that count for the
+        exercise (:func:`graders.engine.scan.scan`); a use of one of its
+        forbidden routines, or any tampering, fails every case unrun.
+
+    Attributes:
+      forbidden_called: what zeroes the exercise: the forbidden routines seen
+        (in the source or called), and :attr:`Tampering.LABEL` once tampering is.
     """
 
-    def __init__(self, session: Session, exercise: str, forbidden: tuple[str, ...] = ()):
+    def __init__(self, session: Session, exercise: str, forbidden: tuple[str, ...] = (),
+                 findings: tuple[scan.Finding, ...] = ()):
         self._session, self._exercise, self._forbidden = session, exercise, tuple(forbidden)
-        self.forbidden_called: list[str] = []
+        self._findings = [f for f in findings if f.routine in self._forbidden or f.routine == scan.TAMPERING]
+        self.forbidden_called: list[str] = sorted({Tampering.LABEL if f.routine == scan.TAMPERING else f.routine
+                                                   for f in self._findings})
 
     def __getattr__(self, function: str):
         if function.startswith("_"):
@@ -264,8 +278,17 @@ class Student:
     def _ask(self, op: str, what: str, **fields):
         return self._submit(op, what, **fields)()
 
+    def _refusal(self) -> SubmissionFailure:
+        """The failure of every case of an exercise whose source the static scan caught (a new one per case)."""
+        uses = [f for f in self._findings if f.routine != scan.TAMPERING]
+        if uses:
+            return ForbiddenRoutine(sorted({f.routine for f in uses}), where=[f"{f.where}: {f.seen}" for f in uses])
+        return Tampering([f"{f.where}: {f.seen}" for f in self._findings])
+
     def _submit(self, op: str, what: str, **fields):
         """Sends a request; returns the function that waits for and checks its result."""
+        if self._findings:
+            raise self._refusal()
         arrays: dict = {}
         header = {"op": op, "exercise": self._exercise}
         for key, value in fields.items():
@@ -275,9 +298,12 @@ class Student:
         def result():
             answer, answer_arrays = waiting()
             called = [name for name in answer.get("forbidden", []) if name in self._forbidden]
+            tampered = answer.get("tampered", [])
+            self.forbidden_called = sorted({*self.forbidden_called, *called, *([Tampering.LABEL] if tampered else [])})
             if called:
-                self.forbidden_called = called
                 raise ForbiddenRoutine(called)
+            if tampered:
+                raise Tampering([f"the grader's trap on {name} was undone" for name in tampered])
             if not answer.get("ok"):
                 raise _student_error(answer, what)
             try:
@@ -296,7 +322,7 @@ class Student:
 
         Raises:
           StudentError: the function raised (its type is in ``type_name`` and ``bases``).
-          ForbiddenRoutine, WorkerCrash, NotRun: see :mod:`graders.engine.failures`.
+          ForbiddenRoutine, Tampering, WorkerCrash, NotRun: see :mod:`graders.engine.failures`.
         """
         return self.submit(function, *args, kwargs=kwargs, transform=transform, in_axes=in_axes,
                            cotangent=cotangent, precision=precision)()

@@ -46,19 +46,44 @@ class WorkerCrash(SubmissionFailure):
 
 
 class ForbiddenRoutine(SubmissionFailure):
-    """The exercise called a library routine that does the exercise for it.
+    """The exercise calls a library routine that does the exercise for it.
 
     Attributes:
-      names: the routines it called.
+      names: the routines it calls.
+      where: where its source uses them (``"attention/attention.py:12"``), when the grader read it there.
     """
 
-    def __init__(self, names: list[str]):
+    def __init__(self, names: list[str], *, where: list[str] = ()):
         listed = ", ".join(names)
+        seen = f" ({_listed(where)})" if where else ""
         super().__init__(
-            f"this exercise calls {listed}, a library routine that does the exercise for you; "
+            f"this exercise calls {listed}{seen}, a library routine that does the exercise for you; "
             "the exercise earns no points while it does: write the computation yourself"
         )
-        self.names = list(names)
+        self.names, self.where = list(names), list(where)
+
+
+class Tampering(SubmissionFailure):
+    """The submission interferes with the grader's checks (its traps, its runtime): the exercise earns nothing.
+
+    Attributes:
+      seen: what showed it, each with where (``"attention/attention.py:3: fn.__code__"``).
+    """
+
+    LABEL = "tampering with the grader"  # listed with the exercise's forbidden routines in the score files
+
+    def __init__(self, seen: list[str]):
+        super().__init__(
+            f"this exercise tampers with the grader's checks ({_listed(seen)}); "
+            "the exercise earns no points while it does"
+        )
+        self.seen = list(seen)
+
+
+def _listed(items: list[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``items``, joined, and how many more there are."""
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return "; ".join(items[:shown]) + more
 
 
 class NotRun(SubmissionFailure):

@@ -62,6 +62,7 @@ class Grading:
     """The state of one grading run inside the pytest process."""
 
     def __init__(self, settings: dict):
+        from graders.engine import scan
         from graders.engine.client import Session  # no jax: the worker starts before this process imports it
         from graders.engine.sandbox import Limits
 
@@ -73,6 +74,8 @@ class Grading:
                                isolation=settings["isolation"], uid=settings["worker_uid"])
         self.made_searchable = list(settings["made_searchable"])
         self.session.spawn()  # the worker imports jax while this process does and collects the suites
+        # Read before any of the submission's code runs (the worker imports it only when asked).
+        self.findings = scan.scan(self.session.scratch / "submission", self.forbidden)
         import jax
 
         from course import submission
@@ -98,7 +101,8 @@ class Grading:
         from graders.engine.client import Student
 
         if exercise not in self.students:
-            self.students[exercise] = Student(self.session, exercise, self.forbidden.get(exercise, ()))
+            self.students[exercise] = Student(self.session, exercise, self.forbidden.get(exercise, ()),
+                                              self.findings.get(exercise, ()))
         return self.students[exercise]
 
     def reference(self, exercise: str):

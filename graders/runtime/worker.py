@@ -25,7 +25,8 @@ Requests (``op``) and their results:
 
 Every answer is ``{"ok": true, "result": ...}`` or ``{"ok": false, "error":
 {type, bases, message, where}}``, plus the request's ``id``, ``forbidden`` (the trapped routines the
-current exercise has called) and ``compile_seconds`` (time spent compiling).
+current exercise has called), ``tampered`` (the routines whose trap is no longer in place, checked
+after every request: see :meth:`traps.Traps.tampered`) and ``compile_seconds`` (time spent compiling).
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def _set_limit(which: int, value: int | None) -> None:
 
 
 class Worker:
+    """Answers the grader's requests; ``wire``, ``transforms``: the runtime's modules; ``traps``: the installed :class:`traps.Traps`."""
+
     def __init__(self, config: dict, wire, transforms, traps):
         self.config, self.wire, self.transforms, self.traps = config, wire, transforms, traps
         self.modules: dict = {}
@@ -122,7 +125,7 @@ class Worker:
                     "uid": os.getuid(), "startup_seconds": self.config["startup_seconds"]}
         if op == "load":
             name = request["exercise"]
-            self.traps.CALLED.clear()
+            self.traps.reset()
             self.modules[name] = importlib.import_module(f"exercises.{name}.{name}")
             return None
         if op == "info":
@@ -170,7 +173,8 @@ class Worker:
         if os.getpid() != self.pid:
             return None
         header["id"] = request.get("id")
-        header["forbidden"] = sorted(self.traps.CALLED)
+        header["forbidden"] = self.traps.called()
+        header["tampered"] = self.traps.tampered()
         header["compile_seconds"] = self.compile_seconds
         return self.wire.pack(header, out)
 
@@ -198,10 +202,11 @@ def main() -> None:
 
     if jax.default_backend() == "cpu":  # XLA's GPU allocator reserves address space that RLIMIT_DATA would count
         _set_limit(resource.RLIMIT_DATA, config.get("memory_bytes"))
-    traps.Traps(config.get("traps", [])).install()
+    trapped = traps.Traps(config.get("traps", []))
+    trapped.install()
     sys.meta_path.insert(0, SubmissionFinder(config["submission"], config["course"]))
     config["startup_seconds"] = time.monotonic() - start
-    worker = Worker(config, wire, transforms, traps)
+    worker = Worker(config, wire, transforms, trapped)
     jax.monitoring.register_event_duration_secs_listener(worker.on_event)
     while True:
         try:
