@@ -359,10 +359,16 @@ def remove_stale_scratch() -> list[Path]:
 
 
 def _owner_alive(scratch: Path) -> bool:
+    """Whether the grading that made ``scratch`` may still be running (without an owner file: made less than a day ago)."""
     try:
         owner = json.loads((scratch / _OWNER_FILE).read_text())
+    except FileNotFoundError:  # an older grader's folder, or one still being made
+        return time.time() - scratch.lstat().st_mtime < 86400
+    except (OSError, ValueError):
+        return False
+    try:
         return psutil.Process(int(owner["pid"])).create_time() == float(owner["created"])
-    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+    except (KeyError, TypeError, ValueError, psutil.Error):
         return False
 
 
