@@ -192,10 +192,12 @@ def test_the_scratch_copy_leaves_out_links_and_refuses_huge_submissions(tmp_path
     (submission / "loss").mkdir(parents=True)
     (submission / "loss" / "loss.py").write_text("x = 1\n")
     (submission / "loss" / "secret.py").symlink_to("/etc/hostname")
+    (submission / "loss" / "hidden.pyc").write_bytes(b"bytecode the static scan cannot read")
     scratch = sandbox.make_scratch(submission)
     try:
         assert (scratch / "submission" / "loss" / "loss.py").read_text() == "x = 1\n"
         assert not (scratch / "submission" / "loss" / "secret.py").exists()
+        assert not (scratch / "submission" / "loss" / "hidden.pyc").exists()
         assert (scratch / "lib" / "grader_runtime" / "worker.py").is_file()
     finally:
         sandbox.remove_scratch(scratch)

@@ -274,6 +274,8 @@ def kill_user(uid: int | None) -> None:
         psutil.wait_procs(victims, timeout=0.5)
 
 
+# Code the static scan cannot read (bytecode imports without its source; extension modules): never copied.
+COMPILED = frozenset({".pyc", ".pyo", ".so", ".pyd", ".dylib"})
 SHARED_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue")  # where any user may leave files
 
 
@@ -312,12 +314,13 @@ def make_scratch(submission: Path, *, uid: int | None = None, max_mb: int = 64) 
     ``uid`` may enter it); inside, everything is readable, not writable, by
     the worker. Only regular files are copied: a symbolic link (which could
     point the worker at any file of the grader's) is left out, and so is what
-    tools leave beside the code (:data:`course.submission.SKIPPED_FOLDERS`).
+    tools leave beside the code (:data:`course.submission.SKIPPED_FOLDERS`)
+    and compiled code (:data:`COMPILED`: only source is graded).
 
     Raises:
       ValueError: the submission holds more than ``max_mb`` MiB.
     """
-    files = list(_files(submission))
+    files = [f for f in _files(submission) if f.suffix not in COMPILED]
     size = sum(f.stat().st_size for f in files)
     if size > max_mb << 20:
         raise ValueError(f"submission: {size >> 20} MiB is more than the {max_mb} MiB a submission may hold")
