@@ -64,3 +64,20 @@ def replicate(mesh: Mesh, *objects: nnx.Module | nnx.Optimizer) -> None:
     for obj in objects:
         state = nnx.state(obj)
         nnx.update(obj, jax.device_put(state, replicated))
+
+
+def is_split_over(x, mesh: Mesh, axis: str = "data") -> bool:
+    """Whether ``x`` is placed as ``NamedSharding(mesh, P(axis))``: an array on ``mesh`` with its rows split over ``axis``.
+
+    The mesh itself is compared, not only where the rows land: on a mesh of
+    one device every placement holds the same rows, and only the sharding
+    tells a batch placed on the mesh from one left where it was.
+
+    Args:
+      x: any object; only a ``jax.Array`` can be placed.
+      mesh: the mesh it should be placed on.
+      axis: the mesh axis its first dimension should be split over.
+    """
+    sharding = getattr(x, "sharding", None)
+    return (isinstance(x, jax.Array) and isinstance(sharding, NamedSharding) and sharding.mesh == mesh
+            and sharding.is_equivalent_to(NamedSharding(mesh, P(axis)), x.ndim))

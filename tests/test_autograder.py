@@ -100,12 +100,13 @@ def test_correct_submission_earns_full_marks(bundle, tmp_path):
 
 
 def test_wrong_submission_loses_points_with_a_hint(bundle, tmp_path):
-    wrong = {MODULE: ("jnp.arange(seq_len, dtype=jnp.float32)", "jnp.arange(1, seq_len + 1, dtype=jnp.float32)")}
+    # Right for the paper's base, wrong for any other: the paper's case still counts.
+    wrong = {MODULE: ("jnp.float32(base)", "jnp.float32(10000.0)")}
     process, results = run_bundle(bundle, tmp_path, wrong)
     assert process.returncode == 0, process.stderr[-3000:]
     total = sum(t["max_score"] for t in results["tests"])
     assert 0 < results["score"] < total
-    assert any("positions start at 1" in t["output"] for t in results["tests"] if t["status"] == "failed")
+    assert any("the base argument is not used" in t["output"] for t in results["tests"] if t["status"] == "failed")
 
 
 def test_hostile_submission_cannot_forge_its_results(bundle, tmp_path):

@@ -69,7 +69,8 @@ def test_a_grader_bug_is_reported_as_such(tmp_path, monkeypatch):
     suites = tmp_path / "suites"
     suites.mkdir()
     (suites / "test_loss.py").write_text(
-        "import pytest\n\n@pytest.mark.points(2)\ndef test_buggy(student):\n    raise KeyError('a bug in the suite')\n"
+        "import pytest\n\n@pytest.mark.points(2)\n@pytest.mark.values('cross_entropy_loss')\n"
+        "def test_buggy(student):\n    raise KeyError('a bug in the suite')\n"
     )
     monkeypatch.setattr("graders.engine.grading.SUITES", suites)
     result = graders.grade(ROOT / "reference", exercises=["loss"], out=tmp_path / "out", seed=1)
@@ -125,3 +126,37 @@ def test_an_answer_in_another_dtype_fails_on_its_dtype_not_at_its_tolerance(tmp_
     assert all(c.message.endswith("expected dtype float32, got bfloat16") for c in values), [c.message for c in values]
     bfloat16 = cases["test_bfloat16_inputs_give_bfloat16_outputs"]
     assert bfloat16.points == 0 and bfloat16.message == "bfloat16 output: expected dtype bfloat16, got float32"
+
+
+# Ordinary slips in what a submission returns: each must fail its cases with a message, never crash the suite's code.
+SLIPS = {
+    # token ids as floats from both functions (the loop casts them back for its int32 buffer)
+    "generation": [
+        Mutation("sample_next_token", "return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)",
+                 "return jax.random.categorical(key, logits, axis=-1).astype(jnp.float32)"),
+        Mutation("_generate.step", "token = sample_next_token(logits, jax.random.fold_in(key, t), temperature, top_k)",
+                 "token = sample_next_token(logits, jax.random.fold_in(key, t), temperature, top_k).astype(jnp.int32)"),
+        Mutation("_generate", "return jax.lax.fori_loop(prompt_len, total, step, buffer)",
+                 "return jax.lax.fori_loop(prompt_len, total, step, buffer).astype(jnp.float32)"),
+    ],
+    # the weights forgotten: one array where (output, weights) belongs
+    "attention": [Mutation("scaled_dot_product_attention", "return weights @ value, weights", "return weights @ value")],
+    # an output projection of the wrong width
+    "transformer": [Mutation("MultiHeadAttention.__init__", "self.out = nnx.Linear(d_model, d_model, rngs=rngs)",
+                             "self.out = nnx.Linear(d_model, d_model // num_heads, rngs=rngs)")],
+}
+
+
+def test_slips_in_returned_arrays_fail_with_messages_not_grader_errors(tmp_path):
+    # The suites index with token ids, count them and unpack outputs: a wrong dtype, shape or count is the student's.
+    target = copy_with_edits(tmp_path / "slips", {f"{name}/{name}.py": edits for name, edits in SLIPS.items()})
+    result = graders.grade(target, exercises=list(SLIPS), seed=5)
+    assert result.status == "ok", result.errors
+    cases = {(c.exercise, c.name): c for e in result.exercises for c in e.cases}
+    assert not [name for name, c in cases.items() if c.status == "grader_error"]
+    float_ids = [c for (exercise, name), c in cases.items() if exercise == "generation" and name.startswith(
+        ("test_samples_only_from_the_top_k", "test_samples_follow_the_distribution", "test_generate_samples_follow_the_model"))]
+    assert len(float_ids) == 6 and all(c.message.endswith("expected dtype int32, got float32") for c in float_ids), float_ids
+    weights = cases["attention", "test_masked_weights_are_exactly_zero"]
+    assert weights.status == "failed" and weights.message.startswith("scaled_dot_product_attention: expected a tuple of 2 arrays")
+    assert "parameter structure differs" in cases["transformer", "test_multi_head_attention_with_gradients[self]"].message

@@ -11,6 +11,7 @@ import pytest
 
 from course.submission import repo_root
 from tests.conftest import ISOLATIONS, assert_valid_score_files, copy_with_edits, sandbox_options
+from tests.conftest import Mutation as M
 
 import graders
 
@@ -236,3 +237,73 @@ def test_a_trap_undone_from_its_own_globals_is_caught_in_the_source(tmp_path):
     (attention,) = result.exercises
     assert attention.score == 0 and "jax.nn.dot_product_attention" in attention.forbidden
     assert all("jax.nn.dot_product_attention (attention/attention.py:" in c.message for c in attention.cases)
+
+
+# A submission that computes nothing: every function keeps the reference's argument checks (so the cases that pass
+# bad arguments see the right errors) and returns constants of the right shape and dtype. Found by the structure of
+# the reference's code (tests/conftest.py: Mutation); what is computed before a replaced return is thrown away.
+CONSTANTS = {
+    "jax_basics": [
+        M("predict", "return x @ W + b", "return jnp.zeros((*inputs.shape[:-1], W.shape[-1]), inputs.dtype)"),
+        M("mse_loss", "return jnp.mean((predictions - targets) ** 2)", "return jnp.zeros((), predictions.dtype)"),
+        M("loss_and_grad", "return jax.value_and_grad(mse_loss)(params, batch)",
+          "return jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params)"),
+        M("per_example_grads", "return jax.vmap(jax.grad(mse_loss), in_axes=(None, 0))(params, batch)",
+          "return jax.tree.map(lambda p: jnp.zeros((batch[0].shape[0], *p.shape), p.dtype), params)"),
+    ],
+    # Every row is position 0's: right for a single position, whatever the sizes.
+    "positional_encoding": [
+        M("sinusoidal_positional_encoding",
+          "return jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1).reshape(seq_len, d_model)",
+          "return jnp.tile(jnp.array([0.0, 1.0], jnp.float32), (seq_len, d_model // 2))"),
+    ],
+    "attention": [
+        M("causal_mask", "return jnp.tril(jnp.ones((seq_len, seq_len), dtype=bool))",
+          "return jnp.ones((seq_len, seq_len), dtype=bool)"),
+        M("scaled_dot_product_attention", "return weights @ value, weights",
+          "return jnp.zeros_like(weights @ value), jnp.ones_like(weights) / weights.shape[-1]"),
+    ],
+    "loss": [
+        M("cross_entropy_loss", "return jnp.mean(nll)", "return jnp.zeros((), jnp.float32)"),
+        M("cross_entropy_loss", "return jnp.sum(nll * weights) / jnp.maximum(jnp.sum(weights), 1.0)",
+          "return jnp.zeros((), jnp.float32)"),
+    ],
+    "transformer": [
+        M("MultiHeadAttention.__call__", "return self.out(heads.reshape(*heads.shape[:-2], -1))", "return jnp.zeros_like(x)"),
+        M("FeedForward.__call__", "return self.down(jax.nn.gelu(self.up(x)))", "return jnp.zeros_like(x)"),
+        M("DecoderBlock.__call__", "return x + self.ffn(self.ln2(x))", "return jnp.zeros_like(x)"),
+    ],
+    "generation": [
+        M("sample_next_token", "return jnp.argmax(logits, axis=-1).astype(jnp.int32)",
+          "return jnp.zeros(logits.shape[:-1], jnp.int32)"),
+        M("sample_next_token", "return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)",
+          "return jnp.zeros(logits.shape[:-1], jnp.int32)"),
+        M("generate", "return _generate(graphdef, state, prompt.astype(jnp.int32), max_new_tokens, key, temperature, top_k)",
+          "return jnp.concatenate([prompt.astype(jnp.int32), jnp.zeros((prompt.shape[0], max_new_tokens), jnp.int32)], axis=1)"),
+    ],
+    # The loss is computed and thrown away; the model is never updated.
+    "training": [
+        M("train_step", "optimizer.update(model, grads)", ""),
+        M("train_step", "return loss", "return jax.numpy.full((), 2.0, jax.numpy.float32)"),
+        M("shard_batch", 'return jax.device_put(tokens, NamedSharding(mesh, P("data")))', "return jax.numpy.asarray(tokens)"),
+    ],
+}
+
+
+def test_constants_behind_the_right_argument_checks_earn_nothing(tmp_path):
+    submission = copy_with_edits(tmp_path / "constants", {f"{name}/{name}.py": edits for name, edits in CONSTANTS.items()})
+    out = tmp_path / "out"
+    result = graders.grade(submission, out=out, seed=10, limits=LIMITS)
+    assert result.status == "ok", result.errors
+    assert_valid_score_files(out, seed=10)
+    assert [e.name for e in result.exercises] == graders.graded_exercises()
+    assert _scores(result) == dict.fromkeys(graders.graded_exercises(), 0)
+    gated = [c for e in result.exercises for c in e.cases if c.message.startswith("counts only once ")]
+    # The gate is what zeroes them: cases that pass on constants alone (the argument checks, a constant's shape and dtype).
+    assert {c.exercise for c in gated} == set(graders.graded_exercises()) - {"jax_basics"}, [(c.exercise, c.name) for c in gated]
+    cases = {(c.exercise, c.name): c for c in gated}
+    assert cases["positional_encoding", "test_bad_sizes_raise_value_error[odd_d_model]"].message == (
+        "counts only once sinusoidal_positional_encoding computes correct values (see test_matches_reference[paper])")
+    assert ("training", "test_shard_batch_rejects_bad_meshes") in cases
+    assert ("generation", "test_model_is_traced_a_bounded_number_of_times") in cases
+

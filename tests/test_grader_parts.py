@@ -127,11 +127,12 @@ def test_integer_and_boolean_answers_keep_working():
         compare.check(np.tril(np.ones((3, 3), np.float32)), jnp.tril(jnp.ones((3, 3), bool)), what="mask")
 
 
-def _report(outcome="passed", forbidden=(), exercise="loss"):
+def _report(outcome="passed", forbidden=(), exercise="loss", name=None, values="cross_entropy_loss", requires=None):
     record = {"exercise": exercise, "points": 2, "visibility": "visible", "status": "passed" if outcome == "passed" else "failed",
-              "message": "" if outcome == "passed" else "wrong", "hint": None, "forbidden": list(forbidden), "detail": ""}
-    return {"nodeid": f"graders/suites/test_{exercise}.py::test_x[{outcome}]", "outcome": outcome, "call": {"duration": 0.1},
-            "user_properties": [{"grader": record}]}
+              "message": "" if outcome == "passed" else "wrong", "hint": None, "forbidden": list(forbidden), "detail": "",
+              "values": None if requires else values, "requires_values": requires}
+    return {"nodeid": f"graders/suites/test_{exercise}.py::{name or f'test_x[{outcome}]'}", "outcome": outcome,
+            "call": {"duration": 0.1}, "user_properties": [{"grader": record}]}
 
 
 def test_the_score_model_converts_writes_and_reads_back(tmp_path):
@@ -167,6 +168,35 @@ def test_a_forbidden_routine_zeroes_the_whole_exercise():
     assert all(c.status == "failed" for c in exercise.cases)
 
 
+def test_a_case_requiring_values_counts_only_once_they_pass(tmp_path):
+    def convert(*tests):
+        return pytest_report.convert({"tests": list(tests)}, submission="s", seed=0, exercises=["loss"])
+
+    raises = _report(name="test_raises", requires="cross_entropy_loss")
+    other = _report(name="test_other_raises", requires="next_token_loss")
+    values = [_report(name="test_values[a]"), _report("failed", name="test_values[b]"),
+              _report(name="test_next", values="next_token_loss")]
+    result = convert(*values, raises, other)
+    cases = {c.name: c for c in result.exercises[0].cases}
+    assert cases["test_raises"].status == "failed" and cases["test_raises"].points == 0
+    assert cases["test_raises"].message == "counts only once cross_entropy_loss computes correct values (see test_values[b])"
+    assert cases["test_other_raises"].status == "passed" and cases["test_other_raises"].points == 2
+    assert result.score == 2 + 2 + 2 and result.status == "ok"
+    # Both writers read the gated case from the score model.
+    scores.write_json(tmp_path / "score.json", result.to_json())
+    assert scores.load(tmp_path / "score.json") == result
+    gradescope_tests = {t["name"]: t for t in gradescope.results(result, execution_time=1.0)["tests"]}
+    assert gradescope_tests["loss: test_raises"]["status"] == "failed" and gradescope_tests["loss: test_raises"]["score"] == 0
+    assert gradescope_tests["loss: test_raises"]["output"].startswith("counts only once cross_entropy_loss")
+    # A values case with a grader error gates nothing (the run is a grader error already); one that never ran gates.
+    broken = _report("failed", name="test_values[a]")
+    broken["user_properties"][0]["grader"]["status"] = "grader_error"
+    gated = {c.name: c for c in convert(broken, raises).exercises[0].cases}
+    assert gated["test_raises"].status == "passed" and gated["test_raises"].points == 2
+    (alone,) = convert(raises).exercises[0].cases
+    assert alone.points == 0 and alone.message.endswith("cross_entropy_loss computes correct values (none of its cases ran)")
+
+
 def test_missing_records_and_broken_suites_are_grader_errors():
     report = {"tests": [{"nodeid": "x::y", "outcome": "passed"}],
               "collectors": [{"nodeid": "graders/suites/test_loss.py", "outcome": "failed", "longrepr": "ImportError"}]}
@@ -178,6 +208,13 @@ def test_missing_records_and_broken_suites_are_grader_errors():
     ("", "expected @pytest.mark.points(n) with a positive number, got None"),
     ("@pytest.mark.points(-1)", "got -1"),
     ("@pytest.mark.points(1)\n@pytest.mark.visibility('secret')", "visibility must be one of"),
+    ("@pytest.mark.points(1)", "expected exactly one of @pytest.mark.values(function)"),
+    ("@pytest.mark.points(1)\n@pytest.mark.values('next_token_loss')\n@pytest.mark.requires_values('next_token_loss')",
+     "expected exactly one of"),
+    ("@pytest.mark.points(1)\n@pytest.mark.values('softmax')",
+     "names 'softmax', which is not a function of exercise loss (cross_entropy_loss, next_token_loss)"),
+    ("@pytest.mark.points(1)\n@pytest.mark.requires_values('next_token_loss')",
+     "no case of test_loss.py carries @pytest.mark.values('next_token_loss')"),
 ])
 def test_the_plugin_rejects_cases_without_valid_markers(pytester, marks, problem):
     pytester.makepyfile(test_loss=f"import pytest\n\n{marks}\ndef test_case():\n    pass\n")

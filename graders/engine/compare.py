@@ -164,6 +164,33 @@ def expect_dtype(actual, dtype, *, what: str) -> None:
         raise Mismatch(f"{what}: expected dtype {np.dtype(dtype).name}, got {np.dtype(actual.dtype).name}")
 
 
+def expect_array(actual, *, dtype, shape: Sequence[int] | None = None, what: str) -> np.ndarray:
+    """``actual`` as a numpy array, failing with :class:`Mismatch` unless it is an array of ``dtype`` and ``shape``.
+
+    For a student's result that a suite uses other than through :func:`check`
+    (indexes with it, counts it, reads it as a number): a wrong dtype or shape
+    then fails the case with a message instead of crashing the suite's code.
+
+    Args:
+      dtype: the dtype the specification gives (token ids ``int32``, a loss ``float32``).
+      shape: the expected shape; ``None`` accepts any.
+    """
+    __tracebackhide__ = True
+    expect_dtype(actual, dtype, what=what)
+    if shape is not None and tuple(actual.shape) != tuple(shape):
+        raise Mismatch(f"{what}: expected shape {list(shape)}, got {list(actual.shape)}")
+    return np.asarray(actual)
+
+
+def expect_outputs(actual, count: int, *, what: str) -> list:
+    """The ``count`` outputs of a function that returns a tuple, failing with :class:`Mismatch` unless it did."""
+    __tracebackhide__ = True
+    if isinstance(actual, tuple | list) and len(actual) == count:
+        return list(actual)
+    got = f"{len(actual)} ({_shapes(list(actual))})" if isinstance(actual, tuple | list) else _shape(actual)
+    raise Mismatch(f"{what}: expected a tuple of {count} arrays, got {got}")
+
+
 def expect_raises(student, function: str, args: tuple, kwargs: dict | None = None, *, error: str, why: str) -> None:
     """Fails unless ``function(*args, **kwargs)`` raises ``error`` (a builtin exception's name) or a subclass."""
     __tracebackhide__ = True

@@ -10,8 +10,19 @@ Markers (registered in ``pytest_configure``):
 - ``@pytest.mark.visibility(name)``: who sees the case's result, one of
   Gradescope's ``visible`` (default), ``hidden``, ``after_due_date``, ``after_published``.
 
-A case missing ``points`` or carrying a bad value stops the run with a usage
-error naming the case.
+- ``@pytest.mark.values(function)``: the case compares ``function``'s outputs
+  (or gradients) with the reference's on drawn inputs: the exercise's evidence
+  that the submission computes something.
+- ``@pytest.mark.requires_values(function)``: any other case (bad arguments
+  raise, dtypes are kept, it works under ``jit``, ...) counts only once every
+  ``values`` case of ``function`` passes, so that constants of the right shape
+  behind the right argument checks earn nothing. The score model applies this
+  gate (:func:`graders.results.pytest_report.convert`).
+
+Every case carries ``points`` and exactly one of ``values`` and
+``requires_values``, naming a function of the exercise (``course.catalog``);
+a ``requires_values`` function needs a ``values`` case in the same suite.
+Anything else stops the run with a usage error naming the case.
 
 Fixtures:
 
@@ -25,7 +36,8 @@ Fixtures:
 - ``grading_seed``: the seed itself.
 
 Each case's record (``user_properties["grader"]`` in the pytest-json-report
-output) holds its exercise, points, visibility, status (``passed``,
+output) holds its exercise, points, visibility, its ``values`` or
+``requires_values`` function, status (``passed``,
 ``failed``: the submission's fault, or ``grader_error``), the student-facing
 message, the hint of a recognised mistake, the forbidden routines it saw and,
 for grader errors, the traceback for the instructor. The report's top-level
@@ -46,6 +58,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from course import catalog
 from graders.results.scores import CaseStatus
 
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
@@ -144,6 +157,8 @@ _CONFIG: list = []  # pytest_json_modifyreport receives no config: the current o
 def pytest_configure(config):
     config.addinivalue_line("markers", "points(n): what the case is worth (a positive number); required in grader suites")
     config.addinivalue_line("markers", f"visibility(name): who sees the case's result: {', '.join(VISIBILITIES)}")
+    config.addinivalue_line("markers", "values(function): the case compares the function's values with the reference's")
+    config.addinivalue_line("markers", "requires_values(function): the case counts only once the function's values cases pass")
     _CONFIG[:] = [config]
     path = config.getoption("grader_config")
     if path:
@@ -170,7 +185,31 @@ def _marker_value(item, name: str, default=None):
     return marker.args[0]
 
 
+def _functions(item) -> tuple[str, ...]:
+    """The functions of the case's exercise (``course.catalog``)."""
+    try:
+        return catalog.get(exercise_of(item)).functions
+    except KeyError as error:
+        raise pytest.UsageError(f"{item.nodeid}: a grader suite is named test_<exercise>.py; {error.args[0]}") from None
+
+
+def _gate_markers(item) -> tuple[str | None, str | None]:
+    """The case's ``(values, requires_values)`` functions: exactly one is set, to a function of its exercise."""
+    values, requires = _marker_value(item, "values"), _marker_value(item, "requires_values")
+    if (values is None) == (requires is None):
+        raise pytest.UsageError(f"{item.nodeid}: expected exactly one of @pytest.mark.values(function) (the case "
+                                "compares the function's values) and @pytest.mark.requires_values(function) (it counts "
+                                "once they are right)")
+    marker, function = ("values", values) if values is not None else ("requires_values", requires)
+    functions = _functions(item)
+    if function not in functions:
+        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{marker} names {function!r}, which is not a function of "
+                                f"exercise {exercise_of(item)} ({', '.join(functions)})")
+    return values, requires
+
+
 def pytest_collection_modifyitems(config, items):
+    gates = {}
     for item in items:
         points = _marker_value(item, "points")
         if isinstance(points, bool) or not isinstance(points, int | float) or not points > 0:
@@ -178,10 +217,18 @@ def pytest_collection_modifyitems(config, items):
         visibility = _marker_value(item, "visibility", "visible")
         if visibility not in VISIBILITIES:
             raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.visibility must be one of {VISIBILITIES}, got {visibility!r}")
+        gates[item] = _gate_markers(item)
         item.user_properties.append(("grader", {
             "exercise": exercise_of(item), "points": points, "visibility": visibility,
+            "values": gates[item][0], "requires_values": gates[item][1],
             "status": CaseStatus.PASSED, "message": "", "hint": None, "forbidden": [], "detail": "",
         }))
+    computed = {(exercise_of(item), values) for item, (values, _) in gates.items() if values is not None}
+    for item, (_, requires) in gates.items():
+        if requires is not None and (exercise_of(item), requires) not in computed:
+            raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.requires_values({requires!r}) waits for a case that "
+                                    f"does not exist: no case of test_{exercise_of(item)}.py carries "
+                                    f"@pytest.mark.values({requires!r})")
 
 
 def _grading(request) -> Grading:

@@ -3,21 +3,26 @@
 Each test's ``user_properties["grader"]`` record (written by
 :mod:`graders.engine.plugin`) gives its exercise, points and message; the outcome
 decides the points. An exercise in which any case saw a forbidden routine
-earns nothing. A suite that failed to import, or a case with a grader error,
-makes the run's status ``grader_error``.
+earns nothing. A case marked ``requires_values(function)`` counts only once
+the exercise's ``values(function)`` cases pass: while one of them fails, it
+fails too, naming that case (see :func:`gate`). A suite that failed to import,
+or a case with a grader error, makes the run's status ``grader_error``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import replace
 
 from graders.results.scores import Case, CaseStatus, ExerciseScore, GradingResult, RunStatus
 
 
-def _case(test: dict) -> Case | None:
-    record = next((p["grader"] for p in test.get("user_properties", []) if "grader" in p), None)
-    if record is None:
-        return None
+def _record(test: dict) -> dict | None:
+    return next((p["grader"] for p in test.get("user_properties", []) if "grader" in p), None)
+
+
+def _case(test: dict, record: dict) -> Case:
     # The test's outcome is pytest's word; the record's status is the plugin's (a CaseStatus).
     status = CaseStatus(record["status"]) if test.get("outcome") != "passed" else CaseStatus.PASSED
     if status == CaseStatus.PASSED and test.get("outcome") != "passed":  # failed without a record: e.g. a teardown error
@@ -36,6 +41,34 @@ def _finite(timings: dict) -> dict:
     return {k: v if isinstance(v, int | float) and math.isfinite(v) else None for k, v in timings.items()}
 
 
+def gate(cases: list[Case], values: Mapping[str, str], requires: Mapping[str, str]) -> list[Case]:
+    """``cases`` (one exercise's) with each passed case that requires a function's values failed while they are wrong.
+
+    A case that requires ``function``'s values scores only when no ``values``
+    case of ``function`` failed (and one ran): a submission that checks its
+    arguments and returns constants earns nothing. A values case with a grader
+    error gates nothing: the run's status says the grade cannot be trusted
+    already, and a student never loses points for the grader's fault.
+
+    Args:
+      values: case name -> the function whose values it compares.
+      requires: case name -> the function whose values it requires.
+    """
+    def gated(case: Case) -> Case:
+        function = requires.get(case.name)
+        if function is None or case.status != CaseStatus.PASSED:
+            return case
+        evidence = [c for c in cases if values.get(c.name) == function]
+        failed = next((c for c in evidence if c.status == CaseStatus.FAILED), None)
+        if evidence and failed is None:
+            return case
+        why = f"see {failed.name}" if failed else "none of its cases ran"
+        message = f"counts only once {function} computes correct values ({why})"
+        return replace(case, points=0, status=CaseStatus.FAILED, message=message)
+
+    return [gated(c) for c in cases]
+
+
 def convert(report: dict, *, submission: str, seed: int, exercises: list[str]) -> GradingResult:
     """The :class:`GradingResult` of one grader run.
 
@@ -46,13 +79,20 @@ def convert(report: dict, *, submission: str, seed: int, exercises: list[str]) -
       exercises: the graded exercises, in the order to report them.
     """
     cases: dict[str, list[Case]] = {name: [] for name in exercises}
+    # Per exercise, case name -> the function whose values it compares, or whose values it requires.
+    values: dict[str, dict[str, str]] = {name: {} for name in exercises}
+    requires: dict[str, dict[str, str]] = {name: {} for name in exercises}
     errors = []
     for test in report.get("tests", []):
-        case = _case(test)
-        if case is None or case.exercise not in cases:
+        record = _record(test)
+        if record is None or record["exercise"] not in cases:
             errors.append(f"{test.get('nodeid')}: a test without a grading record")
             continue
+        case = _case(test, record)
         cases[case.exercise].append(case)
+        for marks, key in ((values, "values"), (requires, "requires_values")):
+            if record[key] is not None:
+                marks[case.exercise][case.name] = record[key]
         if case.status == CaseStatus.GRADER_ERROR:
             errors.append(f"{case.exercise}: {case.name}: grader error\n{case.detail}")
     for collector in report.get("collectors", []):
@@ -68,6 +108,7 @@ def convert(report: dict, *, submission: str, seed: int, exercises: list[str]) -
                         "message": c.message or why, "forbidden": forbidden})
                 for c in cases[name]
             ]
+        cases[name] = gate(cases[name], values[name], requires[name])
         if not cases[name] and not errors:
             errors.append(f"{name}: the suite has no cases")
         scored.append(ExerciseScore(name, tuple(cases[name]), forbidden))

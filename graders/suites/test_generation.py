@@ -28,7 +28,7 @@ from flax import nnx
 from course.params import param_arrays
 from course.testing import fit_p_value, mistaken_distributions, sampling_distribution
 from course.testing.toy_model import PrefixMeanLM
-from graders.engine.compare import check, expect_dtype, expect_raises
+from graders.engine.compare import check, expect_array, expect_dtype, expect_raises
 from graders.engine.failures import Mismatch
 
 ALPHA = 1e-4  # the false-alarm rate of each chi-square case
@@ -48,7 +48,7 @@ def _key(student, rng):
 
 
 def _expect_distribution(samples, logits, temperature, top_k, what):
-    """Fails unless ``samples`` (token ids) look drawn from the specification's distribution (chi-square, ``ALPHA``).
+    """Fails unless ``samples`` (int32 token ids) look drawn from the specification's distribution (chi-square, ``ALPHA``).
 
     On a failure, the first known mistake (``course.mistakes``) whose distribution the samples fit is named.
     """
@@ -71,6 +71,7 @@ def _expect_distribution(samples, logits, temperature, top_k, what):
 
 
 @pytest.mark.points(1)
+@pytest.mark.values("sample_next_token")
 @pytest.mark.parametrize("layout", ["rows", "leading_dims"])
 def test_temperature_zero_is_argmax(student, rng, dims, layout):
     V, B, _ = dims
@@ -81,6 +82,7 @@ def test_temperature_zero_is_argmax(student, rng, dims, layout):
 
 
 @pytest.mark.points(1)
+@pytest.mark.values("sample_next_token")
 def test_top_k_one_is_argmax(student, rng, dims):
     V, B, _ = dims
     logits = rng.standard_normal((B, 4, V)).astype(np.float32)
@@ -89,28 +91,32 @@ def test_top_k_one_is_argmax(student, rng, dims):
 
 
 @pytest.mark.points(1)
+@pytest.mark.requires_values("sample_next_token")
 def test_samples_only_from_the_top_k(student, rng, dims):
     V, _, _ = dims
     k = int(rng.integers(2, V))
     logits = rng.standard_normal((500, V)).astype(np.float32)  # every row its own top k
-    got = np.asarray(student.sample_next_token(logits, _key(student, rng), 1.0, k))
+    got = expect_array(student.sample_next_token(logits, _key(student, rng), 1.0, k), dtype=np.int32, shape=(500,),
+                       what=f"sample_next_token(top_k={k}) for logits of shape {list(logits.shape)}")
     allowed = logits >= np.sort(logits, -1)[:, -k:-k + 1]
-    if got.shape != (500,) or not allowed[np.arange(500), np.clip(got, 0, V - 1)].all() or (got < 0).any() or (got >= V).any():
-        raise Mismatch(f"sample_next_token(top_k={k}): some samples are not among their row's {k} largest logits "
-                       f"(or the output's shape {list(got.shape)} is not the logits' without the last axis)")
+    if (got < 0).any() or (got >= V).any() or not allowed[np.arange(500), np.clip(got, 0, V - 1)].all():
+        raise Mismatch(f"sample_next_token(top_k={k}): some samples are not among their row's {k} largest logits")
 
 
 @pytest.mark.points(2)
+@pytest.mark.values("sample_next_token")
 @pytest.mark.parametrize("temperature,top_k", [(0.6, None), (1.7, None), (1.0, 3), (1.7, 3)],
                          ids=["temperature_0.6", "temperature_1.7", "top_k", "top_k_and_temperature"])
 def test_samples_follow_the_distribution(student, rng, dims, temperature, top_k):
     V, _, _ = dims
     logits = rng.uniform(-1.0, 1.0, V).astype(np.float32)
+    what = f"sample_next_token(temperature={temperature}, top_k={top_k})"
     got = student.sample_next_token(np.broadcast_to(logits, (SAMPLES, V)).copy(), _key(student, rng), temperature, top_k)
-    _expect_distribution(got, logits, temperature, top_k, f"sample_next_token(temperature={temperature}, top_k={top_k})")
+    _expect_distribution(expect_array(got, dtype=np.int32, shape=(SAMPLES,), what=what), logits, temperature, top_k, what)
 
 
 @pytest.mark.points(1)
+@pytest.mark.requires_values("sample_next_token")
 @pytest.mark.parametrize("argument", ["negative_temperature", "top_k_above_vocabulary", "top_k_zero"])
 def test_invalid_arguments_raise_value_error(student, rng, dims, argument):
     V, B, _ = dims
@@ -132,6 +138,7 @@ def _models(student, rng, dims):
 
 
 @pytest.mark.points(3)
+@pytest.mark.values("generate")
 @pytest.mark.parametrize("length", ["short_prompt", "window_slides"])
 def test_greedy_generation_is_exact(student, reference, rng, dims, length):
     V, B, max_seq_len = dims
@@ -143,9 +150,7 @@ def test_greedy_generation_is_exact(student, reference, rng, dims, length):
     seed = int(rng.integers(2**31))
     got = student.generate(model.ref, prompt, new, student.construct("jax.random.key", seed).ref, temperature=0.0)
     want = reference.generate(ref, jnp.asarray(prompt), new, jax.random.key(seed), temperature=0.0)
-    expect_dtype(got, np.int32, what="generate")
-    if np.shape(got) != (B, T + new):
-        raise Mismatch(f"generate: expected int32{[B, T + new]} (the prompt and {new} new tokens), got shape {list(np.shape(got))}")
+    got = expect_array(got, dtype=np.int32, shape=(B, T + new), what=f"generate (the prompt and {new} new tokens)")
     check(got[:, :T], prompt, what="generate: the prompt at the start of the output")
     window = min(T + new, max_seq_len)
     if length == "window_slides" and np.array_equal(got[:, :window], np.asarray(want)[:, :window]):
@@ -157,18 +162,19 @@ def test_greedy_generation_is_exact(student, reference, rng, dims, length):
 
 
 @pytest.mark.points(1)
+@pytest.mark.values("generate")
 def test_generate_samples_follow_the_model(student, rng, dims):
     V, _, max_seq_len = dims
     model, ref = _models(student, rng, dims)
     prompt = np.broadcast_to(rng.integers(0, V, (1, max_seq_len - 1)), (SAMPLES // 2, max_seq_len - 1)).astype(np.int32)
     got = student.generate(model.ref, prompt, 1, _key(student, rng), temperature=1.7, top_k=4)
-    if np.shape(got) != (SAMPLES // 2, max_seq_len):
-        raise Mismatch(f"generate: expected shape {[SAMPLES // 2, max_seq_len]}, got {list(np.shape(got))}")
+    got = expect_array(got, dtype=np.int32, shape=(SAMPLES // 2, max_seq_len), what="generate(temperature=1.7, top_k=4)")
     logits = np.asarray(ref(jnp.asarray(prompt[:1])))[0, -1]
-    _expect_distribution(np.asarray(got)[:, -1], logits, 1.7, 4, "generate(temperature=1.7, top_k=4): the first new token")
+    _expect_distribution(got[:, -1], logits, 1.7, 4, "generate(temperature=1.7, top_k=4): the first new token")
 
 
 @pytest.mark.points(1)
+@pytest.mark.requires_values("generate")
 def test_model_is_traced_a_bounded_number_of_times(student, rng, dims):
     V, B, max_seq_len = dims
     model, _ = _models(student, rng, dims)
@@ -182,6 +188,7 @@ def test_model_is_traced_a_bounded_number_of_times(student, rng, dims):
 
 
 @pytest.mark.points(1)
+@pytest.mark.requires_values("generate")
 @pytest.mark.parametrize("argument", ["prompt_longer_than_context", "negative_max_new_tokens"])
 def test_generate_invalid_arguments_raise_value_error(student, rng, dims, argument):
     V, B, max_seq_len = dims

@@ -33,6 +33,7 @@ def _batch(rng, widths, n):
 
 
 @pytest.mark.points(3)
+@pytest.mark.values("predict")
 def test_predict_with_gradients(student, reference, rng, sizes):
     widths, n = sizes
     params, (x, _) = _params(rng, widths), _batch(rng, widths, n)
@@ -42,6 +43,7 @@ def test_predict_with_gradients(student, reference, rng, sizes):
 
 
 @pytest.mark.points(1)
+@pytest.mark.requires_values("predict")
 @pytest.mark.parametrize("batch", ["no_batch_dimension", "two_batch_dimensions"])
 def test_predict_leading_dimensions(student, reference, rng, sizes, batch):
     widths, _ = sizes
@@ -50,6 +52,7 @@ def test_predict_leading_dimensions(student, reference, rng, sizes, batch):
 
 
 @pytest.mark.points(1)
+@pytest.mark.requires_values("predict")
 def test_predict_bfloat16(student, reference, rng, sizes):
     widths, n = sizes
     params = jax.tree.map(lambda a: a.astype(jnp.bfloat16), _params(rng, widths))
@@ -59,6 +62,7 @@ def test_predict_bfloat16(student, reference, rng, sizes):
 
 
 @pytest.mark.points(3)
+@pytest.mark.values("mse_loss")
 def test_mse_loss_with_gradients(student, reference, rng, sizes):
     widths, n = sizes
     params, batch = _params(rng, widths), _batch(rng, widths, n)
@@ -67,6 +71,7 @@ def test_mse_loss_with_gradients(student, reference, rng, sizes):
 
 
 @pytest.mark.points(3)
+@pytest.mark.values("loss_and_grad")
 def test_loss_and_grad(student, reference, rng, sizes):
     widths, n = sizes
     params, batch = _params(rng, widths), _batch(rng, widths, n)
@@ -76,6 +81,7 @@ def test_loss_and_grad(student, reference, rng, sizes):
 
 
 @pytest.mark.points(1)
+@pytest.mark.requires_values("loss_and_grad")
 def test_loss_and_grad_is_jit_compiled(student, reference, rng, sizes):
     widths, n = sizes
     expect_like_reference(student, reference.loss_and_grad, "loss_and_grad", (_params(rng, widths), _batch(rng, widths, n)),
@@ -85,6 +91,7 @@ def test_loss_and_grad_is_jit_compiled(student, reference, rng, sizes):
 
 
 @pytest.mark.points(3)
+@pytest.mark.values("per_example_grads")
 def test_per_example_grads(student, reference, rng, sizes):
     widths, n = sizes
     params, batch = _params(rng, widths), _batch(rng, widths, n)
@@ -94,6 +101,7 @@ def test_per_example_grads(student, reference, rng, sizes):
 
 
 @pytest.mark.points(1)
+@pytest.mark.requires_values("predict")
 @pytest.mark.parametrize("transform", ["jit", "vmap"])
 def test_predict_under_transformations(student, reference, rng, sizes, transform):
     widths, n = sizes

@@ -9,7 +9,9 @@ and every parameter are compared after each step.
 ``shard_batch`` builds its mesh in the worker over all the worker's devices
 (one on a plain CPU run; the grader and its worker see
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` when it is set). The
-rows each device holds are read back shard by shard. The indivisible-batch
+rows each device holds are read back shard by shard, and the placement
+itself is checked in the worker (``course.sharding.is_split_over``): on one
+device the rows alone cannot tell a placed batch from a copy. The indivisible-batch
 check needs a ``data`` axis of two devices or more, so it only runs on such a
 run; a single-device run checks the mesh without a ``data`` axis only.
 
@@ -56,6 +58,7 @@ def _models(student, rng, V, model_class=BigramMLP, optimizer=("adam", 0.05)):
 
 
 @pytest.mark.points(4)
+@pytest.mark.values("train_step")
 @pytest.mark.parametrize("optimizer", [("adam", 0.05), ("sgd", 0.5)], ids=["adam", "sgd"])
 def test_train_step_updates_like_the_reference(student, reference, rng, dims, optimizer):
     V, B, T = dims
@@ -84,6 +87,7 @@ def _step_with(wrong, before, tokens, what: str):
 
 
 @pytest.mark.points(1)
+@pytest.mark.requires_values("train_step")
 def test_train_step_is_compiled(student, rng, dims):
     V, B, T = dims
     model, opt, _, _ = _models(student, rng, V, model_class=PrefixMeanLM)
@@ -100,19 +104,28 @@ def _mesh(student, axis: str):
 
 
 @pytest.mark.points(2)
+@pytest.mark.values("shard_batch")
 def test_shard_batch_places_rows_on_the_data_axis(student, rng, dims):
     V, _, T = dims
     n = len(jax.devices())
     tokens = rng.integers(0, V, (2 * n, T)).astype(np.int32)
-    placed = student.construct("shard_batch", tokens, _mesh(student, "data").ref)
+    mesh = _mesh(student, "data")
+    placed = student.construct("shard_batch", tokens, mesh.ref)
     check(placed.call(method="__array__"), tokens, what="shard_batch: the values of the batch")
     for device in range(n):
         # addressable_data(i): the rows held by the i-th device of the sharding (the mesh's order).
         check(placed.call(device, method="addressable_data"), tokens[2 * device:2 * device + 2],
               what=f"shard_batch: the rows held by device {device} of the data axis")
+    # Read in the worker, where the array lives: on one device the rows alone cannot tell a placed batch from a copy.
+    # A partial of the check is an object there whose call answers with plain data (a bool), not with a handle.
+    is_split_over = student.construct("functools.partial", wire.Ref("course.sharding.is_split_over"))
+    if is_split_over.call(placed.ref, mesh.ref) is not True:
+        raise Mismatch("shard_batch: expected a jax.Array placed with NamedSharding(mesh, PartitionSpec('data')) on the "
+                       "mesh it was given (jax.device_put)")
 
 
 @pytest.mark.points(1)
+@pytest.mark.requires_values("shard_batch")
 def test_shard_batch_rejects_bad_meshes(student, rng, dims):
     V, _, T = dims
     n = len(jax.devices())
