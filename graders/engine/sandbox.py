@@ -119,8 +119,12 @@ def bubblewrap_problem() -> str | None:
         return "bwrap is not installed"
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
         return "setpriv (util-linux), which drops the worker's privileges inside the sandbox, is not installed"
-    probe = subprocess.run(["bwrap", *_namespace_flags(), "--ro-bind", "/", "/", "true"],
-                           capture_output=True, text=True, timeout=30, check=False)
+    # The options a worker's command line uses (an old bwrap lacks --size or --perms), and the drop to a plain user.
+    command = ["bwrap", *_namespace_flags(), "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
+               "--perms", "1777", "--size", str(1 << 20), "--tmpfs", "/tmp"]
+    if os.geteuid() == 0:
+        command += _drop_to(WORKER_UID_BASE)
+    probe = subprocess.run([*command, "true"], capture_output=True, text=True, timeout=30, check=False)
     if probe.returncode != 0:
         lines = (probe.stderr or "").strip().splitlines()
         return f"bwrap failed: {lines[-1] if lines else f'exit status {probe.returncode}'}"
@@ -450,9 +454,14 @@ def bubblewrap_command(scratch: Path, *, uid: int | None, limits: Limits) -> lis
     bind(scratch / "submission", SANDBOX / "submission")
     args.extend(["--perms", "0777", "--size", size, "--tmpfs", str(SANDBOX / "work"), "--chdir", str(SANDBOX / "work")])
     if uid is not None:  # root: namespaces are set up; the worker is a plain unprivileged user from here on
-        args.extend(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
-                     "--bounding-set=-all", "--no-new-privs"])
+        args.extend(_drop_to(uid))
     return args
+
+
+def _drop_to(uid: int) -> list[str]:
+    """``setpriv``'s command line that runs the rest as ``uid`` (group ``uid``), without groups or capabilities."""
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+            "--no-new-privs"]
 
 
 class Process:
