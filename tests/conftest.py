@@ -179,3 +179,36 @@ def assert_valid_score_files(out: Path, *, seed: int | None = None):
     if seed is not None:
         assert result.seed == seed
     return result
+
+
+def grade_beside_classmate(submission: Path, **kwargs):
+    """``graders.grade(submission, **kwargs)`` while an honest classmate (the reference) is graded at the same time.
+
+    Asserts that the classmate earns full marks, as alone, and that nothing of
+    the submission's worker is left: no process of its user, no file of its
+    user in the machine's shared writable folders (checked where the worker
+    ran as a user of its own, i.e. as root). Returns the submission's result.
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psutil
+
+    import graders
+    from graders.engine.sandbox import SHARED_WRITABLE
+
+    honest = {k: v for k, v in kwargs.items() if k in ("exercises", "seed", "isolation", "open_interpreter_path")}
+    with ThreadPoolExecutor(1) as pool:
+        classmate = pool.submit(graders.grade, ROOT / "reference", **honest)
+        result = graders.grade(submission, **kwargs)
+        alone = classmate.result()
+    assert alone.status == "ok" and alone.score == alone.max_score > 0, (alone.score, alone.errors)
+    uid = result.worker.get("uid")
+    if isinstance(uid, int) and uid != os.getuid():
+        alive = [p.pid for p in psutil.process_iter(["uids", "status"])
+                 if p.info["uids"] and uid in p.info["uids"] and p.info["status"] != psutil.STATUS_ZOMBIE]
+        assert alive == [], f"processes of the worker's user {uid} outlived the grading: {alive}"
+        for folder in SHARED_WRITABLE:
+            left = [e.path for e in os.scandir(folder) if e.stat(follow_symlinks=False).st_uid == uid] if os.path.isdir(folder) else []
+            assert left == [], f"files of the worker's user {uid} left in {folder}: {left}"
+    return result

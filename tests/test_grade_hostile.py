@@ -10,7 +10,7 @@ import os
 import pytest
 
 from course.submission import repo_root
-from tests.conftest import ISOLATIONS, assert_valid_score_files, copy_with_edits, sandbox_options
+from tests.conftest import ISOLATIONS, assert_valid_score_files, copy_with_edits, grade_beside_classmate, sandbox_options
 from tests.conftest import Mutation as M
 
 import graders
@@ -57,7 +57,7 @@ def test_exits_crashes_hangs_and_monkeypatching(tmp_path, isolation):
     path.write_text(path.read_text() + "\nnext_token_loss = _zero\n"
                     "def cross_entropy_loss(*args, **kwargs):\n    import pytest\n    pytest.exit('the submission ends the grading')\n")
     out = tmp_path / "out"
-    result = graders.grade(submission, exercises=EXERCISES, out=out, seed=7, limits=HANGS, **sandbox_options(isolation))
+    result = grade_beside_classmate(submission, exercises=EXERCISES, out=out, seed=7, limits=HANGS, **sandbox_options(isolation))
     assert result.status == "ok", result.errors
     assert_valid_score_files(out, seed=7)
     scores = _scores(result)
@@ -167,7 +167,7 @@ def test_conftest_forks_memory_lies_floods_and_reading_the_grader(tmp_path, isol
         "    hoard = []\n    while True:\n        hoard.append(bytearray(64 << 20))\n"
         "    raise NotImplementedError('not implemented yet: implement sinusoidal_positional_encoding"))
     (submission / "positional_encoding" / "stolen.py").symlink_to(ROOT / "reference" / "positional_encoding" / "positional_encoding.py")
-    result = graders.grade(submission, exercises=EXERCISES, out=out, seed=8, limits=LIMITS, **sandbox_options(isolation))
+    result = grade_beside_classmate(submission, exercises=EXERCISES, out=out, seed=8, limits=LIMITS, **sandbox_options(isolation))
     assert result.status == "ok", result.errors
     score = assert_valid_score_files(out, seed=8)
     assert score.score == result.score  # the files are the grader's, whatever the submission wrote
@@ -205,8 +205,8 @@ def test_forbidden_routines_zero_the_exercise_whatever_the_name(tmp_path, isolat
             "        labels = getattr(optax, 'softmax_cross_entropy_with_' + 'integer_labels')\n"
             "        return jnp.mean(labels(logits.astype(jnp.float32), targets))\n"),
     })
-    result = graders.grade(submission, exercises=["attention", "loss"], out=tmp_path / "out", seed=9, limits=LIMITS,
-                           **sandbox_options(isolation))
+    result = grade_beside_classmate(submission, exercises=["attention", "loss"], out=tmp_path / "out", seed=9, limits=LIMITS,
+                                    **sandbox_options(isolation))
     assert result.status == "ok", result.errors
     assert_valid_score_files(tmp_path / "out", seed=9)
     attention, loss = result.exercises
@@ -231,7 +231,7 @@ def test_a_trap_undone_from_its_own_globals_is_caught_in_the_source(tmp_path):
         "for _name, _value in list(_routine.__globals__.items()):\n"
         "    if _name.startswith('__course_trap_'):\n"
         "        _routine.__code__ = _value[2].__code__\n"))
-    result = graders.grade(submission, exercises=["attention"], out=tmp_path / "out", seed=10, limits=LIMITS)
+    result = grade_beside_classmate(submission, exercises=["attention"], out=tmp_path / "out", seed=10, limits=LIMITS)
     assert result.status == "ok", result.errors
     assert_valid_score_files(tmp_path / "out", seed=10)
     (attention,) = result.exercises

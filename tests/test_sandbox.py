@@ -28,7 +28,7 @@ from course.submission import repo_root
 from graders.batch import grade_all
 from graders.engine import sandbox
 from graders.runtime import wire
-from tests.conftest import ISOLATIONS, assert_valid_score_files, copy_with_edits, sandbox_options
+from tests.conftest import ISOLATIONS, assert_valid_score_files, copy_with_edits, grade_beside_classmate, sandbox_options
 
 import graders
 
@@ -96,7 +96,7 @@ def test_nothing_outlives_a_grading_and_the_tree_is_held_to_its_memory(tmp_path,
         "attention/attention.py": _attention(_daemon_prelude(token), "    import time\n    time.sleep(1.5)"),
     })
     out = tmp_path / "out"
-    result = graders.grade(submission, exercises=["attention"], out=out, seed=3, limits=LIMITS, **sandbox_options(isolation))
+    result = grade_beside_classmate(submission, exercises=["attention"], out=out, seed=3, limits=LIMITS, **sandbox_options(isolation))
     assert result.status == "ok", result.errors
     score = assert_valid_score_files(out, seed=3)
     assert score.isolation == _level(isolation) == result.worker["isolation"]
@@ -110,7 +110,7 @@ def test_nothing_outlives_a_grading_and_the_tree_is_held_to_its_memory(tmp_path,
     assert not list(Path(tempfile.gettempdir()).glob("course-worker-*/work/" + token))
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
     honest = graders.grade(ROOT / "reference", exercises=["attention"], seed=3, limits=LIMITS, **sandbox_options(isolation))
-    assert honest.score == honest.max_score > 0, honest.errors  # the next student is unharmed
+    assert honest.score == honest.max_score > 0, honest.errors  # and the next student is unharmed
 
 
 THIEF = """
