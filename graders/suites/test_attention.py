@@ -13,7 +13,7 @@ undefined and never drawn. Every grading seed covers each of these corners:
 shape above, no, one and three leading dimensions.
 
 Sizes (drawn once per grading seed, shared by the cases): batch ``B`` in 1..2, heads ``H`` in 1..3
-(2..3 for the per-head mask, so that a head axis read as a batch axis shows),
+(at least 2 in the mask-shape cases, so that a head axis read as a batch axis shows),
 ``T_q`` in 2..8 and ``T_k`` in 3..8 (equal to ``T_q`` for causal masks), ``d_k`` in 2..16 (where a
 missing scale shows) and ``d_v != d_k`` in 1..16, standard normal float32 values. Random masks give every query at
 least two keys it may attend to (so that a missing scale shows) and one it may
