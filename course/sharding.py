@@ -20,11 +20,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from course.host_devices import VIRTUAL_CPU_DEVICES, with_device_count  # noqa: F401  (VIRTUAL_CPU_DEVICES: the visible tests import it here)
+
 if TYPE_CHECKING:
     from flax import nnx
-
-DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
-VIRTUAL_CPU_DEVICES = 8  # the visible tests' and notebooks' split of a CPU; the data-parallel test expects this many
 
 
 def request_host_devices(count: int, *, replace: bool = False) -> None:
@@ -41,13 +40,7 @@ def request_host_devices(count: int, *, replace: bool = False) -> None:
     Raises:
       ValueError: ``count`` is not a positive int.
     """
-    if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
-        raise ValueError(f"count: expected a positive int, got {count!r}")
-    flags = os.environ.get("XLA_FLAGS", "").split()
-    kept = [f for f in flags if not f.startswith(DEVICE_COUNT_FLAG)]
-    if len(kept) < len(flags) and not replace:
-        return
-    os.environ["XLA_FLAGS"] = " ".join([*kept, f"{DEVICE_COUNT_FLAG}={count}"])
+    os.environ["XLA_FLAGS"] = with_device_count(os.environ.get("XLA_FLAGS", ""), count, replace=replace)
 
 
 def data_mesh(devices: list | None = None) -> Mesh:
@@ -81,3 +74,23 @@ def is_split_over(x, mesh: Mesh, axis: str = "data") -> bool:
     sharding = getattr(x, "sharding", None)
     return (isinstance(x, jax.Array) and isinstance(sharding, NamedSharding) and sharding.mesh == mesh
             and sharding.is_equivalent_to(NamedSharding(mesh, P(axis)), x.ndim))
+
+
+def shards_on(x, mesh: Mesh) -> list[np.ndarray | None]:
+    """The part of ``x`` each device of ``mesh`` holds, in the mesh's order (``mesh.devices.flat``).
+
+    Where the rows of a batch went, device by device: with
+    :func:`is_split_over` it tells a right placement from rows split over the
+    wrong axis, copied to every device or laid out in another device order.
+
+    Args:
+      x: any object; only a ``jax.Array`` has parts on devices.
+      mesh: the mesh whose devices are read.
+
+    Returns:
+      One entry per device of ``mesh``: the ``numpy`` array of its part, or
+      ``None`` where it holds no part of ``x``.
+    """
+    held = {shard.device: shard.data for shard in getattr(x, "addressable_shards", ())}
+    return [None if device not in held else np.asarray(held[device]) for device in mesh.devices.flat]
+

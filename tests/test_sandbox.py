@@ -24,6 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from course.cli import main
+from course.host_devices import DEVICE_COUNT_FLAG, VIRTUAL_CPU_DEVICES
 from course.submission import repo_root
 from graders.batch import grade_all
 from graders.engine import sandbox
@@ -330,3 +331,10 @@ def test_concurrent_gradings_hold_different_slots():
         assert first != second
     with sandbox.claim_slot() as again:
         assert again == min(first, second)
+
+
+def test_every_grading_gets_the_virtual_cpu_devices_whatever_the_caller_asked():
+    # The training suite lays batches over meshes of VIRTUAL_CPU_DEVICES CPU devices; other flags are kept.
+    count = f"{DEVICE_COUNT_FLAG}={VIRTUAL_CPU_DEVICES}"
+    assert sandbox.xla_flags({}) == count
+    assert sandbox.xla_flags({"XLA_FLAGS": f"--xla_dump_to=/tmp/x {DEVICE_COUNT_FLAG}=2"}) == f"--xla_dump_to=/tmp/x {count}"

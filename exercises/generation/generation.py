@@ -24,7 +24,10 @@ def sample_next_token(
     - ``temperature == 0``: the argmax (greedy; ``key`` is unused).
     - otherwise: a sample from ``softmax(logits / temperature)``, where with
       ``top_k`` set only the ``top_k`` largest logits of each row keep their
-      value and every other token gets probability zero.
+      value and every other token gets probability zero. Ties at the
+      ``top_k``-th largest logit are all kept: every token whose logit is at
+      least the ``top_k``-th largest may be drawn, so more than ``top_k``
+      tokens can remain (``jax.lax.top_k`` gives that value).
 
     Args:
       logits: ``float[..., V]``.

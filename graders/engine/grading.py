@@ -251,7 +251,8 @@ def _run_suites(plan: _Plan, settings: Path) -> tuple[dict | None, str]:
     ]
     env = {k: v for k, v in os.environ.items() if k != submissions.ENV_VAR}
     env |= {"PYTHONPATH": os.pathsep.join([str(plan.repo), *filter(None, [os.environ.get("PYTHONPATH")])]),
-            "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "PYTHONDONTWRITEBYTECODE": "1"}
+            "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "PYTHONDONTWRITEBYTECODE": "1",
+            "XLA_FLAGS": sandbox.xla_flags(os.environ)}  # the workers' CPU devices in the grader's process too
     budget = limits.submission_seconds + limits.startup_seconds + 120
     return run_pytest(args, cwd=plan.repo, env=env, timeout=budget, new_session=True)
 

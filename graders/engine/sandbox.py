@@ -54,12 +54,13 @@ import sysconfig
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
+from course.host_devices import VIRTUAL_CPU_DEVICES, with_device_count
 from course.submission import SKIPPED_FOLDERS, is_skipped
 
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
@@ -67,7 +68,18 @@ COURSE = Path(__file__).resolve().parents[2] / "course"  # public (released to s
 REPOSITORY = Path(__file__).resolve().parents[2]  # holds reference/ and graders/: never visible to a worker
 _PR_SET_CHILD_SUBREAPER = 36
 # Variables the worker inherits: which device JAX uses, never paths into the grader.
-_PASSED_ENV = ("JAX_PLATFORMS", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "XLA_FLAGS")
+_PASSED_ENV = ("JAX_PLATFORMS", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")  # and XLA_FLAGS: xla_flags
+
+
+
+def xla_flags(environ: Mapping[str, str]) -> str:
+    """``XLA_FLAGS`` for the grader's pytest process and its workers: ``environ``'s, with ``VIRTUAL_CPU_DEVICES`` CPU devices.
+
+    Every grading run then has the same CPU devices whatever its caller set: the training suite lays batches
+    over meshes of them. The flag splits only the CPU, so a GPU worker keeps its GPUs and exercises run as before.
+    """
+    return with_device_count(environ.get("XLA_FLAGS", ""), VIRTUAL_CPU_DEVICES, replace=True)
+
 
 ISOLATIONS = ("auto", "bubblewrap", "fallback")  # what a caller may ask for
 LEVELS = ("bubblewrap", "user", "none")  # what a grading gets, strongest first (see the module docstring)
@@ -494,7 +506,7 @@ class Process:
         }
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work), "LANG": "C.UTF-8",
                "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "PYTHONDONTWRITEBYTECODE": "1",
-               **{k: os.environ[k] for k in _PASSED_ENV if k in os.environ}}
+               **{k: os.environ[k] for k in _PASSED_ENV if k in os.environ}, "XLA_FLAGS": xla_flags(os.environ)}
         code = f"import sys; sys.path.insert(0, {str(root / 'lib')!r}); from grader_runtime.worker import main; main()"
         command = [sys.executable, "-I", "-B", "-c", code, json.dumps(config)]
         as_user = {}

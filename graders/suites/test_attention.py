@@ -1,11 +1,23 @@
 """Grader suite for exercises/attention: ``causal_mask`` and ``scaled_dot_product_attention``.
 
-Sizes (drawn once per grading seed, shared by the cases): batch ``B`` in 1..2, heads ``H`` in 1..3,
-``T_q`` in 2..8 and ``T_k`` in 3..8 (equal to ``T_q`` for causal masks), ``d_k`` and ``d_v`` in
-1..16 (``d_k`` from 2, where a missing scale shows), standard normal float32 values. Random masks give every query at
+The input space of the contract (the reference's docstrings): ``query``
+``float[..., T_q, d_k]``, ``key`` ``float[..., T_k, d_k]``, ``value``
+``float[..., T_k, d_v]`` with the same leading dimensions (none, or any number),
+float32 or bfloat16; ``d_v`` free (equal to ``d_k`` or not); ``mask`` ``None`` or
+``bool`` broadcastable to ``[..., T_q, T_k]`` (numpy's rule, aligned from the
+right): shared ``[T_q, T_k]``, per batch ``[B, 1, T_q, T_k]``, per head ``[H, T_q,
+T_k]`` (a 3-D mask of 4-D inputs is per head, not per batch), per batch and head
+``[B, H, T_q, T_k]``, per key ``[B, 1, 1, T_k]``. Rows with every key masked are
+undefined and never drawn. Every grading seed covers each of these corners:
+``d_v == d_k`` (unmasked case) and ``d_v != d_k`` (the others), every mask
+shape above, no, one and three leading dimensions.
+
+Sizes (drawn once per grading seed, shared by the cases): batch ``B`` in 1..2, heads ``H`` in 1..3
+(at least 2 in the mask-shape cases, so that a head axis read as a batch axis shows),
+``T_q`` in 2..8 and ``T_k`` in 3..8 (equal to ``T_q`` for causal masks), ``d_k`` in 2..16 (where a
+missing scale shows) and ``d_v != d_k`` in 1..16, standard normal float32 values. Random masks give every query at
 least two keys it may attend to (so that a missing scale shows) and one it may
-not (so that a mask applied upside down is recognisable) (and no row is entirely masked: such rows are
-undefined by the specification).
+not (so that a mask applied upside down is recognisable).
 """
 
 import jax.numpy as jnp
@@ -35,13 +47,16 @@ def _random_mask(rng, lead, T_q, T_k):
 def dims(suite_rng):
     """``(B, H, T_q, T_k, d_k, d_v)`` of this grading run."""
     B, H, T_q, T_k = (int(suite_rng.integers(low, high)) for low, high in ((1, 3), (1, 4), (2, 9), (3, 9)))
-    d_k, d_v = int(suite_rng.integers(2, 17)), int(suite_rng.integers(1, 17))  # d_k = 1 would hide the scale
+    d_k = int(suite_rng.integers(2, 17))  # d_k = 1 would hide the scale
+    d_v = int(suite_rng.choice([d for d in range(1, 17) if d != d_k]))  # d_v == d_k has its own case
     return B, H, T_q, T_k, d_k, d_v
 
 
-def _inputs(rng, dims, masking, lead=None):
+def _inputs(rng, dims, masking, lead=None, same_widths=False):
+    """``(query, key, value, mask)``; ``same_widths`` draws values with ``d_v == d_k``."""
     B, H, T_q, T_k, d_k, d_v = dims
     lead = (B, H) if lead is None else lead
+    d_v = d_k if same_widths else d_v
     if masking == "causal":
         T_k = T_q
     q, k, v = _normal(rng, *lead, T_q, d_k), _normal(rng, *lead, T_k, d_k), _normal(rng, *lead, T_k, d_v)
@@ -66,7 +81,8 @@ def test_causal_mask(student, reference, rng, size):
 @pytest.mark.values("scaled_dot_product_attention")
 @pytest.mark.parametrize("masking", ["none", "random", "causal"])
 def test_matches_reference_with_gradients(student, reference, rng, dims, masking):
-    q, k, v, mask = _inputs(rng, dims, masking)
+    # Unmasked with d_v == d_k, the masked cases with d_v != d_k: both on every seed.
+    q, k, v, mask = _inputs(rng, dims, masking, same_widths=masking == "none")
     cotangent = (_normal(rng, *q.shape[:-1], v.shape[-1]), _normal(rng, *q.shape[:-1], k.shape[-2]))
     expect_like_reference(
         student, reference.scaled_dot_product_attention, "scaled_dot_product_attention", (q, k, v, mask),
@@ -88,6 +104,35 @@ def test_leading_dimensions(student, reference, rng, dims, layout):
         mask = _random_mask(rng, (), q.shape[-2], k.shape[-2])
     expect_like_reference(student, reference.scaled_dot_product_attention, "scaled_dot_product_attention",
                           (q, k, v, mask), outputs=("output", "weights"))
+
+
+def _key_mask(rng, B, T_k):
+    """``bool[B, 1, 1, T_k]``: keys hidden from every query, at least two visible and one hidden per batch entry."""
+    return _random_mask(rng, (B,), 1, T_k)[:, None]
+
+
+# The mask's lead shape for inputs led by (B, H): numpy's broadcasting, aligned from the right.
+MASK_SHAPES = {
+    "shared": lambda rng, B, H, T_q, T_k: _random_mask(rng, (), T_q, T_k),
+    "per_batch": lambda rng, B, H, T_q, T_k: _random_mask(rng, (B, 1), T_q, T_k),
+    "per_head": lambda rng, B, H, T_q, T_k: _random_mask(rng, (H,), T_q, T_k),
+    "per_batch_and_head": lambda rng, B, H, T_q, T_k: _random_mask(rng, (B, H), T_q, T_k),
+    "per_key": lambda rng, B, H, T_q, T_k: _key_mask(rng, B, T_k),
+}
+
+
+@pytest.mark.points(1)
+@pytest.mark.requires_values("scaled_dot_product_attention")
+@pytest.mark.parametrize("shape", list(MASK_SHAPES))
+def test_every_mask_shape(student, reference, rng, dims, shape):
+    B, H, T_q, T_k, d_k, d_v = dims
+    H = max(H, 2)  # one head would hide a head axis read as a batch axis
+    q, k, v, _ = _inputs(rng, (B, H, T_q, T_k, d_k, d_v), "none")
+    mask = MASK_SHAPES[shape](rng, B, H, T_q, T_k)
+    expect_like_reference(student, reference.scaled_dot_product_attention, "scaled_dot_product_attention",
+                          (q, k, v, mask), outputs=(f"output for a mask of shape {list(mask.shape)}",
+                                                    f"weights for a mask of shape {list(mask.shape)}"),
+                          mistakes=known_mistakes(reference, "scaled_dot_product_attention"))
 
 
 @pytest.mark.points(1)

@@ -17,7 +17,21 @@ approximation of the test. ``generate`` runs on
 ``course.testing.toy_model.PrefixMeanLM``, built in the worker with the reference
 model's weights copied in; its logits depend on every token of the window, so
 a window that does not slide changes the tokens, and it counts its traces.
+
+The input space of the contract (the reference's docstrings):
+``sample_next_token`` takes ``float[..., V]`` logits (any leading
+dimensions), a temperature ``>= 0`` (0 is greedy) and ``top_k`` ``None`` or in
+``[1, V]``, where ties at the ``top_k``-th largest logit are all kept;
+``generate`` takes a prompt ``int[B, T]`` with ``1 <= T <= max_seq_len``,
+``max_new_tokens >= 0`` (past the window, which then slides) and step ``t``
+draws with its own key. Every grading seed covers each corner: temperature 0,
+low and high temperatures, ``top_k`` of 1, of 3 and with ties across the
+``top_k``-th place, and the joint distribution of three consecutive new tokens
+(each step's distribution given the tokens before it, and fresh randomness at
+every step: one key reused for every step makes the tokens dependent).
 """
+
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -127,6 +141,20 @@ def test_invalid_arguments_raise_value_error(student, rng, dims, argument):
                   why=f"temperature={temperature}, top_k={top_k} for {V} tokens")
 
 
+@pytest.mark.points(1)
+@pytest.mark.values("sample_next_token")
+def test_top_k_keeps_every_tie(student, rng, dims):
+    V, _, _ = dims
+    k = int(rng.integers(2, V - 1))
+    # The k-th largest logit tied with the next one (and with a third when the vocabulary allows): all are kept.
+    logits = rng.uniform(-1.0, 1.0, V).astype(np.float32)
+    order = np.argsort(-logits)
+    logits[order[k:min(k + 2, V - 1)]] = logits[order[k - 1]]
+    what = f"sample_next_token(top_k={k}) with ties at the {k}-th largest logit (every tied token is kept)"
+    got = student.sample_next_token(np.broadcast_to(logits, (SAMPLES, V)).copy(), _key(student, rng), 1.0, k)
+    _expect_distribution(expect_array(got, dtype=np.int32, shape=(SAMPLES,), what=what), logits, 1.0, k, what)
+
+
 def _models(student, rng, dims):
     """The same ``PrefixMeanLM`` in the worker (weights copied from the grader's) and here."""
     V, _, max_seq_len = dims
@@ -171,6 +199,40 @@ def test_generate_samples_follow_the_model(student, rng, dims):
     got = expect_array(got, dtype=np.int32, shape=(SAMPLES // 2, max_seq_len), what="generate(temperature=1.7, top_k=4)")
     logits = np.asarray(ref(jnp.asarray(prompt[:1])))[0, -1]
     _expect_distribution(got[:, -1], logits, 1.7, 4, "generate(temperature=1.7, top_k=4): the first new token")
+
+
+STEPS = 3  # consecutive new tokens whose joint distribution is tested (top-3: 27 outcomes)
+
+
+def _joint_distribution(ref, V, prompt, temperature, top_k):
+    """``float64[V, ..., V]`` (``STEPS`` axes): the probability of each run of ``STEPS`` new tokens after ``prompt`` (``int[T]``)."""
+    joint = np.ones(())
+    for step in range(STEPS):
+        prefixes = np.array(list(itertools.product(range(V), repeat=step)), np.int32).reshape(V**step, step)
+        seqs = np.concatenate([np.broadcast_to(prompt, (len(prefixes), len(prompt))), prefixes], 1)[:, -ref.max_seq_len:]
+        logits = np.asarray(ref(jnp.asarray(seqs)))[:, -1]  # [V**step, V], in the order of the joint's axes
+        joint = joint[..., None] * sampling_distribution(logits, temperature, top_k).reshape(joint.shape + (V,))
+    return joint
+
+
+@pytest.mark.points(2)
+@pytest.mark.values("generate")
+def test_generation_steps_are_independent_draws(student, rng, dims):
+    V, _, max_seq_len = dims
+    model, ref = _models(student, rng, dims)
+    prompt = rng.integers(0, V, max_seq_len - 1).astype(np.int32)  # the window fills, then slides
+    what = f"generate(temperature=1.0, top_k=3): the first {STEPS} new tokens together"
+    got = student.generate(model.ref, np.broadcast_to(prompt, (SAMPLES, len(prompt))).copy(), STEPS, _key(student, rng),
+                           temperature=1.0, top_k=3)
+    new = expect_array(got, dtype=np.int32, shape=(SAMPLES, len(prompt) + STEPS), what=what)[:, len(prompt):]
+    if new.min() < 0 or new.max() >= V:
+        raise Mismatch(f"{what}: token ids outside [0, {V})")
+    joint = _joint_distribution(ref, V, prompt, 1.0, 3)
+    p_value = fit_p_value(np.bincount(np.ravel_multi_index(new.T, joint.shape), minlength=joint.size), joint.ravel())
+    if p_value < ALPHA:
+        raise Mismatch(f"{what}: the runs of new tokens do not follow the model's distribution step after step (chi-square "
+                       f"test over {SAMPLES} runs, p-value {p_value:.2g} < {ALPHA}); does step t sample from the logits "
+                       "given every token before it, with a key of its own (jax.random.fold_in(key, t))?")
 
 
 @pytest.mark.points(1)

@@ -6,14 +6,22 @@ handle), with the reference's initial weights copied in; the reference runs
 the same steps here on the same weights, optimizer and batches, and the loss
 and every parameter are compared after each step.
 
-``shard_batch`` builds its mesh in the worker over all the worker's devices
-(one on a plain CPU run; the grader and its worker see
-``XLA_FLAGS=--xla_force_host_platform_device_count=N`` when it is set). The
-rows each device holds are read back shard by shard, and the placement
-itself is checked in the worker (``course.sharding.is_split_over``): on one
-device the rows alone cannot tell a placed batch from a copy. The indivisible-batch
-check needs a ``data`` axis of two devices or more, so it only runs on such a
-run; a single-device run checks the mesh without a ``data`` axis only.
+``shard_batch`` runs on meshes built in the worker over its
+``VIRTUAL_CPU_DEVICES`` CPU devices (every grading run has them: the grader
+sets ``XLA_FLAGS`` for itself and its workers, ``graders/engine/sandbox.py``):
+one ``data`` axis in the natural device order, and two axes (``data`` first
+or second beside a ``model`` axis) over the devices in a drawn, non-natural
+order. Each device's part of the batch is read in the worker
+(``course.sharding.shards_on``, in the mesh's order) and compared with the rows
+its coordinate on the ``data`` axis should hold (all of them along
+``model``), and the placement itself is checked there
+(``course.sharding.is_split_over``): a batch copied to every device, split
+over the wrong axis or laid out in ``jax.devices()`` order fails.
+
+The input space of the contract (the reference's docstrings): ``tokens``
+``int[B, ...]`` with ``B`` divisible by the size of the mesh's ``data`` axis,
+on any mesh with a ``data`` axis (one axis or several, any device order); a
+mesh without one, or an indivisible batch, raises ``ValueError``.
 
 Sizes (drawn once per grading seed): vocabulary ``V`` in 5..12, batch ``B`` in
 2..4, length ``T`` in 3..8, hidden width 8; ``STEPS`` steps of each optimizer.
@@ -21,13 +29,13 @@ Sizes (drawn once per grading seed): vocabulary ``V`` in 5..12, batch ``B`` in
 
 from functools import partial
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 from flax import nnx
 
+from course.host_devices import VIRTUAL_CPU_DEVICES
 from course.params import param_arrays
 from course.testing.toy_model import BigramMLP, PrefixMeanLM
 from graders.engine.compare import check, expect_raises, known_mistakes
@@ -99,39 +107,69 @@ def test_train_step_is_compiled(student, rng, dims):
                        f"(at most {MAX_TRACES}): compile the step with nnx.jit so that it is traced once")
 
 
-def _mesh(student, axis: str):
-    return student.construct("jax.make_mesh", (len(jax.devices()),), (axis,))
+# Meshes: (axis names, shape), over the worker's CPU devices, and whether their order is drawn.
+MESHES = {
+    "data": ((("data",), (VIRTUAL_CPU_DEVICES,)), False),
+    "data_and_model": ((("data", "model"), (VIRTUAL_CPU_DEVICES // 2, 2)), True),
+    "model_and_data": ((("model", "data"), (2, VIRTUAL_CPU_DEVICES // 2)), True),
+}
+
+
+def _mesh(student, names, shape, order):
+    """``jax.sharding.Mesh`` built in the worker: its CPU devices taken in ``order`` (indices), laid out as ``shape``."""
+    devices = student.construct("jax.devices", "cpu")
+    grid = student.construct("numpy.reshape", student.construct("numpy.take", devices.ref, list(order)).ref, shape)
+    return student.construct("jax.sharding.Mesh", grid.ref, names)
+
+
+def _order(rng, shuffled: bool) -> list[int]:
+    """The devices' order: natural, or a drawn permutation that is not the natural one."""
+    order = np.arange(VIRTUAL_CPU_DEVICES)
+    while shuffled and (order == np.arange(VIRTUAL_CPU_DEVICES)).all():
+        order = rng.permutation(VIRTUAL_CPU_DEVICES)
+    return [int(i) for i in order]
+
+
+def _expected_parts(tokens, names, shape) -> list[np.ndarray]:
+    """The rows each device of the mesh should hold, in the mesh's order: its block of the ``data`` axis."""
+    axis, size = names.index("data"), shape[names.index("data")]
+    rows = len(tokens) // size
+    return [tokens[coordinates[axis] * rows:(coordinates[axis] + 1) * rows] for coordinates in np.ndindex(*shape)]
 
 
 @pytest.mark.points(2)
 @pytest.mark.values("shard_batch")
-def test_shard_batch_places_rows_on_the_data_axis(student, rng, dims):
+@pytest.mark.parametrize("layout", list(MESHES))
+def test_shard_batch_places_rows_on_the_data_axis(student, rng, dims, layout):
     V, _, T = dims
-    n = len(jax.devices())
-    tokens = rng.integers(0, V, (2 * n, T)).astype(np.int32)
-    mesh = _mesh(student, "data")
+    (names, shape), shuffled = MESHES[layout]
+    order = _order(rng, shuffled)
+    tokens = rng.integers(0, V, (2 * shape[names.index("data")], T)).astype(np.int32)
+    mesh = _mesh(student, names, shape, order)
+    where = f"on a mesh of axes {names}, shape {list(shape)}, devices in the order {order}"
     placed = student.construct("shard_batch", tokens, mesh.ref)
-    check(placed.call(method="__array__"), tokens, what="shard_batch: the values of the batch")
-    for device in range(n):
-        # addressable_data(i): the rows held by the i-th device of the sharding (the mesh's order).
-        check(placed.call(device, method="addressable_data"), tokens[2 * device:2 * device + 2],
-              what=f"shard_batch: the rows held by device {device} of the data axis")
-    # Read in the worker, where the array lives: on one device the rows alone cannot tell a placed batch from a copy.
-    # A partial of the check is an object there whose call answers with plain data (a bool), not with a handle.
+    check(placed.call(method="__array__"), tokens, what=f"shard_batch {where}: the values of the batch")
+    # Read in the worker, where the array lives; a partial of a course function is an object there whose call
+    # answers with plain data (arrays, a bool), not with a handle.
+    parts = student.construct("functools.partial", wire.Ref("course.sharding.shards_on")).call(placed.ref, mesh.ref)
+    for device, (part, want) in enumerate(zip(parts, _expected_parts(tokens, names, shape), strict=True)):
+        if part is None:
+            raise Mismatch(f"shard_batch {where}: device {device} of the mesh holds no part of the batch")
+        check(part, want, what=f"shard_batch {where}: the rows held by device {device} of the mesh "
+                               f"(its block of the data axis, the same along the other axes)")
     is_split_over = student.construct("functools.partial", wire.Ref("course.sharding.is_split_over"))
     if is_split_over.call(placed.ref, mesh.ref) is not True:
-        raise Mismatch("shard_batch: expected a jax.Array placed with NamedSharding(mesh, PartitionSpec('data')) on the "
-                       "mesh it was given (jax.device_put)")
+        raise Mismatch(f"shard_batch {where}: expected a jax.Array placed with NamedSharding(mesh, PartitionSpec('data')) "
+                       "on the mesh it was given (jax.device_put)")
 
 
 @pytest.mark.points(1)
 @pytest.mark.requires_values("shard_batch")
 def test_shard_batch_rejects_bad_meshes(student, rng, dims):
     V, _, T = dims
-    n = len(jax.devices())
-    tokens = rng.integers(0, V, (2 * n, T)).astype(np.int32)
-    expect_raises(student, "shard_batch", (tokens, _mesh(student, "model").ref), error="ValueError",
-                  why="a mesh without a 'data' axis")
-    if n >= 2:  # with one device every batch divides: see the module's docstring
-        expect_raises(student, "shard_batch", (tokens[:2 * n - 1], _mesh(student, "data").ref), error="ValueError",
-                      why=f"a batch of {2 * n - 1} rows on a data axis of {n} devices")
+    (names, shape), _ = MESHES["model_and_data"]
+    tokens = rng.integers(0, V, (2 * shape[1], T)).astype(np.int32)
+    expect_raises(student, "shard_batch", (tokens, _mesh(student, ("model",), (VIRTUAL_CPU_DEVICES,), _order(rng, False)).ref),
+                  error="ValueError", why="a mesh without a 'data' axis")
+    expect_raises(student, "shard_batch", (tokens[:-1], _mesh(student, names, shape, _order(rng, True)).ref),
+                  error="ValueError", why=f"a batch of {len(tokens) - 1} rows on a data axis of {shape[1]} devices")

@@ -2,9 +2,23 @@
 
 Each case builds the student's module in the worker and the reference's here,
 checks that the parameter structure (paths, shapes, dtypes) is the
-reference's, copies the reference's weights into the student's module, and
-compares the outputs and the VJP for a random cotangent with respect to the
-floating inputs and every parameter.
+reference's, draws every parameter at random with numpy (not as initialised:
+LayerNorm scales of one and zero biases would hide a block that reuses one
+norm for both sublayers, or a bias left out), loads them into both modules,
+and compares the outputs and the VJP for a random cotangent with respect to
+the floating inputs and every parameter.
+
+The input space of the contract (the reference's docstrings): ``x``
+``float[..., T, d_model]`` with any leading dimensions (float32, or bfloat16
+promoted by the float32 weights), ``context`` ``None`` or ``float[..., T_k,
+d_model]``, and ``mask`` ``None`` or ``bool`` broadcastable to ``[...,
+num_heads, T_q, T_k]``: shared ``[T, T]``, per batch ``[B, 1, T, T]``, per head
+``[H, T, T]`` (a 3-D mask is per head: numpy's broadcasting aligns from the
+right), per batch and head ``[B, H, T, T]``. LayerNorm's epsilon is
+``nnx.LayerNorm``'s default, which shows only for inputs of small variance.
+Every grading seed covers each mask shape for ``MultiHeadAttention`` and
+``DecoderBlock``, inputs of standard and of small (``1e-3``) spread, one and
+three leading dimensions.
 
 Sizes (drawn once per grading seed, shared by the cases): heads ``H`` in 2..3,
 head width ``d_head`` in 2..8 (``d_model = H * d_head``; ``H, d_head >= 2`` so
@@ -18,7 +32,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from course.params import param_arrays
+from course.params import load_param_arrays, param_arrays
 from graders.engine.compare import check, expect_dtype, known_mistakes
 from graders.engine.failures import Mismatch, StudentError
 from graders.runtime import transforms
@@ -41,11 +55,22 @@ def _kwargs(name, H, d_model, d_ff):
             "DecoderBlock": {"d_model": d_model, "num_heads": H, "d_ff": d_ff}}[name]
 
 
-def _build(student, reference, name, kwargs, seed):
-    """The student's module (weights copied from the reference's) and the reference's module."""
-    ref = getattr(reference, name)(**kwargs, rngs=nnx.Rngs(seed))
-    weights = param_arrays(ref)
-    module = student.construct(name, kwargs=kwargs, rngs_seed=seed)
+def _random_params(rng, like: dict) -> dict:
+    """Parameters shaped as ``like``'s, drawn at random: kernels scaled by their fan-in, biases and scales off 0 and 1."""
+    def draw(path, array):
+        noise = rng.standard_normal(array.shape)
+        if path.endswith("kernel"):
+            return noise / np.sqrt(array.shape[0])
+        return 1 + 0.5 * noise if path.endswith("scale") else 0.5 * noise
+    return {path: draw(path, array).astype(array.dtype) for path, array in like.items()}
+
+
+def _build(student, reference, name, kwargs, rng):
+    """The student's module and the reference's, both holding the same randomly drawn parameters."""
+    ref = getattr(reference, name)(**kwargs, rngs=nnx.Rngs(0))
+    weights = _random_params(rng, param_arrays(ref))
+    load_param_arrays(ref, weights)
+    module = student.construct(name, kwargs=kwargs, rngs_seed=0)
     want = {k: (np.dtype(v.dtype).name, tuple(v.shape)) for k, v in weights.items()}
     got = {k: (d, tuple(s)) for k, (d, s) in module.params.items()}  # the worker's dtype names, compared as text
     if got != want:
@@ -80,13 +105,27 @@ def _compare(module, ref, name, args, kwargs, rng, mistakes, *, tolerance_of=Non
     return got, want
 
 
+def _mask(rng, shape: str, B: int, H: int, T: int):
+    """A random ``bool`` mask of self-attention over ``T`` positions, of the named lead shape (see MASK_LEADS).
+
+    Each query sees itself and about half of the other keys, so no row is entirely masked.
+    """
+    lead = MASK_LEADS[shape](B, H)
+    return (rng.random((*lead, T, T)) < 0.5) | np.eye(T, dtype=bool)
+
+
+# The mask shapes of the contract, broadcast against [B, H, T_q, T_k] from the right.
+MASK_LEADS = {"shared": lambda B, H: (), "per_batch": lambda B, H: (B, 1), "per_head": lambda B, H: (H,),
+              "per_batch_and_head": lambda B, H: (B, H)}
+
+
 @pytest.mark.points(3)
 @pytest.mark.values("MultiHeadAttention")
 @pytest.mark.parametrize("case", ["self", "causal", "cross"])
 def test_multi_head_attention_with_gradients(student, reference, rng, dims, case):
     B, T, T_ctx, H, d_head, _ = dims
     kwargs = _kwargs("MultiHeadAttention", H, H * d_head, 0)
-    module, ref = _build(student, reference, "MultiHeadAttention", kwargs, seed=int(rng.integers(2**31)))
+    module, ref = _build(student, reference, "MultiHeadAttention", kwargs, rng)
     x = _normal(rng, B, T, H * d_head)
     args, call_kwargs = (x,), {}
     if case == "causal":
@@ -100,12 +139,25 @@ def test_multi_head_attention_with_gradients(student, reference, rng, dims, case
 @pytest.mark.requires_values("MultiHeadAttention")
 def test_multi_head_attention_leading_dimensions_under_jit(student, reference, rng, dims):
     _, T, _, H, d_head, _ = dims
-    module, ref = _build(student, reference, "MultiHeadAttention", _kwargs("MultiHeadAttention", H, H * d_head, 0), seed=1)
+    module, ref = _build(student, reference, "MultiHeadAttention", _kwargs("MultiHeadAttention", H, H * d_head, 0), rng)
     # Three leading dimensions and a [T, T] mask broadcast over them, the whole call under jax.jit: one compilation.
     x, mask = _normal(rng, 2, 1, 2, T, H * d_head), np.tril(np.ones((T, T), bool))
     waiting = module.submit(x, kwargs={"mask": mask}, transform="jit")
     want = transforms.apply_module(ref, "__call__", (x,), {"mask": mask}, transform="jit")
     check(waiting(), want, what=f"MultiHeadAttention under jax.jit: output for x of shape {list(x.shape)}")
+
+
+@pytest.mark.points(1)
+@pytest.mark.requires_values("MultiHeadAttention")
+@pytest.mark.parametrize("shape", list(MASK_LEADS))
+def test_multi_head_attention_every_mask_shape(student, reference, rng, dims, shape):
+    B, T, _, H, d_head, _ = dims
+    module, ref = _build(student, reference, "MultiHeadAttention", _kwargs("MultiHeadAttention", H, H * d_head, 0), rng)
+    x, mask = _normal(rng, B, T, H * d_head), _mask(rng, shape, B, H, T)
+    waiting = module.submit(x, kwargs={"mask": mask})
+    want = transforms.apply_module(ref, "__call__", (x,), {"mask": mask}, compile=True)
+    check(waiting(), want, what=f"MultiHeadAttention: output for a mask of shape {list(mask.shape)}",
+          mistakes=known_mistakes(reference, "MultiHeadAttention", ref), mistake_args=(x,), mistake_kwargs={"mask": mask})
 
 
 @pytest.mark.points(1)
@@ -127,7 +179,7 @@ def test_num_heads_must_divide_d_model(student, dims):
 @pytest.mark.values("FeedForward")
 def test_feed_forward_with_gradients(student, reference, rng, dims):
     B, T, _, H, d_head, d_ff = dims
-    module, ref = _build(student, reference, "FeedForward", _kwargs("FeedForward", H, H * d_head, d_ff), seed=int(rng.integers(2**31)))
+    module, ref = _build(student, reference, "FeedForward", _kwargs("FeedForward", H, H * d_head, d_ff), rng)
     # Scaled up so that the activation's negative side (relu against gelu) matters.
     x = _normal(rng, B, T, H * d_head) * 2
     _compare(module, ref, "FeedForward", (x,), {}, rng, known_mistakes(reference, "FeedForward", ref))
@@ -135,13 +187,15 @@ def test_feed_forward_with_gradients(student, reference, rng, dims):
 
 @pytest.mark.points(3)
 @pytest.mark.values("DecoderBlock")
-@pytest.mark.parametrize("masking", ["causal", "none"])
-def test_decoder_block_with_gradients(student, reference, rng, dims, masking):
+@pytest.mark.parametrize("case", ["causal", "none", "per_batch_mask", "per_head_mask", "small_variance"])
+def test_decoder_block_with_gradients(student, reference, rng, dims, case):
     B, T, _, H, d_head, d_ff = dims
-    module, ref = _build(student, reference, "DecoderBlock", _kwargs("DecoderBlock", H, H * d_head, d_ff), seed=int(rng.integers(2**31)))
-    # Not standard scale, so that a missing or misplaced LayerNorm changes the output.
-    x = _normal(rng, B, T, H * d_head) * 3 + 1
-    kwargs = {"mask": np.tril(np.ones((T, T), bool))} if masking == "causal" else {}
+    module, ref = _build(student, reference, "DecoderBlock", _kwargs("DecoderBlock", H, H * d_head, d_ff), rng)
+    # Not standard scale, so that a missing or misplaced LayerNorm changes the output; a spread of 1e-3 (variance
+    # 1e-6, nnx.LayerNorm's epsilon) so that another epsilon does.
+    x = _normal(rng, B, T, H * d_head) * (1e-3 if case == "small_variance" else 3) + 1
+    mask = _mask(rng, {"per_batch_mask": "per_batch", "per_head_mask": "per_head"}.get(case, "shared"), B, H, T)
+    kwargs = {} if case == "none" else {"mask": np.tril(np.ones((T, T), bool)) if case in ("causal", "small_variance") else mask}
     _compare(module, ref, "DecoderBlock", (x,), kwargs, rng, known_mistakes(reference, "DecoderBlock", ref))
 
 
@@ -149,7 +203,7 @@ def test_decoder_block_with_gradients(student, reference, rng, dims, masking):
 @pytest.mark.requires_values("DecoderBlock")
 def test_decoder_block_bfloat16_inputs(student, reference, rng, dims):
     B, T, _, H, d_head, d_ff = dims
-    module, ref = _build(student, reference, "DecoderBlock", _kwargs("DecoderBlock", H, H * d_head, d_ff), seed=3)
+    module, ref = _build(student, reference, "DecoderBlock", _kwargs("DecoderBlock", H, H * d_head, d_ff), rng)
     x = _normal(rng, B, T, H * d_head).astype(jnp.bfloat16)
     kwargs = {"mask": np.tril(np.ones((T, T), bool))}
     # Outputs only: the bfloat16 case checks mixed precision, the float32 cases the gradients.
