@@ -19,7 +19,8 @@ from course.testing.toy_model import TOY, BigramMLP
 from exercises.generation.generation import generate, sample_next_token
 
 FX = load_fixtures(__file__)
-# Inputs go to the device with jax.device_put: jnp.asarray would compile a program for each.
+# NumPy arrays go to the device with jax.device_put: jnp.asarray would compile a program for each.
+# LOGITS stays in NumPy: the compiled draw() takes it as it is, the other tests copy it over.
 LOGITS = np.asarray([[2.0, 0.5, -1.0, 1.0, 0.0], [0.0, 3.0, 1.0, -2.0, 0.3]], np.float32)
 PROMPT = jax.device_put(FX["prompt"])  # int32[3, 4]
 FALSE_ALARM = 1e-6

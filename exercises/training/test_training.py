@@ -3,8 +3,9 @@
 The model is :class:`course.testing.toy_model.BigramMLP`, a tiny language model that
 needs none of your other exercises, with weights from the fixture.
 
-Every model here has the same structure and optimizer, so ``train_step``
-compiles once for a batch shape and the tests share that program.
+The tests share one optimizer (``ADAM``) and batch shape, so ``train_step``
+compiles once for all of them; only the trace-counting model and the
+data-parallel step compile programs of their own.
 """
 
 import jax
