@@ -95,15 +95,22 @@ def abstract_module(make: Callable[[], nnx.Module]) -> nnx.Module:
         return make()
 
 
-def module_with_params(make: Callable[[], nnx.Module], arrays: dict[str, np.ndarray]) -> nnx.Module:
+def module_with_params(make: Callable[[], nnx.Module], arrays: dict[str, np.ndarray], *,
+                       abstract: nnx.Module | None = None) -> nnx.Module:
     """``make()`` with its parameters overwritten by ``arrays`` (see :func:`load_param_arrays`).
 
     Built by :func:`abstract_module` (its random initial weights are never
     computed, since they are replaced) when the parameters are all it holds;
     a module that also holds other arrays (a random stream, a constant made in
     ``__init__``) is built for real, so that those keep their values.
+
+    Args:
+      abstract: ``abstract_module(make)`` when the caller has it already
+        (it is copied, not changed).
     """
-    module = abstract_module(make)
+    from flax import nnx
+
+    module = abstract_module(make) if abstract is None else nnx.clone(abstract)
     if not _only_params(module):
         module = make()
     load_param_arrays(module, arrays)

@@ -71,9 +71,11 @@ class _Scaled(nnx.Module):
             self.scale = float(jnp.sqrt(jnp.float32(4.0)))  # needs a concrete value: cannot run abstractly
 
 
-@pytest.mark.parametrize(("extra", "built"), [(None, ["abstract"]), ("array", ["abstract", "real"]),
-                                              ("rngs", ["abstract", "real"]), ("concrete", ["abstract", "real"])])
-def test_module_with_params_builds_abstractly_what_holds_only_parameters(extra, built):
+@pytest.mark.parametrize(("extra", "built", "built_given_abstract"), [
+    (None, ["abstract"], []), ("array", ["abstract", "real"], ["real"]), ("rngs", ["abstract", "real"], ["real"]),
+    ("concrete", ["abstract", "real"], []),  # abstract_module built it for real already
+])
+def test_module_with_params_builds_abstractly_what_holds_only_parameters(extra, built, built_given_abstract):
     arrays = param_arrays(_Scaled(None, rngs=nnx.Rngs(1)))
     assert param_shapes(abstract_module(lambda: _Scaled(extra, rngs=nnx.Rngs(0)))) == {k: v.shape for k, v in arrays.items()}
     _BUILT.clear()
@@ -85,6 +87,15 @@ def test_module_with_params_builds_abstractly_what_holds_only_parameters(extra, 
         assert float(module.scale) == 2.0  # a value, not a placeholder or a leaked tracer
     if extra == "rngs":
         assert isinstance(module.drop.rngs.key.get_value(), jax.Array)
+    # Given the abstract module already, it copies it: one abstract build fewer, the given one unchanged.
+    abstract = abstract_module(lambda: _Scaled(extra, rngs=nnx.Rngs(0)))
+    _BUILT.clear()
+    again = module_with_params(lambda: _Scaled(extra, rngs=nnx.Rngs(0)), arrays, abstract=abstract)
+    assert _BUILT == built_given_abstract
+    np.testing.assert_array_equal(param_arrays(again)["hidden/kernel"], arrays["hidden/kernel"])
+    assert param_shapes(abstract) == param_shapes(again)
+    if extra is None:
+        assert isinstance(abstract.hidden.kernel.get_value(), jax.ShapeDtypeStruct)
 
 
 def test_with_mistakes_stores_the_mistakes_that_change_a_value(reference_module):

@@ -35,16 +35,22 @@ CASES = {
 FORWARD = {case: nnx.jit(call) for case, (_, call) in CASES.items()}
 
 
+@functools.cache
+def abstract(case):
+    """Your module for ``case``, built abstractly: shapes and dtypes, no values, nothing computed."""
+    return abstract_module(CASES[case][0])
+
+
 @functools.cache  # built once per case: the tests only call the modules
 def build(case):
     """Your module for ``case`` with the fixture's weights loaded (its random initial weights are never computed)."""
-    return module_with_params(CASES[case][0], arrays_under(FX, f"{case}.params."))
+    return module_with_params(CASES[case][0], arrays_under(FX, f"{case}.params."), abstract=abstract(case))
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_parameter_names_and_shapes(case):
     expected = {k: v.shape for k, v in arrays_under(FX, f"{case}.params.").items()}
-    actual = param_shapes(abstract_module(CASES[case][0]))
+    actual = param_shapes(abstract(case))
     assert actual == expected, f"parameters of {case}: expected {sorted(expected.items())}, got {sorted(actual.items())}"
 
 
