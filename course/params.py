@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 if TYPE_CHECKING:
@@ -40,7 +39,9 @@ def param_arrays(module: nnx.Module | nnx.Optimizer, which=None) -> dict[str, np
 def load_param_arrays(module: nnx.Module | nnx.Optimizer, arrays: dict[str, np.ndarray], which=None) -> None:
     """Overwrites every variable of ``module`` that ``which`` selects with ``arrays`` (as from :func:`param_arrays`).
 
-    Each array is cast to its variable's dtype.
+    Each array is cast to its variable's dtype. The variables may hold
+    ``jax.ShapeDtypeStruct`` placeholders (a module from ``nnx.eval_shape``):
+    only their shapes and dtypes are read.
 
     Raises:
       ValueError: the names or shapes differ from ``module``'s; the message
@@ -63,8 +64,67 @@ def load_param_arrays(module: nnx.Module | nnx.Optimizer, arrays: dict[str, np.n
     if misshapen:
         raise ValueError(f"module: parameter shapes differ from the expected ones; {'; '.join(_few(misshapen))}")
     for name, variable in expected.items():
-        variable.set_value(jnp.asarray(arrays[name], dtype=variable.get_value().dtype))
+        # Cast on the host and copied over: jnp.asarray would compile a program per shape.
+        variable.set_value(jax.device_put(np.asarray(arrays[name], dtype=variable.get_value().dtype)))
     nnx.update(module, state)
+
+
+def param_shapes(module: nnx.Module) -> dict[str, tuple[int, ...]]:
+    """``{"<path>": shape}`` for every ``nnx.Param`` of ``module``, named as by :func:`param_arrays`.
+
+    Reads only shapes, so ``module`` may be abstract (from :func:`abstract_module`).
+    """
+    from flax import nnx
+
+    return {SEPARATOR.join(map(str, path)): tuple(v.get_value().shape) for path, v in nnx.to_flat_state(nnx.state(module, nnx.Param))}
+
+
+def abstract_module(make: Callable[[], nnx.Module]) -> nnx.Module:
+    """``make()``, built by ``nnx.eval_shape``: its arrays are ``jax.ShapeDtypeStruct`` placeholders.
+
+    Nothing is computed, so nothing is compiled: built for real, every random
+    initial weight is a program of its own. A constructor that needs concrete
+    values (``float(jnp.sqrt(d))``) cannot run abstractly; that module is built
+    for real.
+    """
+    from flax import nnx
+
+    try:
+        return nnx.eval_shape(make)
+    except (jax.errors.JAXTypeError, jax.errors.JAXIndexError):
+        return make()
+
+
+def module_with_params(make: Callable[[], nnx.Module], arrays: dict[str, np.ndarray], *,
+                       abstract: nnx.Module | None = None) -> nnx.Module:
+    """``make()`` with its parameters overwritten by ``arrays`` (see :func:`load_param_arrays`).
+
+    Built by :func:`abstract_module` (its random initial weights are never
+    computed, since they are replaced) when the parameters are all it holds;
+    a module that also holds other arrays (a random stream, a constant made in
+    ``__init__``) is built for real, so that those keep their values.
+
+    Args:
+      abstract: ``abstract_module(make)`` when the caller has it already
+        (it is copied, not changed).
+    """
+    from flax import nnx
+
+    module = abstract_module(make) if abstract is None else nnx.clone(abstract)
+    if not _only_params(module):
+        module = make()
+    load_param_arrays(module, arrays)
+    return module
+
+
+def _only_params(module: nnx.Module) -> bool:
+    """Whether every array in ``module`` is the value of an ``nnx.Param``."""
+    from flax import nnx
+
+    if nnx.to_flat_state(nnx.state(module, nnx.Not(nnx.Param))):
+        return False
+    loose = (node for _, node in nnx.iter_graph(module) if not isinstance(node, nnx.Variable | nnx.Module))
+    return not any(isinstance(leaf, jax.Array) for node in loose for leaf in jax.tree.leaves(node))
 
 
 def arrays_under(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
@@ -91,6 +151,9 @@ def module_vjp(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """The output of ``call(module, x)`` and its vector-Jacobian product for ``cotangent``.
 
+    The forward and backward passes compile as one program (``jax.jit``):
+    run eagerly, every operation of both would be a program of its own.
+
     Returns:
       ``(output, d_x, d_params)``: the output, the gradient of
       ``sum(output * cotangent)`` with respect to ``x``, and with respect to
@@ -103,8 +166,12 @@ def module_vjp(
     def pure(params, x):
         return call(nnx.merge(graphdef, params, rest), x)
 
-    output, vjp = jax.vjp(pure, params, x)
-    d_params, d_x = vjp(cotangent)
+    @jax.jit
+    def output_and_vjp(params, x, cotangent):
+        output, vjp = jax.vjp(pure, params, x)
+        return output, vjp(cotangent)
+
+    output, (d_params, d_x) = output_and_vjp(params, x, cotangent)
     return np.asarray(output), np.asarray(d_x), _flat(d_params)
 
 
@@ -118,9 +185,9 @@ def flatten_params(prefix: str, params) -> dict[str, np.ndarray]:
 
 
 def unflatten_params(arrays: dict[str, np.ndarray], prefix: str) -> list[tuple[jax.Array, jax.Array]]:
-    """The inverse of :func:`flatten_params`, as JAX arrays."""
+    """The inverse of :func:`flatten_params`, as JAX arrays (copied by ``jax.device_put``, which compiles nothing)."""
     params = []
     while f"{prefix}.{len(params)}.W" in arrays:
         layer = len(params)
-        params.append((jnp.asarray(arrays[f"{prefix}.{layer}.W"]), jnp.asarray(arrays[f"{prefix}.{layer}.b"])))
+        params.append((jax.device_put(arrays[f"{prefix}.{layer}.W"]), jax.device_put(arrays[f"{prefix}.{layer}.b"])))
     return params

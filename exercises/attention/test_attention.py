@@ -9,8 +9,9 @@ from course.testing import assert_close, assert_shape_dtype, load_fixtures, stor
 from exercises.attention.attention import causal_mask, scaled_dot_product_attention
 
 FX = load_fixtures(__file__)
-Q, K, V = (jnp.asarray(FX[n]) for n in ("query", "key", "value"))
-MASK = jnp.asarray(FX["mask"])
+# jax.device_put, unlike jnp.asarray, copies a NumPy array to the device without compiling a program;
+# the tests slice and change inputs in NumPy for the same reason.
+Q, K, V, MASK = (jax.device_put(FX[n]) for n in ("query", "key", "value", "mask"))
 
 
 @jax.jit  # one compiled program per case; eagerly, every operation of the backward pass would be one
@@ -41,13 +42,14 @@ def test_attention_matches_reference(case):
 @pytest.mark.parametrize("case", ["unmasked", "masked"])
 def test_attention_gradients_match_reference(case):
     mask = MASK if case == "masked" else None
-    for name, grad in zip(("query", "key", "value"), attention_vjp(Q, K, V, mask, jnp.asarray(FX["cotangent"]))):
+    for name, grad in zip(("query", "key", "value"), attention_vjp(Q, K, V, mask, jax.device_put(FX["cotangent"]))):
         assert_close(grad, FX[f"{case}.grad_{name}"], what=f"gradient with respect to {name} ({case})")
 
 
 def test_weights_are_a_distribution_over_keys():
     _, weights = scaled_dot_product_attention(Q, K, V, MASK)
     assert_shape_dtype(weights, (2, 3, 5, 6), jnp.float32, what="weights")
+    weights = np.asarray(weights)
     assert_close(weights.sum(-1), np.ones((2, 3, 5), np.float32), what="sum of weights over keys (the softmax runs over the last axis)")
     assert bool((weights >= 0).all()), "weights: every weight must be >= 0"
 
@@ -59,39 +61,49 @@ def test_masked_weights_are_exactly_zero():
 
 
 def test_causal_attention_ignores_the_future():
-    q, k, v = Q[0, 0], K[0, 0, :5], V[0, 0, :5]
-    output, _ = scaled_dot_product_attention(q, k, v, causal_mask(5))
-    changed, _ = scaled_dot_product_attention(q, k.at[3:].add(5.0), v.at[3:].add(5.0), causal_mask(5))
-    assert_close(changed[:3], output[:3], what="outputs at positions 0-2 after changing keys and values at positions 3-4")
+    q, k, v = FX["query"][0, 0], FX["key"][0, 0, :5], FX["value"][0, 0, :5]
+    k_changed, v_changed = k.copy(), v.copy()
+    k_changed[3:] += 5.0
+    v_changed[3:] += 5.0
+    # Compiled (one program for both calls): run eagerly, every operation at these new shapes would be one.
+    attention = jax.jit(scaled_dot_product_attention)
+    output, _ = attention(q, k, v, causal_mask(5))
+    changed, _ = attention(q, k_changed, v_changed, causal_mask(5))
+    assert_close(np.asarray(changed)[:3], np.asarray(output)[:3], what="outputs at positions 0-2 after changing keys and values at positions 3-4")
 
 
 def test_two_dimensional_inputs_and_broadcast_mask():
     # No batch dimensions at all, and a [T_q, T_k] mask shared by every batch entry and head.
-    output, _ = scaled_dot_product_attention(Q[1, 2], K[1, 2], V[1, 2], MASK[1, 0])
+    # Compiled (one program per shape): run eagerly, every operation at these new shapes would be one.
+    attention = jax.jit(scaled_dot_product_attention)
+    q, k, v, mask = FX["query"], FX["key"], FX["value"], FX["mask"][1, 0]
+    output, _ = attention(q[1, 2], k[1, 2], v[1, 2], mask)
     assert_close(output, FX["masked.output"][1, 2], what="output for 2-D inputs [T, d]")
-    output, _ = scaled_dot_product_attention(Q[1:], K[1:], V[1:], MASK[1, 0])
+    output, _ = attention(q[1:], k[1:], v[1:], mask)
     assert_close(output, FX["masked.output"][1:], what="output with a [T_q, T_k] mask broadcast over [B, H]")
 
 
 def test_jit_and_vmap():
     jitted = jax.jit(scaled_dot_product_attention)(Q, K, V, MASK)[0]
     assert_close(jitted, FX["masked.output"], what="output under jax.jit", mistakes=stored_mistakes(FX, "masked.output"))
-    mapped = jax.vmap(scaled_dot_product_attention)(Q, K, V, jnp.broadcast_to(MASK, (2, 3, 5, 6)))[0]
+    # Compiled too: run eagerly, every batched operation would be a program of its own.
+    mapped = jax.jit(jax.vmap(scaled_dot_product_attention))(Q, K, V, np.broadcast_to(FX["mask"], (2, 3, 5, 6)))[0]
     assert_close(mapped, FX["masked.output"], what="output under jax.vmap over the batch axis")
 
 
 def test_bfloat16_stays_bfloat16():
-    output, weights = scaled_dot_product_attention(Q.astype(jnp.bfloat16), K.astype(jnp.bfloat16), V.astype(jnp.bfloat16), MASK)
+    q, k, v = (jax.device_put(FX[n].astype(jnp.bfloat16)) for n in ("query", "key", "value"))  # cast on the host
+    output, weights = scaled_dot_product_attention(q, k, v, MASK)
     assert output.dtype == jnp.bfloat16, f"output: expected bfloat16 for bfloat16 inputs, got {output.dtype}"
     assert_close(output, FX["masked.output"], what="output in bfloat16", mistakes=stored_mistakes(FX, "masked.output"), dtype=jnp.bfloat16)
     assert_close(weights, FX["masked.weights"], what="weights in bfloat16", mistakes=stored_mistakes(FX, "masked.weights"), dtype=jnp.bfloat16)
 
 
 def test_large_scores_do_not_overflow():
-    output, weights = scaled_dot_product_attention(Q * 1e3, K * 1e3, V, MASK)
-    assert bool(jnp.isfinite(weights).all()), "weights: NaN or inf for large scores; softmax must subtract the row maximum (jax.nn.softmax does)"
+    output, weights = scaled_dot_product_attention(jax.device_put(FX["query"] * 1e3), jax.device_put(FX["key"] * 1e3), V, MASK)
+    assert bool(np.isfinite(np.asarray(weights)).all()), "weights: NaN or inf for large scores; softmax must subtract the row maximum (jax.nn.softmax does)"
 
 
 def test_mismatched_d_k_raises_value_error():
     with pytest.raises(ValueError):
-        scaled_dot_product_attention(Q, K[..., :4], V)
+        scaled_dot_product_attention(Q, jax.device_put(FX["key"][..., :4]), V)

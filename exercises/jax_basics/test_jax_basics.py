@@ -10,8 +10,13 @@ from course.testing import assert_close, load_fixtures, stored_mistakes
 from exercises.jax_basics.jax_basics import loss_and_grad, mse_loss, per_example_grads, predict
 
 FX = load_fixtures(__file__)
+# jax.device_put, unlike jnp.asarray, copies a NumPy array to the device without compiling a program.
 PARAMS = unflatten_params(FX, "params")
-BATCH = (jnp.asarray(FX["inputs"]), jnp.asarray(FX["targets"]))
+BATCH = (jax.device_put(FX["inputs"]), jax.device_put(FX["targets"]))
+
+
+# One program, shared by the two tests; run eagerly, every operation of vmap(grad) is a program of its own.
+per_example_grads_compiled = jax.jit(per_example_grads)
 
 
 def assert_params_close(actual, key, what, *, name_mistakes=True):
@@ -33,13 +38,14 @@ def test_predict_matches_reference():
 
 def test_predict_last_layer_is_linear():
     # Scaling the last layer scales a linear output exactly; tanh would squash it.
-    scaled = PARAMS[:-1] + [(PARAMS[-1][0] * 3.0, PARAMS[-1][1] * 3.0)]
+    scaled = PARAMS[:-1] + [tuple(jax.device_put(np.asarray(p) * 3.0) for p in PARAMS[-1])]
     assert_close(predict(scaled, BATCH[0]), 3.0 * FX["predict.output"], what="predict with the last layer scaled by 3")
 
 
 def test_predict_leading_batch_dimensions():
-    inputs = BATCH[0].reshape(2, 3, -1)
-    assert_close(predict(PARAMS, inputs), FX["predict.output"].reshape(2, 3, -1), what="predict on inputs [2, 3, d_0]")
+    inputs = jax.device_put(FX["inputs"].reshape(2, 3, -1))
+    # Compiled as one program (run eagerly, every operation is one); predict runs under jit in loss_and_grad too.
+    assert_close(jax.jit(predict)(PARAMS, inputs), FX["predict.output"].reshape(2, 3, -1), what="predict on inputs [2, 3, d_0]")
 
 
 def test_mse_loss_matches_reference():
@@ -48,8 +54,8 @@ def test_mse_loss_matches_reference():
 
 
 def test_mse_loss_is_a_mean():
-    doubled = (jnp.concatenate([BATCH[0]] * 2), jnp.concatenate([BATCH[1]] * 2))
-    assert_close(mse_loss(PARAMS, doubled), FX["mse_loss.output"], what="mse_loss on the batch repeated twice (a mean does not change)")
+    doubled = (jax.device_put(np.concatenate([FX["inputs"]] * 2)), jax.device_put(np.concatenate([FX["targets"]] * 2)))
+    assert_close(jax.jit(mse_loss)(PARAMS, doubled), FX["mse_loss.output"], what="mse_loss on the batch repeated twice (a mean does not change)")
 
 
 def test_loss_and_grad_matches_reference():
@@ -64,23 +70,23 @@ def test_loss_and_grad_is_jit_compiled():
 
 
 def test_per_example_grads_matches_reference():
-    assert_params_close(per_example_grads(PARAMS, BATCH), "per_example_grads.grads", "per_example_grads")
+    assert_params_close(per_example_grads_compiled(PARAMS, BATCH), "per_example_grads.grads", "per_example_grads")
 
 
 def test_per_example_grads_average_to_the_batch_gradient():
     # The batch loss is the mean of the per-example losses, so its gradient is their mean.
-    per_example = per_example_grads(PARAMS, BATCH)
+    per_example = per_example_grads_compiled(PARAMS, BATCH)
     n = BATCH[0].shape[0]
     for layer, (dW, db) in enumerate(per_example):
         assert dW.shape == (n, *PARAMS[layer][0].shape), f"per_example_grads[{layer}] dW: expected shape {(n, *PARAMS[layer][0].shape)}, got {dW.shape}"
         assert db.shape == (n, *PARAMS[layer][1].shape), f"per_example_grads[{layer}] db: expected shape {(n, *PARAMS[layer][1].shape)}, got {db.shape}"
-    mean = [(dW.mean(0), db.mean(0)) for dW, db in per_example]
+    mean = [(np.asarray(dW).mean(0), np.asarray(db).mean(0)) for dW, db in per_example]
     assert_params_close(mean, "loss_and_grad.grads", "mean of per_example_grads", name_mistakes=False)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
 def test_predict_keeps_the_dtype(dtype):
-    params = jax.tree.map(lambda x: x.astype(dtype), PARAMS)
-    out = predict(params, BATCH[0].astype(dtype))
+    params = jax.tree.map(lambda x: jax.device_put(np.asarray(x).astype(dtype)), PARAMS)  # cast on the host: no program
+    out = predict(params, jax.device_put(FX["inputs"].astype(dtype)))
     assert out.dtype == dtype, f"predict on {jnp.dtype(dtype)} inputs: expected a {jnp.dtype(dtype)} output, got {out.dtype}"
     assert_close(out, FX["predict.output"], what=f"predict in {jnp.dtype(dtype)}", mistakes=stored_mistakes(FX, "predict.output"), dtype=dtype)

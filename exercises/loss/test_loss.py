@@ -9,8 +9,8 @@ from course.testing import assert_close, load_fixtures, stored_mistakes
 from exercises.loss.loss import cross_entropy_loss, next_token_loss
 
 FX = load_fixtures(__file__)
-LOGITS = jnp.asarray(FX["logits"])
-TARGETS, MASK, TOKENS = (jnp.asarray(FX[n]) for n in ("targets", "mask", "tokens"))
+# jax.device_put, unlike jnp.asarray, copies a NumPy array to the device without compiling a program.
+LOGITS, TARGETS, MASK, TOKENS = (jax.device_put(FX[n]) for n in ("logits", "targets", "mask", "tokens"))
 
 CASES = {
     "cross_entropy": lambda z: cross_entropy_loss(z, TARGETS),
@@ -29,40 +29,41 @@ def test_matches_reference(case):
 
 
 def test_returns_a_float32_scalar_for_bfloat16_logits():
-    loss = cross_entropy_loss(LOGITS.astype(jnp.bfloat16), TARGETS)
+    loss = cross_entropy_loss(jax.device_put(FX["logits"].astype(jnp.bfloat16)), TARGETS)
     assert loss.shape == () and loss.dtype == jnp.float32, f"loss: expected a float32 scalar, got {loss.dtype}{list(loss.shape)}"
     assert_close(loss, FX["cross_entropy.output"], rtol=2e-2, atol=2e-2, what="loss for bfloat16 logits",
                  mistakes=stored_mistakes(FX, "cross_entropy.output"))
 
 
 def test_large_logits_are_stable():
-    logits = jnp.asarray(FX["large.logits"])  # [[1e4, 0, -1e4], [0, 1e4, 1e4]]
-    loss = cross_entropy_loss(logits, jnp.asarray(FX["large.targets"]))  # [1, 2]
+    logits = jax.device_put(FX["large.logits"])  # [[1e4, 0, -1e4], [0, 1e4, 1e4]]
+    loss = cross_entropy_loss(logits, jax.device_put(FX["large.targets"]))  # [1, 2]
     # Example 0: -log softmax = 1e4 exactly; example 1: log 2. Subtract the maximum before exp.
     assert_close(loss, np.float32((1e4 + np.log(2.0)) / 2), what="loss for logits of magnitude 1e4",
                  mistakes=stored_mistakes(FX, "large.output"))
 
 
 def test_mask_weights_count():
-    all_true = cross_entropy_loss(LOGITS, TARGETS, jnp.ones(TARGETS.shape, bool))
+    all_true = cross_entropy_loss(LOGITS, TARGETS, jax.device_put(np.ones(TARGETS.shape, bool)))
     assert_close(all_true, FX["cross_entropy.output"], what="loss with a mask of all True",
                  mistakes=stored_mistakes(FX, "cross_entropy.output"))
-    none = cross_entropy_loss(LOGITS, TARGETS, jnp.zeros(TARGETS.shape, bool))
+    none = cross_entropy_loss(LOGITS, TARGETS, jax.device_put(np.zeros(TARGETS.shape, bool)))
     assert_close(none, np.float32(0.0), what="loss with nothing counted (sum / max(count, 1))")
 
 
 def test_float_targets_raise_type_error():
     with pytest.raises(TypeError):
-        cross_entropy_loss(LOGITS, TARGETS.astype(jnp.float32))
+        cross_entropy_loss(LOGITS, jax.device_put(FX["targets"].astype(np.float32)))
 
 
 def test_next_token_loss_never_scores_the_last_logits():
     # The prediction after the final token has no target.
-    grad = jax.jit(jax.grad(lambda z: next_token_loss(z, TOKENS)))(LOGITS)
+    grad = np.asarray(jax.jit(jax.grad(lambda z: next_token_loss(z, TOKENS)))(LOGITS))
     assert_close(grad[:, -1], np.zeros_like(FX["logits"][:, -1]), what="gradient at the last position")
 
 
 def test_next_token_loss_ignores_pad_targets():
-    pads = np.asarray(FX["tokens"])[:, 1:] == 0
-    changed = LOGITS.at[:, :-1].add(jnp.where(jnp.asarray(pads)[..., None], 50.0, 0.0))
-    assert_close(next_token_loss(changed, TOKENS, pad_id=0), FX["next_token_pad0.output"], what="loss after changing the logits that predict pad tokens")
+    pads = FX["tokens"][:, 1:] == 0
+    changed = FX["logits"].copy()
+    changed[:, :-1] += np.where(pads[..., None], np.float32(50.0), np.float32(0.0))
+    assert_close(next_token_loss(jax.device_put(changed), TOKENS, pad_id=0), FX["next_token_pad0.output"], what="loss after changing the logits that predict pad tokens")

@@ -2,35 +2,43 @@
 
 The model is :class:`course.testing.toy_model.BigramMLP`, a tiny language model that
 needs none of your other exercises, with weights from the fixture.
+
+The tests share one optimizer (``ADAM``) and batch shape, so ``train_step``
+compiles once for all of them; only the trace-counting model and the
+data-parallel step compile programs of their own.
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 from flax import nnx
 from jax.sharding import Mesh
 
-from course.params import arrays_under, load_param_arrays, param_arrays
+from course.params import arrays_under, module_with_params, param_arrays
 from course.sharding import data_mesh, replicate
 from course.testing import assert_close, load_fixtures, stored_mistakes
 from course.testing.toy_model import TOY, BigramMLP
 from exercises.training.training import shard_batch, train_step
 
 FX = load_fixtures(__file__)
+# jax.device_put, unlike jnp.asarray, copies a NumPy array to the device without compiling a program.
+BATCHES = [jax.device_put(tokens) for tokens in FX["tokens"]]  # three int32[4, 10]
+# One optimizer for every test: a new optax.adam(...) is a new static part of the step, which nnx.jit traces again.
+ADAM = optax.adam(0.05)
+# The optimizer's initial state as one compiled program; built eagerly, each of its arrays would be one.
+new_optimizer = nnx.jit(lambda model: nnx.Optimizer(model, ADAM, wrt=nnx.Param))
 
 
-def fresh_model_and_optimizer():
-    model = BigramMLP(**TOY, rngs=nnx.Rngs(0))
-    load_param_arrays(model, arrays_under(FX, "params."))
-    return model, nnx.Optimizer(model, optax.adam(0.05), wrt=nnx.Param)
+def fresh_model_and_optimizer(model_class=BigramMLP):
+    model = module_with_params(lambda: model_class(**TOY, rngs=nnx.Rngs(0)), arrays_under(FX, "params."))
+    return model, new_optimizer(model)
 
 
 def test_three_steps_match_reference():
     model, optimizer = fresh_model_and_optimizer()
-    for step, tokens in enumerate(FX["tokens"]):
-        loss = train_step(model, optimizer, jnp.asarray(tokens))
+    for step, tokens in enumerate(BATCHES):
+        loss = train_step(model, optimizer, tokens)
         mistakes = {hint: losses[step] for hint, losses in stored_mistakes(FX, "losses").items()}
         assert_close(loss, FX["losses"][step], what=f"loss returned by step {step} (the loss before that step's update)",
                      mistakes=mistakes)
@@ -42,7 +50,7 @@ def test_three_steps_match_reference():
 def test_parameters_change():
     model, optimizer = fresh_model_and_optimizer()
     before = param_arrays(model)
-    train_step(model, optimizer, jnp.asarray(FX["tokens"][0]))
+    train_step(model, optimizer, BATCHES[0])
     unchanged = [n for n, v in param_arrays(model).items() if np.array_equal(v, before[n])]
     assert not unchanged, f"parameters not updated by train_step: {unchanged}"
 
@@ -55,12 +63,11 @@ def test_train_step_compiles_once():
             traces.append(tokens.shape)  # Python runs only while JAX traces
             return super().__call__(tokens)
 
-    model = Counting(**TOY, rngs=nnx.Rngs(0))
-    optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+    model, optimizer = fresh_model_and_optimizer(Counting)
     per_step = []
-    for tokens in FX["tokens"]:
+    for tokens in BATCHES:
         before = len(traces)
-        train_step(model, optimizer, jnp.asarray(tokens))
+        train_step(model, optimizer, tokens)
         per_step.append(len(traces) - before)
     # The first step traces (the model may be called more than once in that trace); later steps reuse the program.
     assert per_step[0] >= 1 and per_step[1:] == [0] * (len(per_step) - 1), (
@@ -71,7 +78,7 @@ def test_train_step_compiles_once():
 def test_shard_batch_splits_rows_over_the_data_axis():
     mesh = data_mesh()
     n = len(mesh.devices.flat)
-    tokens = jnp.arange(n * 2 * 3).reshape(n * 2, 3)
+    tokens = jax.device_put(np.arange(n * 2 * 3, dtype=np.int32).reshape(n * 2, 3))
     sharded = shard_batch(tokens, mesh)
     assert_close(sharded, np.asarray(tokens), what="shard_batch must not change the values")
     rows = sorted((s.index[0].start or 0, s.data.shape) for s in sharded.addressable_shards)
@@ -86,8 +93,10 @@ def test_data_parallel_step_equals_single_device_step():
     single_model, single_opt = fresh_model_and_optimizer()
     parallel_model, parallel_opt = fresh_model_and_optimizer()
     replicate(mesh, parallel_model, parallel_opt)
-    tokens = jnp.asarray(np.concatenate([FX["tokens"][0]] * len(devices)))  # a batch of 4 * devices rows
-    single_loss = train_step(single_model, single_opt, tokens)
+    # A batch of 4 * devices rows, the 4 of BATCHES[0] repeated: its mean loss and gradients are those of
+    # BATCHES[0], so the single-device step on BATCHES[0] (compiled already) is the one to match.
+    tokens = jax.device_put(np.concatenate([FX["tokens"][0]] * len(devices)))
+    single_loss = train_step(single_model, single_opt, BATCHES[0])
     parallel_loss = train_step(parallel_model, parallel_opt, shard_batch(tokens, mesh))
     assert_close(parallel_loss, np.asarray(single_loss), what="data-parallel loss")
     single = param_arrays(single_model)
@@ -98,7 +107,7 @@ def test_data_parallel_step_equals_single_device_step():
 def test_shard_batch_bad_input():
     devices = np.asarray(jax.local_devices()[:1])
     with pytest.raises(ValueError, match="data"):
-        shard_batch(jnp.zeros((4, 3), jnp.int32), Mesh(devices, ("batch",)))
+        shard_batch(jax.device_put(np.zeros((4, 3), np.int32)), Mesh(devices, ("batch",)))
     if len(jax.local_devices()) > 1:
         with pytest.raises(ValueError):
-            shard_batch(jnp.zeros((len(jax.local_devices()) + 1, 3), jnp.int32), data_mesh())
+            shard_batch(jax.device_put(np.zeros((len(jax.local_devices()) + 1, 3), np.int32)), data_mesh())
