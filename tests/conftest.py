@@ -10,20 +10,16 @@ from pathlib import Path
 import pytest
 
 from course import submission
+from graders.engine import sandbox
 
 ROOT = submission.repo_root()
 
 
-def _bubblewrap_problem() -> str | None:
-    from graders.engine.sandbox import bubblewrap_problem
-
-    return bubblewrap_problem()
-
-
+BUBBLEWRAP_PROBLEM = sandbox.bubblewrap_problem()  # why bubblewrap cannot run on this machine, or None
 # The grader's two isolation paths: bubblewrap (skipped where it cannot run) and the fallback.
 ISOLATIONS = [
-    pytest.param("bubblewrap", marks=pytest.mark.skipif(_bubblewrap_problem() is not None,
-                                                        reason=f"bubblewrap cannot run here: {_bubblewrap_problem()}")),
+    pytest.param("bubblewrap", marks=pytest.mark.skipif(BUBBLEWRAP_PROBLEM is not None,
+                                                        reason=f"bubblewrap cannot run here: {BUBBLEWRAP_PROBLEM}")),
     "fallback",
 ]
 
@@ -195,7 +191,6 @@ def grade_beside_classmate(submission: Path, **kwargs):
     import psutil
 
     import graders
-    from graders.engine.sandbox import SHARED_WRITABLE
 
     honest = {k: v for k, v in kwargs.items() if k in ("exercises", "seed", "isolation", "open_interpreter_path")}
     with ThreadPoolExecutor(1) as pool:
@@ -208,7 +203,7 @@ def grade_beside_classmate(submission: Path, **kwargs):
         alive = [p.pid for p in psutil.process_iter(["uids", "status"])
                  if p.info["uids"] and uid in p.info["uids"] and p.info["status"] != psutil.STATUS_ZOMBIE]
         assert alive == [], f"processes of the worker's user {uid} outlived the grading: {alive}"
-        for folder in SHARED_WRITABLE:
+        for folder in sandbox.SHARED_WRITABLE:
             left = [e.path for e in os.scandir(folder) if e.stat(follow_symlinks=False).st_uid == uid] if os.path.isdir(folder) else []
             assert left == [], f"files of the worker's user {uid} left in {folder}: {left}"
     return result

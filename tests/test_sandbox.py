@@ -29,7 +29,7 @@ from course.submission import repo_root
 from graders.batch import grade_all
 from graders.engine import sandbox
 from graders.runtime import wire
-from tests.conftest import ISOLATIONS, assert_valid_score_files, copy_with_edits, grade_beside_classmate, sandbox_options
+from tests.conftest import BUBBLEWRAP_PROBLEM, ISOLATIONS, assert_valid_score_files, copy_with_edits, grade_beside_classmate, sandbox_options
 
 import graders
 
@@ -37,7 +37,6 @@ ROOT = repo_root()
 LIMITS = graders.Limits(call_seconds=20, submission_seconds=300, memory_mb=1024, crashes=2)
 AS_ROOT = os.geteuid() == 0
 FALLBACK_LEVEL = "user" if AS_ROOT else "none"
-BUBBLEWRAP = sandbox.bubblewrap_problem()
 
 
 def _level(isolation: str) -> str:
@@ -249,8 +248,8 @@ def test_world_readable_files_and_the_network_are_out_of_reach(tmp_path, isolati
 
 
 def test_an_environment_in_a_private_folder_runs_under_bubblewrap(tmp_path):
-    if BUBBLEWRAP is not None:
-        pytest.skip(f"bubblewrap cannot run here: {BUBBLEWRAP}")
+    if BUBBLEWRAP_PROBLEM is not None:
+        pytest.skip(f"bubblewrap cannot run here: {BUBBLEWRAP_PROBLEM}")
     private = tmp_path / "private"  # like `mktemp -d` or /root: no one else may enter
     private.mkdir(mode=0o700)
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(private / "venv")], check=True)
