@@ -18,6 +18,9 @@ the end, and each of Python's full garbage collections walks them all, the
 last one at exit included. Once the tests are collected, every library they
 need is imported: ``gc.freeze()`` then leaves what exists out of every later
 collection (about 0.5 s of a run).
+
+Float32 matrix products run at full precision (``course.testing.TOLERANCES``
+says why): on a GPU JAX would otherwise use TF32, beyond the tolerances.
 """
 
 import gc
@@ -25,10 +28,11 @@ import gc
 import pytest
 
 from course.sharding import VIRTUAL_CPU_DEVICES, request_host_devices
-from course.testing import use_compilation_cache
+from course.testing import use_compilation_cache, use_full_float32_matmuls
 
 request_host_devices(VIRTUAL_CPU_DEVICES)
 use_compilation_cache()
+use_full_float32_matmuls()  # the fixtures' float32 tolerances hold on GPUs too (TF32 otherwise)
 
 
 @pytest.hookimpl(wrapper=True)

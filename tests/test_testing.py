@@ -129,3 +129,18 @@ def test_compilation_cache_folder_is_per_user_and_can_be_turned_off(tmp_path):
     assert cache_dir({"COURSE_COMPILATION_CACHE": str(tmp_path / "xla")}) == tmp_path / "xla"
     assert cache_dir({"COURSE_COMPILATION_CACHE": "0"}) is None
     assert cache_dir({"COURSE_COMPILATION_CACHE": "OFF"}) is None
+
+
+def test_visible_tests_multiply_float32_matrices_at_full_precision(tmp_path):
+    """On a GPU, JAX's default precision (TF32) errs beyond the float32 tolerances: the visible tests' conftest turns it off."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = ("import runpy, jax; runpy.run_path('exercises/conftest.py'); "
+              "print(jax.config.jax_default_matmul_precision)")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "COURSE_COMPILATION_CACHE": "0"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "highest"

@@ -33,10 +33,23 @@ from course.testing.statistics import chi_square_p_value  # noqa: F401  (the tes
 # correct order of operations (einsum or matmul, -inf or a large negative
 # fill, log_softmax or a hand-written logsumexp); bfloat16 keeps about three
 # significant digits, and its gradients pass through more rounded steps.
+# The float32 tolerances assume float32 matrix products. On GPUs JAX's default
+# precision multiplies float32 matrices in TF32 (about 3 significant digits, errors
+# near 1e-3), which no float32 tolerance here admits; so every float32 comparison of
+# the course, visible tests and grader alike (both sides of it), runs at this
+# precision, on CPUs (where it changes nothing) and GPUs alike.
+MATMUL_PRECISION = "highest"
 TOLERANCES: dict[str, dict[str, dict[str, float]]] = {
     "output": {"float32": {"rtol": 1e-4, "atol": 1e-5}, "bfloat16": {"rtol": 3e-2, "atol": 3e-2}},
     "gradient": {"float32": {"rtol": 2e-4, "atol": 2e-5}, "bfloat16": {"rtol": 6e-2, "atol": 6e-2}},
 }
+
+
+
+def use_full_float32_matmuls() -> None:
+    """Makes :data:`MATMUL_PRECISION` JAX's default for the rest of the process (see :data:`TOLERANCES`)."""
+    jax.config.update("jax_default_matmul_precision", MATMUL_PRECISION)
+
 
 FIXTURES_FILE = "fixtures.npz"
 KNOWN_MISTAKE = "this matches a known mistake: {hint}"

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from course.testing import MATMUL_PRECISION
 from graders.engine import sandbox, scan
 from graders.engine.failures import ForbiddenRoutine, NotRun, StudentError, SubmissionFailure, Tampering, WorkerCrash
 from graders.runtime import wire
@@ -314,7 +315,7 @@ class Student:
         return result
 
     def call(self, function: str, *args, kwargs: dict | None = None, transform: str | None = None,
-             in_axes=None, cotangent=None, precision: str = "highest"):
+             in_axes=None, cotangent=None, precision: str = MATMUL_PRECISION):
         """``function(*args, **kwargs)`` in the worker, under ``transform`` (see ``graders.runtime.transforms.apply``).
 
         Returns:
@@ -328,7 +329,7 @@ class Student:
                            cotangent=cotangent, precision=precision)()
 
     def submit(self, function: str, *args, kwargs: dict | None = None, transform: str | None = None,
-               in_axes=None, cotangent=None, precision: str = "highest"):
+               in_axes=None, cotangent=None, precision: str = MATMUL_PRECISION):
         """As :meth:`call`, but returns at once a function that waits for the result (compute the reference meanwhile)."""
         label = {None: "", "jit": " under jax.jit", "vmap": " under jax.vmap", "vjp": " (its vector-Jacobian product)"}[transform]
         return self._submit("call", f"{function}{label}", function=function, args=tuple(args), kwargs=dict(kwargs or {}),
