@@ -337,3 +337,26 @@ def test_every_grading_gets_the_virtual_cpu_devices_whatever_the_caller_asked():
     count = f"{DEVICE_COUNT_FLAG}={VIRTUAL_CPU_DEVICES}"
     assert sandbox.xla_flags({}) == count
     assert sandbox.xla_flags({"XLA_FLAGS": f"--xla_dump_to=/tmp/x {DEVICE_COUNT_FLAG}=2"}) == f"--xla_dump_to=/tmp/x {count}"
+
+
+def test_core_slices_split_the_cores_among_jobs():
+    assert sandbox.core_slices(2, [0, 1, 2, 3, 4]) == [[0, 1], [2, 3, 4]]
+    assert sandbox.core_slices(1, [3, 1]) == [[1, 3]]
+    assert sandbox.core_slices(3, [0, 1]) == [[0], [1], [0]]  # more jobs than cores: one core each, shared
+    with pytest.raises(ValueError, match="cores: expected a non-empty subset"):
+        sandbox.check_cores([])
+    with pytest.raises(ValueError, match="cores: expected a non-empty subset"):
+        sandbox.check_cores([max(os.sched_getaffinity(0)) + 1])
+
+
+def test_a_grading_runs_its_worker_on_its_own_cores(tmp_path):
+    """A job's slice of cores holds for its worker too, so XLA sizes the worker's thread pools to it."""
+    core = max(os.sched_getaffinity(0))
+    reporter = ("import os\n\ndef _report(*args, **kwargs):\n"
+                "    raise ValueError(f'cores {sorted(os.sched_getaffinity(0))}')\n\n"
+                "predict = mse_loss = loss_and_grad = per_example_grads = _report\n")
+    submission = copy_with_edits(tmp_path / "reporter", {"jax_basics/jax_basics.py": reporter})
+    result = graders.grade(submission, exercises=["jax_basics"], seed=3, limits=LIMITS, cores=[core])
+    assert result.status == "ok", result.errors
+    messages = [c.message for e in result.exercises for c in e.cases if "cores [" in c.message]
+    assert messages and all(f"cores [{core}]" in m for m in messages), [c.message for e in result.exercises for c in e.cases]

@@ -78,6 +78,7 @@ def grade(
     cache_dir: str | os.PathLike[str] | None = None,
     isolation: str = "auto",
     open_interpreter_path: bool = False,
+    cores: Sequence[int] | None = None,
 ) -> GradingResult:
     """Grades ``submission`` and, when ``out`` is given, writes its score files there.
 
@@ -100,6 +101,10 @@ def grade(
       open_interpreter_path: on the fallback as root, add search permission for
         other users to the folders above this Python when the worker's user
         cannot reach it (otherwise that is refused with what to change).
+      cores: the CPU cores the grading's processes run on (default: this
+        process's); XLA sizes its thread pools to them, so parallel jobs given
+        disjoint slices (:func:`graders.engine.sandbox.core_slices`) do not
+        oversubscribe the machine.
 
     Returns:
       The :class:`~graders.results.scores.GradingResult`; its ``status`` is
@@ -109,12 +114,13 @@ def grade(
       FileNotFoundError, NotADirectoryError: ``submission`` is not a folder.
       KeyError: an unknown exercise, or one without a grader suite.
       ValueError: ``seed`` out of range, a submission too large to copy, or one
-        that is not what it says (see :func:`check_submission`), or an unknown ``isolation``.
+        that is not what it says (see :func:`check_submission`), an unknown ``isolation``, or ``cores`` not
+        a non-empty set of this process's cores.
       SandboxUnavailable: the isolation asked for cannot be had (see :func:`isolation_level`).
     """
     started = time.monotonic()
     plan = _plan(submission, exercises=exercises, seed=seed, limits=limits, forbidden=forbidden, cache_dir=cache_dir,
-                 isolation=isolation, open_interpreter_path=open_interpreter_path)
+                 isolation=isolation, open_interpreter_path=open_interpreter_path, cores=cores)
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -173,6 +179,7 @@ class _Plan:
     cache: Path
     isolation: str  # one of sandbox.LEVELS
     made_searchable: list[str]  # folders given o+x so that the worker's user can run Python
+    cores: list[int]  # the CPU cores of the pytest process and its workers
 
 
 def _plan(
@@ -185,6 +192,7 @@ def _plan(
     cache_dir: str | os.PathLike[str] | None,
     isolation: str,
     open_interpreter_path: bool,
+    cores: Sequence[int] | None,
 ) -> _Plan:
     """Checks :func:`grade`'s arguments (raising as it documents) and fills in their defaults; chooses the
     isolation level and makes the compilation cache's folder."""
@@ -192,11 +200,13 @@ def _plan(
     names = list(exercises) if exercises else graded_exercises()
     check_graded(names)
     seed = draw_seed() if seed is None else check_seed(seed)
+    cores = sandbox.check_cores(cores)
     routines = {name: list((forbidden or {}).get(name, catalog.get(name).forbidden)) for name in names}
     level, made_searchable = isolation_level(isolation, open_interpreter_path=open_interpreter_path)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return _Plan(root, names, routines, seed, limits or sandbox.Limits(), submissions.repo_root(), cache, level, made_searchable)
+    return _Plan(root, names, routines, seed, limits or sandbox.Limits(), submissions.repo_root(), cache, level, made_searchable,
+                 cores)
 
 
 def isolation_level(requested: str = "auto", *, open_interpreter_path: bool = False) -> tuple[str, list[str]]:
@@ -237,6 +247,7 @@ def _write_settings(folder: Path, plan: _Plan, uid: int | None) -> Path:
         "submission": str(plan.submission), "seed": plan.seed, "limits": asdict(plan.limits), "forbidden": plan.forbidden,
         "reference": str(plan.repo / "reference"), "cache_dir": str(plan.cache), "pid_file": str(folder / PID_FILE),
         "isolation": plan.isolation, "worker_uid": uid, "made_searchable": plan.made_searchable,
+        "cores": plan.cores,
     }))
     return settings
 

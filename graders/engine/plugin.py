@@ -77,7 +77,7 @@ class Grading:
     def __init__(self, settings: dict):
         from graders.engine import scan
         from graders.engine.client import Session  # no jax: the worker starts before this process imports it
-        from graders.engine.sandbox import Limits
+        from graders.engine.sandbox import Limits, pin
 
         self.seed = int(settings["seed"])
         self.forbidden = {name: tuple(routines) for name, routines in settings["forbidden"].items()}
@@ -86,6 +86,7 @@ class Grading:
         self.session = Session(Path(settings["submission"]), Limits(**settings["limits"]), traps, pid_file,
                                isolation=settings["isolation"], uid=settings["worker_uid"])
         self.made_searchable = list(settings["made_searchable"])
+        pin(settings["cores"])  # before the worker starts and this process's XLA sizes its thread pools
         self.session.spawn()  # the worker imports jax while this process does and collects the suites
         # Read before any of the submission's code runs (the worker imports it only when asked).
         self.findings = scan.scan(self.session.scratch / "submission", self.forbidden)

@@ -54,7 +54,7 @@ import sysconfig
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,6 +165,46 @@ def choose_isolation(requested: str = "auto") -> str:
             raise SandboxUnavailable(f"isolation: bubblewrap was required but cannot run here ({problem}); "
                                      "install it (apt install bubblewrap) and allow namespaces, or grade without --require-sandbox")
     return "user" if os.geteuid() == 0 else "none"
+
+
+def check_cores(cores: Sequence[int] | None) -> list[int]:
+    """``cores`` sorted, or all of this process's cores when ``None``.
+
+    Raises:
+      ValueError: ``cores`` is empty or names a core this process may not run on.
+    """
+    available = sorted(os.sched_getaffinity(0))
+    if cores is None:
+        return available
+    chosen = sorted(set(cores))
+    if not chosen or any(not isinstance(c, int) or c not in available for c in chosen):
+        raise ValueError(f"cores: expected a non-empty subset of this process's cores {available}, got {list(cores)!r}")
+    return chosen
+
+
+def core_slices(jobs: int, cores: Sequence[int]) -> list[list[int]]:
+    """``jobs`` slices of ``cores`` (for instance ``check_cores(None)``), one per parallel grading.
+
+    With at least as many cores as jobs the slices are disjoint and differ in
+    size by at most one; with fewer, jobs share cores round robin (one each).
+    """
+    cores = sorted(cores)
+    if jobs >= len(cores):
+        return [[cores[j % len(cores)]] for j in range(jobs)]
+    bounds = [j * len(cores) // jobs for j in range(jobs + 1)]
+    return [cores[bounds[j]:bounds[j + 1]] for j in range(jobs)]
+
+
+def pin(cores: Sequence[int]) -> None:
+    """Runs this process, and every process it starts from now on, on ``cores``.
+
+    Called by the grader's pytest process before it starts a worker or imports
+    JAX: XLA and OpenBLAS size their thread pools to the cores a process may
+    use. Not a security boundary: a process may widen its own set again
+    (within the machine's), which gains it a share of other cores' time and
+    nothing else (its CPU time is limited either way).
+    """
+    os.sched_setaffinity(0, cores)
 
 
 def interpreter_folders() -> list[Path]:
