@@ -180,7 +180,8 @@ def assert_valid_score_files(out: Path, *, seed: int | None = None):
 def grade_beside_classmate(submission: Path, **kwargs):
     """``graders.grade(submission, **kwargs)`` while an honest classmate (the reference) is graded at the same time.
 
-    Asserts that the classmate earns full marks, as alone, and that nothing of
+    The two jobs run on disjoint slices of the machine's cores (one each on two
+    cores), as ``grade-all``'s jobs do. Asserts that the classmate earns full marks, as alone, and that nothing of
     the submission's worker is left: no process of its user, no file of its
     user in the machine's shared writable folders (checked where the worker
     ran as a user of its own, i.e. as root). Returns the submission's result.
@@ -193,9 +194,10 @@ def grade_beside_classmate(submission: Path, **kwargs):
     import graders
 
     honest = {k: v for k, v in kwargs.items() if k in ("exercises", "seed", "isolation", "open_interpreter_path")}
+    theirs, ours = sandbox.core_slices(2, sandbox.check_cores(None))
     with ThreadPoolExecutor(1) as pool:
-        classmate = pool.submit(graders.grade, ROOT / "reference", **honest)
-        result = graders.grade(submission, **kwargs)
+        classmate = pool.submit(graders.grade, ROOT / "reference", **honest, cores=theirs)
+        result = graders.grade(submission, **{"cores": ours, **kwargs})
         alone = classmate.result()
     assert alone.status == "ok" and alone.score == alone.max_score > 0, (alone.score, alone.errors)
     uid = result.worker.get("uid")
