@@ -12,6 +12,11 @@ the status and, for a rejected submission, the reason; names in
 :mod:`graders.results.layout`). A re-run skips every
 student whose content hash, grader version, seed and exercises are unchanged.
 
+Beyond one machine: ``scheduler=`` sends the gradings to a Dask cluster's
+workers (:mod:`graders.cluster`), and ``shard=(index, count)`` grades one of
+``count`` disjoint parts of the class, whose folders :func:`merge_results`
+joins into the folder of the unsharded run.
+
 Reference outputs are not shared between students: the reference runs in each
 student's trusted pytest process at the same time as the student's worker
 waits for its answer, so it costs little wall time, and with the one seed of
