@@ -19,7 +19,7 @@ from course.cli import main
 from tests.conftest import copy_with_edits
 
 import graders
-from graders import batch
+from graders import batch, cluster
 from graders.results import layout
 
 EXERCISE = "positional_encoding"
@@ -126,3 +126,7 @@ def test_shards_and_merges_that_cannot_work_are_refused(tmp_path):
         refused = runner.invoke(main, ["grade-all", str(tmp_path / "submissions"), "--out", str(tmp_path / "r"), *args])
         assert refused.exit_code == 2 and message in " ".join(refused.output.split()), refused.output
     assert not (tmp_path / "r").exists()
+    # What each worker is checked for, before the run and in every task: this grader version and the submissions.
+    assert cluster.worker_problem(str(tmp_path / "submissions"), batch.grader_version()) is None
+    assert "runs grader version" in cluster.worker_problem(str(tmp_path / "submissions"), "0" * 16)
+    assert "cannot see SUBMISSIONS_DIR" in cluster.worker_problem(str(tmp_path / "nowhere"), batch.grader_version())
