@@ -493,6 +493,8 @@ def merge_results(shard_dirs: Sequence[str | os.PathLike[str]], results_dir: str
     """
     started = time.monotonic()
     out = Path(results_dir)
+    if not shard_dirs:
+        raise BatchError("SHARD_DIR: give the --out folder of every shard")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BatchError(f"--out: {out} is not an empty folder; merge into a new one")
     shards = {}
