@@ -7,8 +7,9 @@ submission and returns a :class:`GradingResult`, written as Gradescope's
 
 Wings: ``engine`` (``grade``, the pytest plugin, the worker's client and
 sandbox, comparisons), ``runtime`` (what runs in the worker), ``results`` (the
-score model and its writers); around them ``batch`` (a class), ``autograder``
-(the Gradescope bundle), ``cli`` (the ``course`` verbs) and ``suites``.
+score model and its writers); around them ``batch`` (a class), ``cluster`` (a
+class on Dask's workers), ``autograder`` (the Gradescope bundle), ``cli`` (the
+``course`` verbs) and ``suites``.
 """
 
 from graders.engine.grading import grade, graded_exercises

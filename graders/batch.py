@@ -12,6 +12,11 @@ the status and, for a rejected submission, the reason; names in
 :mod:`graders.results.layout`). A re-run skips every
 student whose content hash, grader version, seed and exercises are unchanged.
 
+Beyond one machine: ``scheduler=`` sends the gradings to a Dask cluster's
+workers (:mod:`graders.cluster`), and ``shard=(index, count)`` grades one of
+``count`` disjoint parts of the class, whose folders :func:`merge_results`
+joins into the folder of the unsharded run.
+
 Reference outputs are not shared between students: the reference runs in each
 student's trusted pytest process at the same time as the student's worker
 waits for its answer, so it costs little wall time, and with the one seed of
@@ -216,27 +221,48 @@ def _check_entries(entries: Sequence[zipfile.ZipInfo]) -> None:
         raise Rejected(f"the zip unpacks to {total / 2**20:.0f} MiB; at most {MAX_ZIP_BYTES / 2**20:.0f} MiB are accepted")
 
 
-def prepare_results_dir(results_dir: Path, *, seed: int | None, exercises: Sequence[str], force: bool) -> dict:
+def read_batch(results_dir: Path, *, option: str = "--out") -> dict | None:
+    """The batch record (``batch.json``) of ``results_dir``, or ``None`` when it has none.
+
+    Raises:
+      BatchError: the file is not a batch file of :data:`BATCH_SCHEMA` (named with ``option``).
+    """
+    batch_file = results_dir / BATCH_FILE
+    if not batch_file.is_file():
+        return None
+    record = json.loads(batch_file.read_text())
+    if not isinstance(record, dict) or record.get("schema") != BATCH_SCHEMA:
+        raise BatchError(f"{option}: {batch_file} is not a batch file of schema {BATCH_SCHEMA}")
+    return record
+
+
+def batch_record(*, grader_version: str, seed: int, exercises: Sequence[str], started: str,
+                 shard: tuple[int, int] | None = None) -> dict:
+    """A results folder's ``batch.json``; a shard's (``shard=(index, count)``) also names its shard."""
+    record = {"schema": BATCH_SCHEMA, "grader_version": grader_version, "seed": seed, "exercises": list(exercises),
+              "started": started}
+    return record if shard is None else {**record, "shard": list(shard)}
+
+
+def prepare_results_dir(results_dir: Path, *, seed: int | None, exercises: Sequence[str], force: bool,
+                        shard: tuple[int, int] | None = None) -> dict:
     """Checks ``results_dir`` against this run and writes its ``batch.json``; returns the batch record.
 
     A folder graded before keeps its seed unless another is asked for, so a
     re-run can skip unchanged submissions.
 
     Raises:
-      BatchError: the folder is not empty and not a results folder, or was
-        graded by another grader version, seed or exercises (without ``force``).
+      BatchError: the folder is not empty and not a results folder, or was graded by another grader version, seed,
+        exercises or shard (without ``force``).
     """
     version = grader_version()
-    batch_file = results_dir / BATCH_FILE
-    previous = None
-    if batch_file.is_file():
-        previous = json.loads(batch_file.read_text())
-        if not isinstance(previous, dict) or previous.get("schema") != BATCH_SCHEMA:
-            raise BatchError(f"--out: {batch_file} is not a batch file of schema {BATCH_SCHEMA}")
+    previous = read_batch(results_dir)
+    if previous is not None:
         changes = [f"{what} {previous.get(key)!r} (this run: {now!r})" for what, key, now in (
             ("grader version", "grader_version", version),
             ("seed", "seed", seed if seed is not None else previous.get("seed")),
             ("exercises", "exercises", list(exercises)),
+            ("shard", "shard", list(shard) if shard is not None else None),
         ) if previous.get(key) != now]
         if changes and not force:
             raise BatchError(f"--out: {results_dir} was graded with " + ", ".join(changes)
@@ -245,34 +271,55 @@ def prepare_results_dir(results_dir: Path, *, seed: int | None, exercises: Seque
         raise BatchError(f"--out: {results_dir} is not empty and holds no {BATCH_FILE}: not a results folder of course grade-all")
     if seed is None:
         seed = previous["seed"] if previous else draw_seed()
-    record = {"schema": BATCH_SCHEMA, "grader_version": version, "seed": seed, "exercises": list(exercises),
-              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    record = batch_record(grader_version=version, seed=seed, exercises=exercises, shard=shard,
+                          started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     results_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # grades and the seed: the course staff's only
-    write_json(batch_file, record)
+    write_json(results_dir / BATCH_FILE, record)
     return record
+
+
+def skip_key(source: Path, batch: dict) -> dict:
+    """What a recorded grade of ``source`` must match to be kept: its content hash and the batch's grader version,
+    seed and exercises."""
+    return {"content_hash": content_hash(source), "grader_version": batch["grader_version"], "seed": batch["seed"],
+            "exercises": batch["exercises"]}
+
+
+def recorded_outcome(out: Path, student: str, key: dict) -> Outcome | None:
+    """The outcome recorded in ``out`` when it still holds for ``key`` (:func:`skip_key`), else ``None``.
+
+    A grader error is the grader's fault, never final: only graded or rejected submissions are kept.
+    """
+    record_file = out / STUDENT_FILE
+    if not record_file.is_file():
+        return None
+    record = json.loads(record_file.read_text())
+    final = record.get("status") in (SubmissionStatus.GRADED, SubmissionStatus.REJECTED)
+    return _recorded(record, student) if final and all(record.get(k) == v for k, v in key.items()) else None
 
 
 def grade_one(student: str, source: Path, results_dir: Path, batch: dict, *, limits: sandbox.Limits | None,
               force: bool, isolation: str = "auto", open_interpreter_path: bool = False) -> Outcome:
     """Grades one student's submission into ``results_dir/<student>/``, or skips it when nothing changed."""
-    started = time.monotonic()
-    digest = content_hash(source)
-    key = {"content_hash": digest, "grader_version": batch["grader_version"], "seed": batch["seed"], "exercises": batch["exercises"]}
+    key = skip_key(source, batch)
     out = results_dir / student
-    record_file = out / STUDENT_FILE
-    if not force and record_file.is_file():
-        record = json.loads(record_file.read_text())
-        # A grader error is the grader's fault, never final: only graded or rejected submissions are kept.
-        final = record.get("status") in (SubmissionStatus.GRADED, SubmissionStatus.REJECTED)
-        if final and all(record.get(k) == v for k, v in key.items()):
-            return Outcome(student, SubmissionStatus(record["status"]), record["score"], record["max_score"], record["reason"],
-                           skipped=True)
+    recorded = None if force else recorded_outcome(out, student, key)
+    if recorded is not None:
+        return recorded
+    return grade_into(out, student, source, key, limits=limits, isolation=isolation, open_interpreter_path=open_interpreter_path)
+
+
+def grade_into(out: Path, student: str, source: Path, key: dict, *, limits: sandbox.Limits | None, isolation: str,
+               open_interpreter_path: bool) -> Outcome:
+    """Grades ``source`` into the folder ``out`` (emptied first): the score files and ``submission.json`` (``key`` and
+    the outcome)."""
+    started = time.monotonic()
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, mode=0o700)
     try:
         with unpacked(source) as folder:
-            result = grading.grade(folder, exercises=batch["exercises"], out=out, seed=batch["seed"], limits=limits,
+            result = grading.grade(folder, exercises=key["exercises"], out=out, seed=key["seed"], limits=limits,
                                    isolation=isolation, open_interpreter_path=open_interpreter_path)
     except (Rejected, ValueError) as error:  # the submission's own faults: a bad zip, a link, graders.grade's refusals
         outcome = Outcome(student, SubmissionStatus.REJECTED, reason=str(error), seconds=time.monotonic() - started)
@@ -282,7 +329,7 @@ def grade_one(student: str, source: Path, results_dir: Path, batch: dict, *, lim
     else:
         status = SubmissionStatus.GRADED if result.status == RunStatus.OK else SubmissionStatus.GRADER_ERROR
         outcome = Outcome(student, status, result.score, result.max_score, _reason(result), time.monotonic() - started)
-    write_json(record_file, {**key, "student": student, "source": source.name, **asdict(outcome), "skipped": False})
+    write_json(out / STUDENT_FILE, {**key, "student": student, "source": source.name, **asdict(outcome), "skipped": False})
     return outcome
 
 
@@ -307,59 +354,99 @@ def grade_all(
     limits: sandbox.Limits | None = None,
     isolation: str = "auto",
     open_interpreter_path: bool = False,
+    scheduler: str | None = None,
+    shard: tuple[int, int] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_done: Callable[[Outcome], None] | None = None,
 ) -> BatchResult:
-    """Grades every submission of ``submissions_dir`` into ``results_dir``, ``jobs`` at a time.
+    """Grades every submission of ``submissions_dir`` into ``results_dir``, ``jobs`` at a time or on a Dask cluster.
 
     Args:
       submissions_dir: one folder or ``.zip`` per student, named by the student id.
       results_dir: the results folder (created; see the module docstring).
-      jobs: submissions graded at once (default: one per core).
+      jobs: submissions graded at once on this machine (default: one per core); not with ``scheduler``.
       force: regrade every submission, and accept a results folder of another
-        grader version, seed or exercises.
-      seed: the seed of every student's inputs (default: the results folder's, or random).
+        grader version, seed, exercises or shard.
+      seed: the seed of every student's inputs (default: the results folder's, or random; required with ``shard``).
       exercises: the exercises to grade (default: every one with a suite).
       limits: each worker's limits (default :class:`graders.Limits()`).
       isolation, open_interpreter_path: as for :func:`graders.grade`; checked once, before any grading.
+      scheduler: the address of a Dask scheduler (``tcp://host:8786``) whose workers grade the submissions
+        (:mod:`graders.cluster`); ``None`` grades on this machine.
+      shard: ``(index, count)``: grade only the students of that shard (:func:`shard_of`), for ``count`` plain
+        processes whose results folders :func:`merge_results` joins.
       on_start: called with the number of submissions before grading starts.
       on_done: called with each :class:`Outcome` as it completes (from this thread).
 
     Raises:
-      BatchError: see :func:`discover` and :func:`prepare_results_dir`.
-      ValueError: ``jobs`` or ``seed`` out of range, or an unknown ``isolation``; KeyError: an unknown exercise, or
-        one without a grader suite.
+      BatchError: see :func:`discover` and :func:`prepare_results_dir`; ``jobs`` with ``scheduler``, ``shard``
+        without ``seed``; and, with ``scheduler``, see :func:`graders.cluster.grade_on_cluster`.
+      ValueError: ``jobs``, ``seed`` or ``shard`` out of range, or an unknown ``isolation``; KeyError: an unknown
+        exercise, or one without a grader suite.
       SandboxUnavailable: the isolation asked for cannot be had (see :func:`graders.engine.grading.isolation_level`).
     """
     started = time.monotonic()
-    jobs, names = _checked_arguments(jobs, seed, exercises)
+    names = _checked_arguments(jobs, seed, exercises, scheduler=scheduler, shard=shard)
     grading.isolation_level(isolation, open_interpreter_path=open_interpreter_path)
-    submissions = discover(submissions_dir)
+    root = Path(submissions_dir).absolute()  # the path each score file records, on this machine or a worker
+    submissions = discover(root)
+    if shard is not None:
+        submissions = {s: p for s, p in submissions.items() if shard_of(s, shard[1]) == shard[0]}
     out = Path(results_dir)
-    batch = prepare_results_dir(out, seed=seed, exercises=names, force=force)
+    batch = prepare_results_dir(out, seed=seed, exercises=names, force=force, shard=shard)
     if on_start is not None:
         on_start(len(submissions))
-    grade = functools.partial(grade_one, limits=limits, force=force, isolation=isolation, open_interpreter_path=open_interpreter_path)
-    outcomes = _grade_in_pool(submissions, out, batch, grade, jobs=jobs, on_done=on_done)
+    options = {"limits": limits, "isolation": isolation, "open_interpreter_path": open_interpreter_path}
+    if scheduler is None:
+        grade = functools.partial(grade_one, force=force, **options)
+        outcomes = _grade_in_pool(submissions, out, batch, grade, jobs=jobs or os.cpu_count() or 1, on_done=on_done)
+    else:
+        from graders.cluster import grade_on_cluster  # Dask is an optional extra
+
+        outcomes = grade_on_cluster(root, submissions, out, batch, options, scheduler=scheduler, force=force, on_done=on_done)
     return BatchResult(out, batch["seed"], batch["grader_version"], tuple(names),
                        tuple(sorted(outcomes, key=lambda o: o.student)), time.monotonic() - started)
 
 
-def _checked_arguments(jobs: int | None, seed: int | None, exercises: Sequence[str] | None) -> tuple[int, list[str]]:
-    """The number of jobs (default: one per core) and the exercises to grade (default: every one with a suite).
+def shard_of(student: str, count: int) -> int:
+    """The shard, ``0 <= shard < count``, that grades ``student``: from a hash of the id alone, so a student keeps
+    their shard (and their skip) when the class changes."""
+    return int.from_bytes(hashlib.sha256(student.encode()).digest()[:8], "big") % count
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` (``0 <= I < N``) as ``(I, N)``.
 
     Raises:
-      ValueError: ``jobs`` or ``seed`` out of range; KeyError: an exercise without a grader suite.
+      ValueError: not two integers ``I/N`` with ``0 <= I < N``.
     """
-    if jobs is None:
-        jobs = os.cpu_count() or 1
-    if not (isinstance(jobs, int) and jobs >= 1):
+    match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if match is None or not int(match[1]) < int(match[2]):
+        raise ValueError(f"expected I/N with 0 <= I < N (shard I of N, from 0), got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def _checked_arguments(jobs: int | None, seed: int | None, exercises: Sequence[str] | None, *, scheduler: str | None,
+                       shard: tuple[int, int] | None) -> list[str]:
+    """The exercises to grade (default: every one with a suite), once the other arguments are checked.
+
+    Raises:
+      BatchError: ``jobs`` with ``scheduler``, or ``shard`` without ``seed``.
+      ValueError: ``jobs``, ``seed`` or ``shard`` out of range; KeyError: an exercise without a grader suite.
+    """
+    if jobs is not None and not (isinstance(jobs, int) and jobs >= 1):
         raise ValueError(f"jobs: expected a positive int, got {jobs!r}")
+    if jobs is not None and scheduler is not None:
+        raise BatchError("--jobs: the cluster's workers set how many submissions are graded at once; leave it out with --scheduler")
     if seed is not None:
         check_seed(seed)
+    if shard is not None:
+        parse_shard(f"{shard[0]}/{shard[1]}")
+        if seed is None:
+            raise BatchError("--shard: give --seed too, so that every shard grades with the same inputs")
     names = list(exercises) if exercises else grading.graded_exercises()
     grading.check_graded(names)
-    return jobs, names
+    return names
 
 
 def _grade_in_pool(submissions: dict[str, Path], out: Path, batch: dict, grade: Callable[..., Outcome], *, jobs: int,
@@ -370,20 +457,81 @@ def _grade_in_pool(submissions: dict[str, Path], out: Path, batch: dict, grade: 
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads suffice: each grading is its own processes
         futures = {pool.submit(grade, s, p, out, batch): s for s, p in submissions.items()}
         for future in as_completed(futures):
-            outcome = _outcome_of(future, futures[future], out)
+            outcome = outcome_of(future, futures[future], out)
             outcomes.append(outcome)
             if on_done is not None:
                 on_done(outcome)
     return outcomes
 
 
-def _outcome_of(future, student: str, out: Path) -> Outcome:
-    """The future's outcome; an unexpected error of the batch code becomes that student's grader_error, recorded."""
-    error = future.exception()
-    if error is None:
-        return future.result()
-    detail = "".join(traceback.format_exception(error))
-    outcome = Outcome(student, SubmissionStatus.GRADER_ERROR, reason=f"grading this submission failed: {error!r}")
-    (out / student).mkdir(parents=True, exist_ok=True)
-    write_json(out / student / STUDENT_FILE, {"student": student, **asdict(outcome), "detail": detail})
-    return outcome
+def outcome_of(future, student: str, out: Path, finish: Callable[..., Outcome] = lambda result: result) -> Outcome:
+    """The outcome of ``finish(future.result())`` (a cluster's writes the returned files); an unexpected error of the
+    batch code, the cluster or ``finish`` becomes that student's grader_error, recorded."""
+    try:
+        return finish(future.result())
+    except Exception as error:
+        detail = "".join(traceback.format_exception(error))
+        outcome = Outcome(student, SubmissionStatus.GRADER_ERROR, reason=f"grading this submission failed: {error!r}")
+        (out / student).mkdir(parents=True, exist_ok=True)
+        write_json(out / student / STUDENT_FILE, {"student": student, **asdict(outcome), "detail": detail})
+        return outcome
+
+
+def merge_results(shard_dirs: Sequence[str | os.PathLike[str]], results_dir: str | os.PathLike[str]) -> BatchResult:
+    """Joins the results folders of every shard of a class run into ``results_dir``: the folder the unsharded run writes.
+
+    Each shard folder's ``batch.json`` names its shard (``--shard I/N``); together they must be shards ``0 .. N-1``
+    of one grader version, seed and exercises. Every student's folder is copied as it is; ``batch.json`` is the
+    unsharded run's, started when the first shard started.
+
+    Returns:
+      The merged run: its outcomes read from the students' records (``skipped``: none was graded here).
+
+    Raises:
+      BatchError: ``results_dir`` is not new or empty; a shard folder is not a shard's results folder, disagrees
+        with the others, repeats a shard or a student, or a shard is missing.
+    """
+    started = time.monotonic()
+    out = Path(results_dir)
+    if not shard_dirs:
+        raise BatchError("SHARD_DIR: give the --out folder of every shard")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BatchError(f"--out: {out} is not an empty folder; merge into a new one")
+    shards = {}
+    for folder in map(Path, shard_dirs):
+        record = read_batch(folder, option="SHARD_DIR")
+        if record is None or "shard" not in record:
+            raise BatchError(f"SHARD_DIR: {folder} holds no {BATCH_FILE} of a shard; expected the --out of course grade-all --shard I/N")
+        index, count = record["shard"]
+        if (index, count) in shards:
+            raise BatchError(f"SHARD_DIR: {folder} and {shards[index, count][0]} are both shard {index}/{count}")
+        shards[index, count] = (folder, record)
+    (_, first), *_ = shards.values()
+    same = ("grader_version", "seed", "exercises")
+    for folder, record in shards.values():
+        differs = [f"{key} {record[key]!r} (not {first[key]!r})" for key in same if record[key] != first[key]]
+        if differs or record["shard"][1] != first["shard"][1]:
+            raise BatchError(f"SHARD_DIR: {folder} is of another run: " + ", ".join(differs or [f"shard {record['shard']}"]))
+    count = first["shard"][1]
+    missing = [f"{i}/{count}" for i in range(count) if (i, count) not in shards]
+    if missing:
+        raise BatchError(f"SHARD_DIR: shard {', '.join(missing)} missing; give the --out folder of every shard")
+    students: dict[str, Path] = {}
+    for folder, _ in shards.values():
+        for entry in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if entry.name in students:
+                raise BatchError(f"SHARD_DIR: student {entry.name!r} is in both {students[entry.name].parent} and {folder}")
+            students[entry.name] = entry
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for student, entry in students.items():
+        shutil.copytree(entry, out / student, ignore=shutil.ignore_patterns(".*"))
+    merged = batch_record(started=min(record["started"] for _, record in shards.values()), **{k: first[k] for k in same})
+    write_json(out / BATCH_FILE, merged)
+    outcomes = tuple(_recorded(json.loads((out / s / STUDENT_FILE).read_text()), s) for s in sorted(students))
+    return BatchResult(out, merged["seed"], merged["grader_version"], tuple(merged["exercises"]), outcomes,
+                       time.monotonic() - started)
+
+
+def _recorded(record: dict, student: str) -> Outcome:
+    """The outcome a student's ``submission.json`` (``record``) holds, as one not graded in this run."""
+    return Outcome(student, SubmissionStatus(record["status"]), record["score"], record["max_score"], record["reason"], skipped=True)

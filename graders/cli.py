@@ -29,7 +29,7 @@ def sandbox_options(command):
 
 def register(main: click.Group) -> None:
     """Adds this package's verbs to the ``course`` command."""
-    for command in (grade, grade_all, report, autograder):
+    for command in (grade, grade_all, merge_results, report, autograder):
         main.add_command(command)
 
 
@@ -103,6 +103,16 @@ def grade(submission: Path | None, exercises: list[str] | None, out: Path, seed:
         raise SystemExit(1)
 
 
+def shard_option(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    """Click callback of ``--shard``: ``I/N`` as ``(I, N)``."""
+    from graders.batch import parse_shard
+
+    try:
+        return None if value is None else parse_shard(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+
 @click.command("grade-all")
 @click.argument("submissions_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="The results folder: one folder per student.")
@@ -113,8 +123,13 @@ def grade(submission: Path | None, exercises: list[str] | None, out: Path, seed:
 @click.option("--call-seconds", type=click.FloatRange(min=0, min_open=True), help="Time limit of one call of a student's function.")
 @click.option("--submission-seconds", type=click.FloatRange(min=0, min_open=True), help="Time limit of one submission's calls together.")
 @sandbox_options
+@click.option("--scheduler", metavar="ADDRESS", help="Grade on the workers of this Dask scheduler (tcp://host:8786); they must "
+              "see SUBMISSIONS_DIR at the same path. Needs pip install -e \".[cluster]\".")
+@click.option("--shard", metavar="I/N", callback=shard_option,
+              help="Grade only shard I of N (from 0; each student's shard is a hash of the id); needs --seed. "
+                   "Join the N results folders with course merge-results.")
 def grade_all(submissions_dir, out, jobs, force, seed, exercises, call_seconds, submission_seconds, isolation,
-              open_interpreter_path) -> None:
+              open_interpreter_path, scheduler, shard) -> None:
     """Grade every student's submission (a folder or .zip each, named by the student id) of SUBMISSIONS_DIR.
 
     Exits 1 when a submission was rejected or hit a grader error (each is a
@@ -142,21 +157,45 @@ def grade_all(submissions_dir, out, jobs, force, seed, exercises, call_seconds, 
         try:
             result = run_grade_all(submissions_dir, out, jobs=jobs, force=force, seed=seed, exercises=exercises,
                                    limits=limits, isolation=isolation, open_interpreter_path=open_interpreter_path,
-                                   on_start=bar.start, on_done=on_done)
+                                   scheduler=scheduler, shard=shard, on_start=bar.start, on_done=on_done)
         except BatchError as error:
             raise click.UsageError(str(error)) from None
         except SandboxUnavailable as error:
             raise click.ClickException(str(error)) from None
-    counts: dict[str, int] = {}
-    for outcome in result.outcomes:
-        label = "unchanged (skipped)" if outcome.skipped else outcome.status
-        counts[label] = counts.get(label, 0) + 1
-    console.print(f"{len(result.outcomes)} submissions in {result.seconds:.1f} s (seed {result.seed}, grader {result.grader_version}): "
-                  + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + f". Results in {escape(str(out))}/")
-    for outcome in result.failures:
-        console.print(f"[red]{escape(outcome.student)}[/red] {outcome.status}: {escape(outcome.reason[:300])}", soft_wrap=True)
+    _print_batch(result, skipped="unchanged (skipped)")
     if result.failures:
         raise SystemExit(1)
+
+
+def _print_batch(result, *, skipped: str | None) -> None:
+    """The closing lines of a class run: the counts of each status (``skipped`` names the unchanged ones, unless
+    ``None``), then every submission the instructor must look at."""
+    counts: dict[str, int] = {}
+    for outcome in result.outcomes:
+        label = skipped if skipped and outcome.skipped else outcome.status
+        counts[label] = counts.get(label, 0) + 1
+    console.print(f"{len(result.outcomes)} submissions in {result.seconds:.1f} s (seed {result.seed}, grader {result.grader_version}): "
+                  + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + f". Results in {escape(str(result.results_dir))}/")
+    for outcome in result.failures:
+        console.print(f"[red]{escape(outcome.student)}[/red] {outcome.status}: {escape(outcome.reason[:300])}", soft_wrap=True)
+
+
+@click.command("merge-results")
+@click.argument("shard_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="The results folder to write (new or empty).")
+def merge_results(shard_dirs: tuple[Path, ...], out: Path) -> None:
+    """Join the results folders of course grade-all --shard 0/N .. N-1/N into the folder one unsharded run writes.
+
+    Exits 0 when every shard was there and agreed (the submissions that need a
+    look are listed), 2 otherwise.
+    """
+    from graders.batch import BatchError, merge_results as run_merge
+
+    try:
+        result = run_merge(shard_dirs, out)
+    except BatchError as error:
+        raise click.UsageError(str(error)) from None
+    _print_batch(result, skipped=None)
 
 
 @click.command()

@@ -2,9 +2,10 @@
 
 :mod:`graders.batch` writes the folder and :mod:`graders.results.reports` reads
 it: ``batch.json`` (schema :data:`BATCH_SCHEMA`: the grader version, the seed
-and the exercises of the class run) and, per student, ``<student>/`` with the
-score files of :func:`graders.grade` and ``submission.json`` (the content hash,
-the :class:`~graders.results.scores.SubmissionStatus` and its reason).
+and the exercises of the class run; a shard's also names its shard, ``[I, N]``)
+and, per student, ``<student>/`` with the score files of :func:`graders.grade`
+and ``submission.json`` (the content hash, the
+:class:`~graders.results.scores.SubmissionStatus` and its reason).
 """
 
 BATCH_FILE = "batch.json"

@@ -1,0 +1,112 @@
+"""``course grade-all --scheduler ADDRESS``: a class graded by the workers of a Dask cluster.
+
+Each submission that is not skipped becomes one task, :func:`grade_remotely`:
+on a worker it runs the local job's :func:`graders.batch.grade_into` (the same
+``graders.grade`` call, its own pytest process and sandboxed worker) into a
+temporary folder, and returns the outcome and that folder's files. The client
+decides the skips (content hashes, as a local run does) and writes the
+returned files into the results folder, so a cluster run's results folder is a
+local run's, byte for byte but for timings.
+
+What the workers must share with the client: this checkout of the course (the
+same grader version, checked on every worker before the run and in every task)
+and the submissions, at the same absolute path (a shared filesystem). The
+results folder needs to be on the client only.
+
+Dask is an optional extra (``pip install -e ".[cluster]"``), imported here only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from graders.batch import BatchError, Outcome, grade_into, grader_version, outcome_of, recorded_outcome, skip_key
+from graders.results.layout import STUDENT_FILE
+
+
+def grade_on_cluster(submissions_dir: Path, submissions: Mapping[str, Path], out: Path, batch: dict, options: dict, *,
+                     scheduler: str, force: bool, on_done: Callable[[Outcome], None] | None) -> list[Outcome]:
+    """Grades ``submissions`` (student -> folder or zip, absolute paths in ``submissions_dir``) on the workers of the
+    Dask scheduler at ``scheduler`` into ``out``, and tells ``on_done`` of each outcome as it completes (from this
+    thread).
+
+    Args:
+      options: :func:`graders.batch.grade_into`'s keyword arguments (limits, isolation, open_interpreter_path).
+
+    Raises:
+      BatchError: Dask is not installed, the scheduler cannot be reached, or a worker runs another grader version
+        or cannot see the submissions.
+    """
+    try:
+        import distributed
+    except ImportError:
+        raise BatchError('--scheduler: Dask is not installed; pip install -e ".[cluster]"') from None
+    outcomes = []
+
+    def done(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        if on_done is not None:
+            on_done(outcome)
+
+    try:
+        client = distributed.Client(scheduler)
+    except (OSError, ValueError) as error:
+        raise BatchError(f"--scheduler: cannot reach a Dask scheduler at {scheduler!r} ({error})") from None
+    with client:
+        problems = client.run(worker_problem, str(submissions_dir), batch["grader_version"])
+        if any(problems.values()):  # workers that join later (an adaptive cluster) are checked by each task
+            raise BatchError("--scheduler: " + "; ".join(f"the worker {a} {p}" for a, p in sorted(problems.items()) if p))
+        futures = {}
+        for student, source in submissions.items():
+            key = skip_key(source, batch)
+            recorded = None if force else recorded_outcome(out / student, student, key)
+            if recorded is not None:
+                done(recorded)
+            else:  # pure=False: a regrade is a new task, never a result the scheduler still holds
+                futures[client.submit(grade_remotely, student, source, key, options, pure=False)] = student
+        for future in distributed.as_completed(futures):
+            student = futures[future]
+            done(outcome_of(future, student, out, finish=lambda result, folder=out / student: store(folder, *result)))
+    return outcomes
+
+
+def worker_problem(submissions_dir: str, version: str) -> str | None:
+    """What keeps this machine (a cluster's worker) from grading the class: another grader version than ``version``,
+    or no view of ``submissions_dir``; ``None`` when nothing does."""
+    mine = grader_version()
+    if mine != version:
+        return f"runs grader version {mine}, not the client's {version}: install the same checkout of the course on every worker"
+    if not Path(submissions_dir).is_dir():
+        return f"cannot see SUBMISSIONS_DIR {submissions_dir}: the workers need the submissions at the same path (a shared filesystem)"
+    return None
+
+
+def grade_remotely(student: str, source: Path, key: dict, options: dict) -> tuple[Outcome, dict[str, bytes]]:
+    """The task of one submission, on a worker: :func:`graders.batch.grade_into` into a temporary folder; returns the
+    outcome and the folder's files (name -> bytes) for the client to write.
+
+    Raises:
+      RuntimeError: this worker runs another grader version or cannot see ``source`` (the client records a grader
+        error, regraded next run).
+    """
+    problem = worker_problem(str(source.parent), key["grader_version"])
+    if problem is not None:
+        raise RuntimeError(f"this worker {problem}")
+    with tempfile.TemporaryDirectory(prefix="course-grade-all-") as tmp:
+        folder = Path(tmp) / student
+        outcome = grade_into(folder, student, source, key, **options)
+        return outcome, {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def store(folder: Path, outcome: Outcome, files: Mapping[str, bytes]) -> Outcome:
+    """Writes a task's ``files`` into the student's ``folder`` (emptied first), ``submission.json`` last: a folder
+    without it is never a grade to keep. Returns ``outcome``."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, mode=0o700)
+    for name in sorted(files, key=lambda n: n == STUDENT_FILE):
+        (folder / name).write_bytes(files[name])
+    return outcome
