@@ -33,6 +33,7 @@ import functools
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import stat
@@ -299,18 +300,20 @@ def recorded_outcome(out: Path, student: str, key: dict) -> Outcome | None:
 
 
 def grade_one(student: str, source: Path, results_dir: Path, batch: dict, *, limits: sandbox.Limits | None,
-              force: bool, isolation: str = "auto", open_interpreter_path: bool = False) -> Outcome:
-    """Grades one student's submission into ``results_dir/<student>/``, or skips it when nothing changed."""
+              force: bool, isolation: str = "auto", open_interpreter_path: bool = False,
+              cores: Sequence[int] | None = None) -> Outcome:
+    """Grades one student's submission into ``results_dir/<student>/`` on ``cores``, or skips it when nothing changed."""
     key = skip_key(source, batch)
     out = results_dir / student
     recorded = None if force else recorded_outcome(out, student, key)
     if recorded is not None:
         return recorded
-    return grade_into(out, student, source, key, limits=limits, isolation=isolation, open_interpreter_path=open_interpreter_path)
+    return grade_into(out, student, source, key, limits=limits, isolation=isolation, open_interpreter_path=open_interpreter_path,
+                      cores=cores)
 
 
 def grade_into(out: Path, student: str, source: Path, key: dict, *, limits: sandbox.Limits | None, isolation: str,
-               open_interpreter_path: bool) -> Outcome:
+               open_interpreter_path: bool, cores: Sequence[int] | None = None) -> Outcome:
     """Grades ``source`` into the folder ``out`` (emptied first): the score files and ``submission.json`` (``key`` and
     the outcome)."""
     started = time.monotonic()
@@ -320,7 +323,7 @@ def grade_into(out: Path, student: str, source: Path, key: dict, *, limits: sand
     try:
         with unpacked(source) as folder:
             result = grading.grade(folder, exercises=key["exercises"], out=out, seed=key["seed"], limits=limits,
-                                   isolation=isolation, open_interpreter_path=open_interpreter_path)
+                                   isolation=isolation, open_interpreter_path=open_interpreter_path, cores=cores)
     except (Rejected, ValueError) as error:  # the submission's own faults: a bad zip, a link, graders.grade's refusals
         outcome = Outcome(student, SubmissionStatus.REJECTED, reason=str(error), seconds=time.monotonic() - started)
     except Exception as error:  # the grader's side failed (a read-only cache, a full disk): never final, regraded next run
@@ -451,11 +454,22 @@ def _checked_arguments(jobs: int | None, seed: int | None, exercises: Sequence[s
 
 def _grade_in_pool(submissions: dict[str, Path], out: Path, batch: dict, grade: Callable[..., Outcome], *, jobs: int,
                    on_done: Callable[[Outcome], None] | None) -> list[Outcome]:
-    """Grades every submission with ``grade`` (:func:`grade_one`), ``jobs`` at a time, and tells ``on_done`` of each
-    outcome as it completes."""
+    """Grades every submission with ``grade`` (:func:`grade_one`), ``jobs`` at a time, each job on its own slice of
+    this machine's cores (:func:`sandbox.core_slices`), and tells ``on_done`` of each outcome as it completes."""
+    free = queue.SimpleQueue()
+    for cores in sandbox.core_slices(jobs, sandbox.check_cores(None)):
+        free.put(cores)
+
+    def on_a_free_slice(*args):
+        cores = free.get()  # never waits: at most `jobs` gradings run at once, and there are `jobs` slices
+        try:
+            return grade(*args, cores=cores)
+        finally:
+            free.put(cores)
+
     outcomes = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads suffice: each grading is its own processes
-        futures = {pool.submit(grade, s, p, out, batch): s for s, p in submissions.items()}
+        futures = {pool.submit(on_a_free_slice, s, p, out, batch): s for s, p in submissions.items()}
         for future in as_completed(futures):
             outcome = outcome_of(future, futures[future], out)
             outcomes.append(outcome)

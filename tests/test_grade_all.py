@@ -302,3 +302,27 @@ def test_grader_faults_are_grader_errors_regraded_and_linked_entries_rejected(tm
     second = {o.student: o for o in batch.grade_all(submissions, tmp_path / "out", jobs=1, exercises=[EXERCISE]).outcomes}
     assert second["bob"].status == "graded" and not second["bob"].skipped
     assert second["alice"].skipped and second["mallory"].skipped and sorted(graded) == ["alice", "bob", "bob"]
+
+
+def test_parallel_jobs_grade_on_disjoint_slices_of_the_cores(tmp_path, monkeypatch):
+    """Two jobs on a four-core machine: every grading gets a slice of two cores, and no two at once share one."""
+    import threading
+    import time
+
+    monkeypatch.setattr(batch.sandbox, "check_cores", lambda cores: [0, 1, 2, 3])
+    lock, running, seen = threading.Lock(), [], []
+
+    def grade(student, source, out, key, *, cores):
+        with lock:
+            assert not any(set(cores) & set(other) for other in running), (cores, running)
+            running.append(cores)
+            seen.append(cores)
+        time.sleep(0.05)
+        with lock:
+            running.remove(cores)
+        return batch.Outcome(student, batch.SubmissionStatus.GRADED, 1.0, 1.0)
+
+    students = {f"s{i}": tmp_path / f"s{i}" for i in range(6)}
+    outcomes = batch._grade_in_pool(students, tmp_path, {}, grade, jobs=2, on_done=None)
+    assert sorted(o.student for o in outcomes) == sorted(students)
+    assert {tuple(c) for c in seen} == {(0, 1), (2, 3)}
