@@ -266,3 +266,22 @@ def test_bad_bundle_arguments_are_named(tmp_path):
     assert not_zip.exit_code == 2 and "--gradescope" in not_zip.output and ".zip" in not_zip.output
     unknown = runner.invoke(main, ["autograder", "--gradescope", str(tmp_path / "b.zip"), "-e", "nope"])
     assert unknown.exit_code == 2 and "--exercise" in unknown.output
+
+
+def test_leaderboard_entries_reach_results_json_and_survive_the_score_file(tmp_path):
+    from graders.results import gradescope, pytest_report, scores
+
+    record = {"exercise": "training", "points": 2, "visibility": "visible", "status": "passed", "message": "", "hint": None,
+              "forbidden": [], "detail": "", "values": "train_step", "requires_values": None,
+              "leaderboard": [{"name": "final loss", "value": 1.25, "order": "asc"}]}
+    report = {"tests": [{"nodeid": "graders/suites/test_training.py::test_x", "outcome": "passed", "call": {"duration": 0.1},
+                         "user_properties": [{"grader": record}]}]}
+    result = pytest_report.convert(report, submission="s", seed=3, exercises=["training"])
+    document = gradescope.results(result, execution_time=1.0)
+    jsonschema.validate(document, RESULTS_SCHEMA)
+    assert document["leaderboard"] == [{"name": "final loss", "value": 1.25, "order": "asc"}]
+    scores.write_json(tmp_path / "score.json", result.to_json())
+    assert scores.load(tmp_path / "score.json") == result
+    without = pytest_report.convert({"tests": [{**report["tests"][0], "user_properties": [{"grader": {**record, "leaderboard": []}}]}]},
+                                    submission="s", seed=3, exercises=["training"])
+    assert "leaderboard" not in gradescope.results(without, execution_time=1.0)

@@ -8,7 +8,9 @@ the sandbox: what reproduces the grade) and ``tests``; each test has ``name``,
 ``score``, ``max_score``, ``status`` (``passed`` or ``failed``), ``output``
 (plain text, ``output_format`` ``text``: messages quote code and shapes that
 Markdown would mangle), ``visibility`` (its suite's marker), ``tags`` (the
-exercise) and ``extra_data`` (the grader's own status of the case).
+exercise) and ``extra_data`` (the grader's own status of the case); and
+``leaderboard``, only when a case recorded entries (the suites' ``leaderboard``
+fixture: an outcome worth ranking, such as a training exercise's final loss).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def results(result: GradingResult, *, execution_time: float) -> dict:
         for exercise in result.exercises
         for case in exercise.cases
     ]
+    leaderboard = [entry for exercise in result.exercises for case in exercise.cases for entry in case.leaderboard]
     return {
         "score": result.score,
         "execution_time": round(execution_time, 3),
@@ -43,6 +46,7 @@ def results(result: GradingResult, *, execution_time: float) -> dict:
         "stdout_visibility": "hidden",
         "tests": tests,
         "extra_data": {"seed": result.seed, "versions": result.versions, "device": result.device, "isolation": result.isolation},
+        **({"leaderboard": leaderboard} if leaderboard else {}),
     }
 
 
