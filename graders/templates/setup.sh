@@ -28,7 +28,7 @@ if ((${#missing[@]})) && command -v apt-get >/dev/null; then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if [[ -z "$uv" ]]; then
-    python3 -m pip install --no-cache-dir --disable-pip-version-check --require-hashes --no-deps \
+    python3 -m pip install --no-cache-dir --disable-pip-version-check --require-hashes --no-deps --upgrade \
         --target "$env/uv" -r bootstrap.lock
     uv="$env/uv/bin/uv"
 fi
