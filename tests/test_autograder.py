@@ -145,6 +145,14 @@ def test_the_staleness_check_names_what_changed(tmp_path):
         lock.stale(tmp_path)
 
 
+def test_lock_grader_checks_offline_and_names_a_missing_uv():
+    runner = CliRunner()
+    checked = runner.invoke(main, ["lock-grader", "--check"])
+    assert checked.exit_code == 0, checked.output
+    no_uv = runner.invoke(main, ["lock-grader"], env={"PATH": ""})  # fails before anything is written
+    assert no_uv.exit_code == 1 and "uv: not found on PATH" in no_uv.output
+
+
 def test_correct_submission_earns_full_marks_after_setup(bundle, tmp_path):
     # setup.sh with a stand-in uv: the Python and the lock it asks for, then run_autograder on what it made.
     root, tools = tmp_path / "autograder", tmp_path / "tools"
