@@ -6,9 +6,10 @@ question's data in ``<root>/data/data.json``, and the grader writes
 ``<root>/results/results.json``: ``gradable`` (false when nothing could be
 graded: the attempt does not count), ``score`` (a fraction, 0 to 1),
 ``message`` and ``tests`` (each ``name``, ``description``, ``points``,
-``max_points``, ``message``). Cases a suite marks other than ``visible`` count
-in the score but are not listed, since PrairieLearn shows every test it is
-given.
+``max_points``, ``message``), and ``format_errors`` when not gradable. Cases a
+suite marks other than ``visible`` count in the score but are not listed,
+since PrairieLearn shows every test it is given. PrairieLearn reads at most
+1 MB, so each message is cut to :data:`MAX_MESSAGE` characters.
 
 The submission is the ``student`` folder shaped like ``exercises/`` (or
 holding one ``exercises/``), or the exercise modules uploaded as flat files
@@ -36,6 +37,7 @@ from graders.engine import grading
 from graders.results.scores import GradingResult, RunStatus, write_json
 
 ROOT = Path("/grade")
+MAX_MESSAGE = 4000  # characters per test: a few hundred cases stay well within PrairieLearn's 1 MB results.json
 
 
 def results(result: GradingResult) -> dict:
@@ -53,13 +55,14 @@ def results(result: GradingResult) -> dict:
         "score": result.score / result.max_score if ok and result.max_score else 0.0,
         "message": "\n".join(lines),
         "tests": [{"name": f"{c.exercise}: {c.name}", "description": c.exercise, "points": c.points, "max_points": c.max_points,
-                   "message": c.message + (f"\nHint: {c.hint}" if c.hint and c.hint not in c.message else "")} for c in shown],
+                   "message": (c.message + (f"\nHint: {c.hint}" if c.hint and c.hint not in c.message else ""))[:MAX_MESSAGE]}
+                  for c in shown],
     }
 
 
 def not_gradable(why: str) -> dict:
     """PrairieLearn's ``results.json`` when the upload holds nothing to grade (the attempt does not count)."""
-    return {"gradable": False, "score": 0.0, "message": f"Your submission could not be graded: {why}", "tests": []}
+    return {"gradable": False, "score": 0.0, "message": f"Your submission could not be graded: {why}", "format_errors": why, "tests": []}
 
 
 def lay_out(student: Path, scratch: Path) -> Path:

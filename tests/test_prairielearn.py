@@ -53,9 +53,9 @@ def test_an_upload_without_exercise_modules_is_not_gradable(tmp_path):
     (root / "student" / "notes.txt").write_text("no code")
     process, results = grade_folder(root, "-e", EXERCISE)
     assert process.returncode == 0, process.stderr[-3000:]
-    assert results == {"gradable": False, "score": 0.0, "tests": [],
-                       "message": "Your submission could not be graded: no exercise module found "
-                                  "(expected e.g. attention.py or attention/attention.py)"}
+    why = "no exercise module found (expected e.g. attention.py or attention/attention.py)"
+    assert results == {"gradable": False, "score": 0.0, "tests": [], "format_errors": why,
+                       "message": f"Your submission could not be graded: {why}"}
 
 
 def test_hidden_cases_count_but_are_not_listed_and_grader_errors_do_not_count():
@@ -71,6 +71,9 @@ def test_hidden_cases_count_but_are_not_listed_and_grader_errors_do_not_count():
     assert document["gradable"] and document["score"] == 0.25
     assert [t["name"] for t in document["tests"]] == ["loss: test_a", "loss: test_b"]
     assert document["tests"][1]["message"] == "wrong\nHint: summed, not averaged"
+    long = prairielearn.results(GradingResult(submission="s", seed=1, exercises=(
+        ExerciseScore("loss", (Case("loss", "test_d", 0, 1, CaseStatus.FAILED, message="x" * 10**6),)),)))
+    assert len(long["tests"][0]["message"]) == prairielearn.MAX_MESSAGE
     assert "1 more cases are graded but not listed" in document["message"]
     failed = prairielearn.results(GradingResult(submission="s", seed=1, exercises=(), status=RunStatus.GRADER_ERROR))
     assert not failed["gradable"] and failed["score"] == 0 and "not your fault" in failed["message"]
