@@ -127,14 +127,12 @@ def lock_grader(only_check: bool, python: str | None) -> None:
     from authoring import lock
 
     root = submission.repo_root()
-    if only_check:
-        problems = lock.stale(root)
-        if problems:
-            raise click.ClickException("\n".join(problems) + "\nRun `course lock-grader`.")
-        return
     try:
-        paths = lock.write_locks(root, python=python)
-    except RuntimeError as error:
+        problems = lock.stale(root) if only_check else []
+        paths = [] if only_check else lock.write_locks(root, python=python)
+    except (RuntimeError, ValueError) as error:  # no uv, a failed resolution, or a grading dependency that is not one
         raise click.ClickException(str(error)) from None
+    if problems:
+        raise click.ClickException("\n".join(problems) + "\nRun `course lock-grader`.")
     for path in paths:
         console.print(f"Wrote {escape(str(path))}")

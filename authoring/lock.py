@@ -112,8 +112,8 @@ def compile_lock(requirements: list[str], *, python: str, constraints: list[str]
         inputs, pinned = Path(scratch) / "requirements.in", Path(scratch) / "constraints.txt"
         inputs.write_text("\n".join(requirements) + "\n")
         pinned.write_text("\n".join(constraints) + "\n")
-        done = subprocess.run([find_uv(), "pip", "compile", "--quiet", "--no-header", "--no-annotate", "--generate-hashes", "--python-version", python,
-                               "--python-platform", PLATFORM, "--constraint", str(pinned), str(inputs)],
+        done = subprocess.run([find_uv(), "pip", "compile", "--quiet", "--no-header", "--no-annotate", "--generate-hashes",
+                               "--python-version", python, "--python-platform", PLATFORM, "--constraint", str(pinned), str(inputs)],
                               capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"uv pip compile failed:\n{done.stderr.strip()}")
@@ -121,8 +121,15 @@ def compile_lock(requirements: list[str], *, python: str, constraints: list[str]
 
 
 def installed() -> list[str]:
-    """``name==version`` of every distribution installed here: the versions this machine tested."""
-    return sorted({f"{requirement_name(d.metadata['Name'])}=={d.version}" for d in distributions() if d.metadata["Name"]})
+    """``name==version`` of every distribution installed here: the versions this machine tested.
+
+    One per name, the one Python imports (the first on ``sys.path``), so that the constraints never conflict.
+    """
+    versions: dict[str, str] = {}
+    for distribution in distributions():
+        if distribution.metadata["Name"]:
+            versions.setdefault(requirement_name(distribution.metadata["Name"]), distribution.version)
+    return [f"{name}=={version}" for name, version in sorted(versions.items())]
 
 
 def write_locks(root: Path | None = None, *, python: str | None = None) -> list[Path]:
