@@ -1,4 +1,4 @@
-"""The instructor's verbs of ``course``: stubs, fixtures, build-notebooks, site and release.
+"""The instructor's verbs of ``course``: stubs, fixtures, build-notebooks, site, release and lock-grader.
 
 Registered through the ``course.commands`` entry-point group, so they exist
 only where ``authoring`` is installed (never in a student's repository).
@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from course import submission
 from course.cli import console, notebook_target, report_files, sections_of
@@ -19,7 +20,7 @@ reference_option = click.option("--reference", type=click.Path(file_okay=False, 
 
 def register(main: click.Group) -> None:
     """Adds this package's verbs to the ``course`` command."""
-    for command in (stubs, fixtures, build_notebooks, site, release):
+    for command in (stubs, fixtures, build_notebooks, site, release, lock_grader):
         main.add_command(command)
 
 
@@ -116,3 +117,22 @@ def release(out_dir: Path, force: bool, allow_edited_stubs: bool) -> None:
         raise click.ClickException(str(error)) from None
     files = sum(1 for p in written.rglob("*") if p.is_file())
     console.print(f"Wrote the student repository to {written} ({files} files; no reference or grader text found in it).")
+
+
+@click.command("lock-grader")
+@click.option("--check", "only_check", is_flag=True, help="Fail if the lock files no longer match pyproject.toml; no network.")
+@click.option("--python", "python", metavar="X.Y", help="The bundle's Python (default: this one's version).")
+def lock_grader(only_check: bool, python: str | None) -> None:
+    """Write the Gradescope bundle's lock files (graders/templates/*.lock) with uv: exact versions and hashes."""
+    from authoring import lock
+
+    root = submission.repo_root()
+    try:
+        problems = lock.stale(root) if only_check else []
+        paths = [] if only_check else lock.write_locks(root, python=python)
+    except (RuntimeError, ValueError) as error:  # no uv, a failed resolution, or a grading dependency that is not one
+        raise click.ClickException(str(error)) from None
+    if problems:
+        raise click.ClickException("\n".join(problems) + "\nRun `course lock-grader`.")
+    for path in paths:
+        console.print(f"Wrote {escape(str(path))}")

@@ -28,7 +28,7 @@ from course.submission import is_skipped, repo_root
 SHIPPED = ("course", "exercises")
 HIDDEN = ("reference", "graders", "authoring")
 # The instructor's tools (this project's tests, stub and notebook building): not in the student's dependencies.
-INSTRUCTOR_ONLY = frozenset({"django-static-mathjax", "import-linter", "jinja2", "jupytext"})
+INSTRUCTOR_ONLY = frozenset({"django-static-mathjax", "import-linter", "jinja2", "jupytext", "packaging"})
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MIN_SECRET_LENGTH = 24  # shorter solution lines ("return x") are too generic to be a leak
 

@@ -2,12 +2,17 @@
 
 The bundle (Gradescope unpacks it into ``/autograder/source``) holds:
 
-- ``setup.sh`` (from ``graders/templates/``): installs ``requirements.txt``,
-  the versions installed where the bundle was built, pinned;
-- ``run_autograder`` (from ``graders/templates/``): runs ``python3 -m
-  graders.autograder`` on this ``source`` folder, which grades
-  ``<root>/submission`` with :func:`graders.grade` and writes
-  ``<root>/results/results.json``;
+- ``setup.sh``, ``bootstrap.lock`` and ``requirements.lock`` (from
+  ``graders/templates/``; ``course lock-grader`` writes the locks): the image's
+  Python installs uv (``bootstrap.lock``), uv installs the Python that jax
+  needs and the grading dependencies only, exact versions with their hashes
+  (``requirements.lock``), into ``$AUTOGRADER_ENV`` (default
+  ``/opt/course-grader``);
+- ``run_autograder`` (from ``graders/templates/``): runs ``python -m
+  graders.autograder`` with that environment's Python on this ``source``
+  folder, which grades ``<root>/submission`` with :func:`graders.grade` and
+  writes ``<root>/results/results.json`` (the script writes one itself when
+  the grader cannot start);
 - ``course/``, ``exercises/``, ``graders/``, ``reference/`` and
   ``pyproject.toml``: the grader and what it imports;
 - ``autograder.json``: the seed and exercises fixed when the bundle was built,
@@ -25,14 +30,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import stat
 import sys
 import time
-import tomllib
 import zipfile
 from collections.abc import Sequence
-from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
 
@@ -48,13 +50,7 @@ ROOT_ENV = "AUTOGRADER_ROOT"
 # Gradescope's two entry points, kept as files in graders/templates/ (its image setup, then one grading).
 TEMPLATES = files("graders") / "templates"
 SCRIPTS = ("setup.sh", "run_autograder")
-
-
-def requirements(root: Path) -> str:
-    """``requirements.txt``: the project's dependencies pinned to the installed versions."""
-    dependencies = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
-    names = [re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0] for d in dependencies]
-    return "".join(f"{name}=={version(name)}\n" for name in names)
+LOCKS = ("bootstrap.lock", "requirements.lock")
 
 
 def build_bundle(out: str | os.PathLike[str], *, seed: int | None = None, exercises: Sequence[str] | None = None) -> Path:
@@ -79,7 +75,8 @@ def build_bundle(out: str | os.PathLike[str], *, seed: int | None = None, exerci
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bundle:
         for script in SCRIPTS:
             _add_text(bundle, script, (TEMPLATES / script).read_text(), executable=True)
-        _add_text(bundle, "requirements.txt", requirements(root))
+        for lock in LOCKS:
+            _add_text(bundle, lock, (TEMPLATES / lock).read_text())
         _add_text(bundle, CONFIG_FILE, json.dumps({"seed": seed, "exercises": names}, indent=1))
         bundle.write(root / "pyproject.toml", "pyproject.toml")
         for top in BUNDLED:

@@ -44,7 +44,8 @@ def test_the_student_pyproject_is_the_course_s_less_the_instructor_s_tools_and_v
     for key in ("name", "version", "description", "requires-python"):
         assert student["project"][key] == course["project"][key]
     left_out = [d for d in course["project"]["dependencies"] if d not in student["project"]["dependencies"]]
-    assert sorted(release.requirement_name(d) for d in left_out) == ["django-static-mathjax", "import-linter", "jinja2", "jupytext"]
+    assert sorted(release.requirement_name(d) for d in left_out) == [
+        "django-static-mathjax", "import-linter", "jinja2", "jupytext", "packaging"]
     assert "entry-points" not in student["project"] and student["project"]["scripts"] == {"course": "course.cli:main"}
     assert student["tool"]["setuptools"]["packages"]["find"]["include"] == ["course*", "exercises*"]
     assert student["tool"]["setuptools"]["package-data"].keys() == {"course", "exercises"}

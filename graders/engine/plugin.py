@@ -34,13 +34,16 @@ Fixtures:
 - ``suite_rng`` (module scope): seeded by the grading seed and the exercise,
   for sizes shared by every case of the run (fewer shapes, fewer compilations).
 - ``grading_seed``: the seed itself.
+- ``leaderboard``: ``leaderboard(name, value, order="desc")`` records an
+  entry of Gradescope's leaderboard (an outcome worth ranking, e.g. a
+  training exercise's final validation loss, with ``order="asc"``).
 
 Each case's record (``user_properties["grader"]`` in the pytest-json-report
 output) holds its exercise, points, visibility, its ``values`` or
 ``requires_values`` function, status (``passed``,
 ``failed``: the submission's fault, or ``grader_error``), the student-facing
-message, the hint of a recognised mistake, the forbidden routines it saw and,
-for grader errors, the traceback for the instructor. The report's top-level
+message, the hint of a recognised mistake, the forbidden routines it saw, its
+leaderboard entries and, for grader errors, the traceback for the instructor. The report's top-level
 ``grader`` entry holds the seed, devices, versions, timings and the worker's
 output tail.
 """
@@ -223,7 +226,7 @@ def pytest_collection_modifyitems(config, items):
         item.user_properties.append(("grader", {
             "exercise": exercise_of(item), "points": points, "visibility": visibility,
             "values": gates[item][0], "requires_values": gates[item][1],
-            "status": CaseStatus.PASSED, "message": "", "hint": None, "forbidden": [], "detail": "",
+            "status": CaseStatus.PASSED, "message": "", "hint": None, "forbidden": [], "detail": "", "leaderboard": [],
         }))
     computed = {(exercise_of(item), values) for item, (values, _) in gates.items() if values is not None}
     for item, (_, requires) in gates.items():
@@ -263,6 +266,16 @@ def rng(request, grading_seed):
     import numpy as np
 
     return np.random.default_rng([grading_seed, zlib.crc32(request.node.nodeid.encode())])
+
+
+@pytest.fixture
+def leaderboard(request):
+    """``leaderboard(name, value, order="desc")``: adds an entry to Gradescope's leaderboard (``order``: which way is better)."""
+    def add(name: str, value: float, order: str = "desc") -> None:
+        if order not in ("asc", "desc"):
+            raise ValueError(f"order: expected 'asc' or 'desc', got {order!r}")
+        _record(request.node)["leaderboard"].append({"name": name, "value": float(value), "order": order})
+    return add
 
 
 @pytest.fixture(scope="module")

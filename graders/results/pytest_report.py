@@ -32,7 +32,7 @@ def _case(test: dict, record: dict) -> Case:
         exercise=record["exercise"], name=test["nodeid"].split("::", 1)[-1],
         points=record["points"] if status == CaseStatus.PASSED else 0, max_points=record["points"], status=status,
         message=record["message"], hint=record["hint"], visibility=record["visibility"], seconds=round(seconds, 4),
-        forbidden=tuple(record["forbidden"]), detail=record["detail"],
+        forbidden=tuple(record["forbidden"]), detail=record["detail"], leaderboard=tuple(record.get("leaderboard", ())),
     )
 
 

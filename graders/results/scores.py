@@ -55,6 +55,7 @@ class Case:
     seconds: float = 0.0
     forbidden: tuple[str, ...] = ()  # forbidden routines seen while grading the exercise
     detail: str = ""  # for the instructor only: a grader error's traceback
+    leaderboard: tuple[dict, ...] = ()  # Gradescope leaderboard entries the case recorded: {"name", "value", "order"}
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,8 @@ def load(path: str | os.PathLike[str]) -> GradingResult:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ValueError(f"{path}: not a score file of schema {SCHEMA}")
     exercises = tuple(
-        ExerciseScore(e["name"], tuple(Case(**{**c, "status": CaseStatus(c["status"]), "forbidden": tuple(c["forbidden"])})
+        ExerciseScore(e["name"], tuple(Case(**{**c, "status": CaseStatus(c["status"]), "forbidden": tuple(c["forbidden"]),
+                                          "leaderboard": tuple(c.get("leaderboard", ()))})
                                        for c in e["cases"]), tuple(e["forbidden"]))
         for e in data["exercises"]
     )
