@@ -433,8 +433,8 @@ def hint(name: str) -> str:
 
 
 def _padding_and(source_mask, attention_mask):
-    """The reference's key padding ``source_mask[..., None, None, :]`` and ``attention_mask`` together."""
-    return attention_mask if source_mask is None else source_mask[..., None, None, :] & attention_mask
+    """The key padding ``source_mask[:, None, None, :]`` and ``attention_mask`` together."""
+    return attention_mask if source_mask is None else source_mask[:, None, None, :] & attention_mask
 
 
 def _causal_encoder(ref):

@@ -34,11 +34,6 @@ from exercises.positional_encoding.positional_encoding import sinusoidal_positio
 from exercises.transformer.transformer import FeedForward, MultiHeadAttention
 
 
-def _key_padding(source_mask: jax.Array | None) -> jax.Array | None:
-    """``bool[..., S]`` (True = a real source position) as an attention mask ``[..., 1, 1, S]``: every head and query alike."""
-    return None if source_mask is None else source_mask[..., None, None, :]
-
-
 class EncoderBlock(nnx.Module):
     """A pre-norm transformer encoder block: bidirectional self-attention, then feed-forward.
 
@@ -73,7 +68,7 @@ class EncoderBlock(nnx.Module):
         Returns:
           ``float[B, S, d_model]``.
         """
-        raise NotImplementedError('not implemented yet: implement EncoderBlock.__call__ in exercises/encoder_decoder/encoder_decoder.py (hint: mask = source_mask[:, None, None, :]; then the two residual updates of DecoderBlock with that mask)')
+        raise NotImplementedError('not implemented yet: implement EncoderBlock.__call__ in exercises/encoder_decoder/encoder_decoder.py (hint: mask = source_mask[:, None, None, :] (None stays None); then the two residual updates of DecoderBlock with that mask)')
 
 
 class CrossAttentionDecoderBlock(nnx.Module):

@@ -34,11 +34,6 @@ from exercises.positional_encoding.positional_encoding import sinusoidal_positio
 from exercises.transformer.transformer import FeedForward, MultiHeadAttention
 
 
-def _key_padding(source_mask: jax.Array | None) -> jax.Array | None:
-    """``bool[..., S]`` (True = a real source position) as an attention mask ``[..., 1, 1, S]``: every head and query alike."""
-    return None if source_mask is None else source_mask[..., None, None, :]
-
-
 class EncoderBlock(nnx.Module):
     """A pre-norm transformer encoder block: bidirectional self-attention, then feed-forward.
 
@@ -78,8 +73,9 @@ class EncoderBlock(nnx.Module):
         Returns:
           ``float[B, S, d_model]``.
         """
-        # BEGIN SOLUTION (hint: mask = source_mask[:, None, None, :]; then the two residual updates of DecoderBlock with that mask)
-        x = x + self.attn(self.ln1(x), mask=_key_padding(source_mask))
+        # BEGIN SOLUTION (hint: mask = source_mask[:, None, None, :] (None stays None); then the two residual updates of DecoderBlock with that mask)
+        mask = None if source_mask is None else source_mask[:, None, None, :]  # [B, 1, 1, S]: keys only
+        x = x + self.attn(self.ln1(x), mask=mask)
         return x + self.ffn(self.ln2(x))
         # END SOLUTION
 
@@ -129,8 +125,9 @@ class CrossAttentionDecoderBlock(nnx.Module):
           ``float[B, T, d_model]``.
         """
         # BEGIN SOLUTION (hint: causal self-attention with causal_mask(T), then cross-attention with context=memory and the source mask reshaped to [B, 1, 1, S], then the feed-forward; each a residual update)
+        padding = None if source_mask is None else source_mask[:, None, None, :]  # [B, 1, 1, S]
         x = x + self.self_attn(self.ln1(x), mask=causal_mask(x.shape[-2]))
-        x = x + self.cross_attn(self.ln2(x), context=memory, mask=_key_padding(source_mask))
+        x = x + self.cross_attn(self.ln2(x), context=memory, mask=padding)
         return x + self.ffn(self.ln3(x))
         # END SOLUTION
 
