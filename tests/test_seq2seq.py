@@ -39,13 +39,14 @@ def test_exact_match_counts_answers_right_up_to_eos():
 def test_reference_learns_to_reverse_within_a_minute():
     with submission.active(ROOT / "reference"):
         module = submission.exercise_module("encoder_decoder")
-        start = time.perf_counter()
+        start = time.process_time()  # CPU seconds: the machine's other load does not count
         model = module.EncoderDecoder(seq2seq.VOCAB_SIZE, 32, 2, 64, 1, rngs=nnx.Rngs(0))
         losses = seq2seq.train(model, np.random.default_rng(1), steps=300, batch=64, max_len=6)
         source, target = seq2seq.reversal_batch(np.random.default_rng(2), 256, 6)
         written = np.asarray(module.greedy_decode(model, jnp.asarray(source), target.shape[1] - 1, seq2seq.BOS))
-        seconds = time.perf_counter() - start
+        seconds = time.process_time() - start
     accuracy = seq2seq.exact_match(written, target)
     # Guessing uniformly, an answer of n digits is right with probability 13 ** -(n + 1), under 1%; trained, 89%.
     assert losses[-1] < losses[0] / 5 and accuracy > 0.6, (losses[0], losses[-1], accuracy)
-    assert seconds < 60, f"training took {seconds:.0f} s"
+    # CPU time over every thread: on an idle 2-core machine the wall time is at most this (16 s measured).
+    assert seconds < 60, f"training took {seconds:.0f} CPU seconds"

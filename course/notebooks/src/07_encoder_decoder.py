@@ -115,7 +115,8 @@ source, target = seq2seq.reversal_batch(np.random.default_rng(2), 512, MAX_LEN)
 written = np.asarray(greedy_decode(model, jnp.asarray(source), target.shape[1] - 1, seq2seq.BOS))
 print(f"exact match: {seq2seq.exact_match(written, target):.1%} of {len(source)} new examples")
 for s, w in zip(source[:5], written[:5]):
-    print(f"{show(s):<14} ->  {show(w)}")
+    answer = w[: list(w).index(seq2seq.EOS) + 1] if seq2seq.EOS in w else w  # what follows EOS is not read
+    print(f"{show(s):<14} ->  {show(answer)}")
 
 # %% [markdown]
 # ## 5. What the cross-attention learned
