@@ -3,7 +3,8 @@
 As tests/test_grade_catalogue.py (whose structure this follows) for the other exercises: each round edits a
 copy of ``reference/`` and grades ``encoder_decoder`` alone. The blocks' cases each build one block, so a round
 holds one mistake of ``EncoderBlock`` and one of ``CrossAttentionDecoderBlock``; a mistake of the model has a round
-of its own (every block runs inside it). The other exercises stay the reference's: the suite runs on the
+of its own (every block runs inside it): the model's mistakes are named by the visible tests
+(tests/test_mistakes.py), which cost less than a grading. The other exercises stay the reference's: the suite runs on the
 submission's own attention, loss and positional encoding.
 """
 
@@ -44,19 +45,6 @@ MISTAKES = [
              "test_decoder_block_with_gradients[padded]", "the source mask is not applied"),
         ],
         ("test_encoder_block_with_gradients[no_mask]", "test_decoder_block_with_gradients[no_mask]"),
-    ),
-    (
-        [
-            # Teacher forcing without the shift: the decoder reads the whole target and predicts it in place.
-            (M("EncoderDecoder.loss",
-               """
-               labels = target[:, 1:]
-               return cross_entropy_loss(self(source, target[:, :-1]), labels, labels != self.pad_id)
-               """,
-               "return cross_entropy_loss(self(source, target), target, target != self.pad_id)"),
-             "test_model_loss_with_parameter_gradients", "the target is not shifted"),
-        ],
-        ("test_model_logits", "test_greedy_decode_matches_reference", "test_encoder_block_with_gradients[padded]"),
     ),
 ]
 
