@@ -261,7 +261,8 @@ def _encoder_decoder(ref: ModuleType, rng: np.random.Generator) -> Arrays:
         module = make(nnx.Rngs(0))
         weights = random_params(module, rng)
         load_param_arrays(module, weights)
-        output, d_x, d_params = module_vjp(module, call, jnp.asarray(x), jnp.asarray(out["cotangent"][:, :T] if case == "decoder" else out["cotangent"]))
+        cotangent = out["cotangent"][:, :T] if case == "decoder" else out["cotangent"]  # the block's output shape
+        output, d_x, d_params = module_vjp(module, call, jnp.asarray(x), jnp.asarray(cotangent))
         out |= {f"{case}.params.{k}": v for k, v in weights.items()}
         out |= {f"{case}.grad_x": d_x} | {f"{case}.grad_params.{k}": v for k, v in d_params.items()}
 
