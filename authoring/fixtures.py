@@ -242,6 +242,48 @@ def _generation(ref: ModuleType, rng: np.random.Generator) -> Arrays:
     return {"prompt": prompt, "greedy": np.asarray(greedy), **{f"params.{k}": v for k, v in weights.items()}}
 
 
+def _encoder_decoder(ref: ModuleType, rng: np.random.Generator) -> Arrays:
+    B, S, T, d_model, heads, d_ff, vocab = 3, 6, 5, 16, 4, 24, 13
+    lengths = np.asarray([6, 4, 2])  # each example hides another number of source positions
+    source_mask = np.arange(S) < lengths[:, None]
+    source = np.where(source_mask, rng.integers(3, vocab, (B, S)), 0).astype(np.int32)
+    target = np.concatenate([np.ones((B, 1)), rng.integers(3, vocab, (B, T))], axis=1).astype(np.int32)
+    target[1, 4:], target[2, 3:] = 0, 0  # padded targets: not counted by the loss
+    x, memory = normal(rng, B, S, d_model), normal(rng, B, S, d_model)
+    out: Arrays = {"source": source, "target": target, "source_mask": source_mask, "x": x, "memory": memory,
+                   "cotangent": normal(rng, B, S, d_model)}
+    mask, mem = jnp.asarray(source_mask), jnp.asarray(memory)
+    blocks = {
+        "encoder": (lambda r: ref.EncoderBlock(d_model, heads, d_ff, rngs=r), lambda m, x: m(x, mask)),
+        "decoder": (lambda r: ref.CrossAttentionDecoderBlock(d_model, heads, d_ff, rngs=r), lambda m, x: m(x[:, :T], mem, mask)),
+    }
+    for case, (make, call) in blocks.items():
+        module = make(nnx.Rngs(0))
+        weights = random_params(module, rng)
+        load_param_arrays(module, weights)
+        cotangent = out["cotangent"][:, :T] if case == "decoder" else out["cotangent"]  # the block's output shape
+        output, d_x, d_params = module_vjp(module, call, jnp.asarray(x), jnp.asarray(cotangent))
+        out |= {f"{case}.params.{k}": v for k, v in weights.items()}
+        out |= {f"{case}.grad_x": d_x} | {f"{case}.grad_params.{k}": v for k, v in d_params.items()}
+
+        def arrays(f, case=case, module=module, call=call):
+            return {f"{case}.output": np.asarray(call(partial(f, module), jnp.asarray(x)))}
+
+        out |= with_mistakes(ref, "encoder_decoder", type(module).__name__, arrays, right={f"{case}.output": output})
+    model = ref.EncoderDecoder(vocab, d_model, heads, d_ff, 2, rngs=nnx.Rngs(0))
+    weights = random_params(model, rng, scale=2.0)  # sharp logits: greedy choices far from ties
+    load_param_arrays(model, weights)
+    src, tgt = jnp.asarray(source), jnp.asarray(target)
+    loss, grads = nnx.jit(nnx.value_and_grad(lambda m: m.loss(src, tgt)))(model)
+    out |= {f"model.params.{k}": v for k, v in weights.items()}
+    out |= {"model.logits": np.asarray(nnx.jit(lambda m: m(src, tgt[:, :-1]))(model)),
+            "model.greedy": np.asarray(ref.greedy_decode(model, src, T, 1))}
+    out |= {f"model.grad_params.{k}": v for k, v in param_arrays(grads).items()}
+    out |= with_mistakes(ref, "encoder_decoder", "EncoderDecoder", lambda f: {"model.loss": np.asarray(f(model, src, tgt))},
+                         right={"model.loss": np.asarray(loss)})
+    return out
+
+
 BUILDERS: dict[str, Callable[[ModuleType, np.random.Generator], Arrays]] = {
     "jax_basics": _jax_basics,
     "positional_encoding": _positional_encoding,
@@ -250,6 +292,7 @@ BUILDERS: dict[str, Callable[[ModuleType, np.random.Generator], Arrays]] = {
     "transformer": _transformer,
     "training": _training,
     "generation": _generation,
+    "encoder_decoder": _encoder_decoder,
 }
 
 

@@ -98,6 +98,13 @@ EXERCISES: tuple[Exercise, ...] = (
         "intermediate",
         ("sample_next_token", "generate"),
     ),
+    Exercise(
+        "encoder_decoder",
+        "The encoder-decoder transformer: encoder and cross-attention blocks, the seq2seq model, greedy decoding",
+        "advanced",
+        ("EncoderBlock", "CrossAttentionDecoderBlock", "EncoderDecoder", "greedy_decode"),
+        forbidden=ATTENTION_ROUTINES,
+    ),
 )
 
 

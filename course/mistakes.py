@@ -424,3 +424,81 @@ def hint(name: str) -> str:
         if mistake.name == name:
             return mistake.hint
     raise KeyError(f"name: no catalogued mistake is called {name!r}")
+
+
+# --- encoder_decoder -------------------------------------------------------------------------------------------
+# Appended after CATALOGUE, which it extends: of() and hint() read CATALOGUE when called.
+# EncoderDecoder's mistakes are of its teacher-forced ``loss`` (the module first, then source and target): the
+# loss runs every part of the model, so the suites and fixtures score each model-level mistake through it.
+
+
+def _padding_and(source_mask, attention_mask):
+    """The key padding ``source_mask[:, None, None, :]`` and ``attention_mask`` together."""
+    return attention_mask if source_mask is None else source_mask[:, None, None, :] & attention_mask
+
+
+def _causal_encoder(ref):
+    def block(module, x, source_mask=None):
+        mask = _padding_and(source_mask, ref.causal_mask(x.shape[-2]))
+        x = x + module.attn(module.ln1(x), mask=mask)
+        return x + module.ffn(module.ln2(x))
+    return block
+
+
+def _cross_attention_on_own_states(ref):
+    def block(module, x, memory, source_mask=None):
+        x = x + module.self_attn(module.ln1(x), mask=ref.causal_mask(x.shape[-2]))
+        x = x + module.cross_attn(module.ln2(x))  # keys and values from the decoder's own states
+        return x + module.ffn(module.ln3(x))
+    return block
+
+
+def _encoder_output_not_normed(ref):
+    def loss(module, source, target):
+        from flax import nnx
+
+        class Identity(nnx.Module):
+            def __call__(self, x):
+                return x
+
+        edited = nnx.clone(module)
+        edited.encoder_norm = Identity()
+        return edited.loss(source, target)
+    return loss
+
+
+_SOURCE_MASK_IGNORED = ("source_mask_ignored",
+                        "the source mask is not applied: padding positions of the source must be hidden from the "
+                        "attention's keys (source_mask[:, None, None, :] as its mask)")
+_SOURCE_MASK_INVERTED = ("source_mask_inverted",
+                         "the source mask looks inverted: True marks a real source position, one that may be attended to")
+
+ENCODER_DECODER = (
+    Mistake("encoder_decoder", "EncoderBlock", *_SOURCE_MASK_IGNORED,
+            lambda ref: lambda module, x, source_mask=None: module(x)),
+    Mistake("encoder_decoder", "EncoderBlock", *_SOURCE_MASK_INVERTED,
+            lambda ref: lambda module, x, source_mask=None: module(x, None if source_mask is None else ~source_mask)),
+    Mistake("encoder_decoder", "EncoderBlock", "causal_encoder",
+            "the encoder looks causal: its self-attention is bidirectional, every position sees every real source "
+            "position (only the source mask applies)", _causal_encoder),
+    Mistake("encoder_decoder", "CrossAttentionDecoderBlock", "cross_attention_on_own_states",
+            "the cross-attention attends over the decoder's own states: its keys and values come from the encoder's "
+            "output (context=memory)", _cross_attention_on_own_states),
+    Mistake("encoder_decoder", "CrossAttentionDecoderBlock", *_SOURCE_MASK_IGNORED,
+            lambda ref: lambda module, x, memory, source_mask=None: module(x, memory)),
+    Mistake("encoder_decoder", "CrossAttentionDecoderBlock", *_SOURCE_MASK_INVERTED,
+            lambda ref: lambda module, x, memory, source_mask=None: module(
+                x, memory, None if source_mask is None else ~source_mask)),
+    Mistake("encoder_decoder", "EncoderDecoder", "encoder_output_not_normed",
+            "the encoder's output is not normalized: apply encoder_norm after the last encoder block",
+            _encoder_output_not_normed),
+    Mistake("encoder_decoder", "EncoderDecoder", "target_not_shifted",
+            "the target is not shifted: the decoder reads target[:, :-1] and its logits are scored against target[:, 1:]",
+            lambda ref: lambda module, source, target: ref.cross_entropy_loss(
+                module(source, target), target, target != module.pad_id)),
+    Mistake("encoder_decoder", "EncoderDecoder", "target_pads_counted",
+            "pad targets are counted: score only the targets that are not pad_id",
+            lambda ref: lambda module, source, target: ref.cross_entropy_loss(module(source, target[:, :-1]), target[:, 1:])),
+)
+
+CATALOGUE = (*CATALOGUE, *ENCODER_DECODER)

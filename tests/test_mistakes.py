@@ -144,12 +144,24 @@ VISIBLE = {
         (M("train_step.loss_fn", "return next_token_loss(model(tokens), tokens)", "return -next_token_loss(model(tokens), tokens)"),
          "test_three_steps_match_reference", "loss_sign_flipped"),
     ],
+    "encoder_decoder": [
+        (M("EncoderBlock.__call__", "source_mask[:, None, None, :]", "~source_mask[:, None, None, :]"),
+         "test_block_outputs_and_gradients_match_reference[encoder]", "source_mask_inverted"),
+        (M("CrossAttentionDecoderBlock.__call__", "self.cross_attn(self.ln2(x), context=memory, mask=padding)",
+           "self.cross_attn(self.ln2(x))"),
+         "test_block_outputs_and_gradients_match_reference[decoder]", "cross_attention_on_own_states"),
+        (M("EncoderDecoder.loss", "labels = target[:, 1:]\nreturn cross_entropy_loss(self(source, target[:, :-1]), labels, labels != self.pad_id)",
+           "return cross_entropy_loss(self(source, target), target, target != self.pad_id)"),
+         "test_loss_and_its_gradients_match_reference", "target_not_shifted"),
+    ],
 }
-TOGETHER = (("jax_basics", "positional_encoding", "attention", "training"), ("loss", "transformer", "generation"))
+# The encoder-decoder runs on the submission's attention, loss and positional encoding: a group of its own.
+TOGETHER = (("jax_basics", "positional_encoding", "attention", "training"), ("loss", "transformer", "generation"),
+            ("encoder_decoder",))
 
 
 @pytest.mark.parametrize("number", range(3))
-@pytest.mark.parametrize("group", TOGETHER, ids=["with_attention", "with_loss"])
+@pytest.mark.parametrize("group", TOGETHER, ids=["with_attention", "with_loss", "encoder_decoder"])
 def test_visible_tests_name_each_mistake_as_the_grader_does(tmp_path, number, group):
     edits = {f"{name}/{name}.py": VISIBLE[name][number][0] for name in group}
     results = {r.exercise.name: r for r in run_visible_tests(copy_with_edits(tmp_path / "wrong", edits), list(group))}

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 RNG = np.random.default_rng(1234)
 
@@ -99,3 +100,15 @@ def test_loss_matches_a_float64_numpy_computation(reference_module):
     expected = (nll * mask).sum() / max(mask.sum(), 1)
     got = reference_module("loss").cross_entropy_loss(jnp.asarray(logits, jnp.float32), jnp.asarray(targets), jnp.asarray(mask))
     np.testing.assert_allclose(float(got), expected, rtol=1e-5)
+
+
+def test_encoder_decoder_bad_input_and_strict_dtype_promotion(reference_module):
+    m = reference_module("encoder_decoder")
+    model = m.EncoderDecoder(7, 8, 2, 16, 1, rngs=nnx.Rngs(0))
+    source, target = jnp.asarray([[3, 4, 0], [5, 0, 0]]), jnp.asarray([[1, 4, 3, 2], [1, 5, 2, 0]])
+    with jax.numpy_dtype_promotion("strict"):
+        assert model.loss(source, target).dtype == jnp.float32
+    with pytest.raises(ValueError, match="source"):
+        m.greedy_decode(model, source[0], 3, 1)
+    with pytest.raises(ValueError, match="length"):
+        m.greedy_decode(model, source, 0, 1)

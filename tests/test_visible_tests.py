@@ -50,6 +50,11 @@ MISTAKES = {
         ("logits = logits.astype(jnp.float32) / temperature", "logits = logits.astype(jnp.float32) * temperature"),
         "test_samples_follow_the_distribution[2.0-None]", "are unlikely under softmax",
     ),
+    # The encoder's padding mask dropped (the attention's mistake above changes its other outputs too).
+    "encoder_decoder": (
+        ("mask = None if source_mask is None else source_mask[:, None, None, :]", "mask = None"),
+        "test_encoder_is_bidirectional_and_ignores_padding", "encoder outputs at real positions after changing padding",
+    ),
 }
 
 
