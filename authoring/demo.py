@@ -4,14 +4,14 @@ The demo (``course generate`` without ``--submission``, the first notebook)
 must run on a fresh student checkout, whose exercises are stubs. So the
 reference model is traced here, once, and shipped as two ``jax.export``
 programs (StableHLO, lowered for CPU and CUDA), serialized into
-``course/demo/demo.jaxexport`` (see :mod:`course.demo`, which runs it):
+``course/demo/model.jaxexport`` (:mod:`course.compiled_demo` runs them):
 
-- ``prefill``: the prompt, padded to the context, through the model with a
-  fresh key/value cache; samples the first new token.
-- ``decode``: :data:`course.demo.CHUNK` steps of cached decoding in one
-  ``lax.fori_loop``, each feeding the latest token and sampling the next. When
-  the cache is full it restarts from the latest half-context, as
-  :func:`course.generate.stream` does, so the two give the same tokens.
+- ``prefill``: the prompt, padded to the context, through the model into a
+  fresh key/value cache (``course.generate.forward_cached``); samples the
+  first new token.
+- ``decode``: up to :data:`course.compiled_demo.CHUNK` steps of cached
+  decoding in one ``lax.fori_loop``, each feeding the latest token and
+  sampling the next.
 
 The weights are arguments, read from ``course/demo/model.npz`` at run time:
 the artifact holds the programs only. Temperature and top-k are arguments
@@ -136,7 +136,12 @@ def export(checkpoint: Path = DEMO_CHECKPOINT, reference: Path | None = None) ->
 
 
 def _stripped(exported: jax.export.Exported) -> jax.export.Exported:
-    """``exported`` without locations: each operation's source file and line (paths of this checkout, reference/'s names)."""
+    """``exported`` without locations: each operation's source file and line (paths of this checkout, reference/'s names).
+
+    ``jax.export`` has no public option for it, so this uses JAX's own MLIR
+    bindings and serializer (``jax._src``): an authoring tool, pinned with the
+    JAX it runs on; the student's side only deserializes.
+    """
     with mlir.make_ir_context():
         module = ir.Module.parse(exported.mlir_module())
         passmanager.PassManager.parse("builtin.module(strip-debuginfo)").run(module.operation)

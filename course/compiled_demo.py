@@ -8,11 +8,15 @@ whose exercises are stubs: ``course generate`` without ``--submission``, and
 the first notebook.
 
 - ``prefill(weights, window, length, key_data, t, temperature, top_k)``: the
-  prompt (``int32[context]``, zero-padded, ``length`` tokens) through the model;
-  returns the first new token and the decoding state.
-- ``decode(weights, state, key_data, temperature, top_k)``: the next
-  :data:`CHUNK` tokens (``int32[CHUNK]``) in one program, and the new state.
+  first ``length`` tokens of ``window`` (``int32[context]``, zero-padded) through
+  the model into a fresh key/value cache; returns token ``t`` and the cache.
+- ``decode(weights, cache, token, position, t, steps, key_data, temperature, top_k)``:
+  ``steps`` (at most :data:`CHUNK`) cached decoding steps in one program, the
+  first feeding ``token`` at ``position``; returns ``int32[CHUNK]`` (the first
+  ``steps`` are the new tokens) and the cache.
 
+When the cache is full, :func:`stream` restarts it with a prefill of the
+latest half-context, as :func:`course.generate.stream` does.
 Token ``t`` (counting the prompt) is drawn with ``fold_in(key, t)``, as in the
 generation exercise, so for the same seed the tokens are those of the
 reference model's :func:`course.generate.stream` (a test checks it).
@@ -28,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from course import tokenizer

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from course import compiled_demo, tokenizer
+from course.notebook_helpers import quick
 
 demo = compiled_demo.load()  # course/demo/model.jaxexport (the programs) and course/demo/model.npz (the weights)
 print(f"context {demo.context} bytes, vocabulary {demo.vocab} byte values; exported with jax {demo.built_with}")
@@ -44,7 +45,7 @@ print(continuation("def "))
 
 # %%
 PROMPT = "    for i in range("
-DRAWS = 200
+DRAWS = 50 if quick() else 200  # each draw is one run of the prompt, with its own seed
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.2), sharey=True)
 for ax, tau in zip(axes, (0.5, 1.0, 1.5)):
     firsts = [next(compiled_demo.stream(demo, tokenizer.encode(PROMPT), 1, seed=s, temperature=tau)) for s in range(DRAWS)]
