@@ -301,9 +301,16 @@ def test_every_notebook_draws_its_plots(reference_runs):
 
 
 def test_against_the_stubs_each_notebook_stops_at_its_first_exercise_cell_with_the_message():
-    # Sections without exercises import no exercise code (checked above), so the stubs change nothing there.
-    runs = execute_notebooks(longest_first(s for s in SECTIONS if s.exercises), target=ROOT / "exercises", quick=True, jobs=JOBS)
-    for run in runs:
+    # Sections without exercises import no exercise code (checked above), so the stubs change nothing there;
+    # section 0, the compiled demo that opens the course, runs too: on a fresh checkout it must write Python.
+    opening = SECTIONS[0]
+    runs = execute_notebooks(longest_first(s for s in SECTIONS if s.exercises or s is opening), target=ROOT / "exercises",
+                             quick=True, jobs=JOBS)
+    (demo,) = [run for run in runs if run.section is opening]
+    assert demo.ok, demo.error
+    written = "".join(o.get("text", "") for c in code_cells(demo.notebook) for o in c.outputs)
+    assert "def " in written and "self" in written and "\n    " in written, written[:2000]  # Python-looking text
+    for run in (run for run in runs if run.section is not opening):
         exercise_cells = [i for i, c in enumerate(run.notebook.cells) if EXERCISE_TAG in tags(c)]
         error = run.error
         assert error is not None and error.index == exercise_cells[0], f"{run.section.name}: {error}"
