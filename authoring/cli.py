@@ -20,7 +20,7 @@ reference_option = click.option("--reference", type=click.Path(file_okay=False, 
 
 def register(main: click.Group) -> None:
     """Adds this package's verbs to the ``course`` command."""
-    for command in (stubs, fixtures, build_notebooks, site, release, lock_grader):
+    for command in (stubs, fixtures, build_demo, build_notebooks, site, release, lock_grader):
         main.add_command(command)
 
 
@@ -58,6 +58,19 @@ def fixtures(only_check: bool, reference: Path | None) -> None:
     report_files((u.path, u.stale) for u in updates)
     if only_check and any(u.stale for u in updates):
         raise click.ClickException("fixtures are stale: run `course fixtures`")
+
+
+@click.command("build-demo")
+@click.option("--check", "only_check", is_flag=True, help="Fail if course/demo/model.jaxexport differs from a fresh build; write nothing.")
+def build_demo(only_check: bool) -> None:
+    """Export the demo model (reference/ and course/demo/model.npz) as compiled programs: course/demo/model.jaxexport."""
+    from authoring.demo import build
+    from course.compiled_demo import ARTIFACT
+
+    stale = build(write=not only_check)
+    report_files([(ARTIFACT, ("differs from a fresh build" if only_check else "rebuilt") if stale else None)])
+    if only_check and stale:
+        raise click.ClickException("the compiled demo is stale: run `course build-demo`")
 
 
 @click.command("build-notebooks")

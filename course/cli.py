@@ -249,12 +249,42 @@ def _train_with_progress(run_training, config, out_dir, resume):
 @click.option("--temperature", type=click.FloatRange(min=0.0), default=0.8, show_default=True, help="0 is greedy; higher is more random.")
 @click.option("--top-k", type=click.IntRange(min=1), help="Sample only among the k most likely tokens.")
 @click.option("--seed", type=seed_range, default=0, show_default=True, help="Seed of the sampling.")
-@click.option("--submission", "target", type=click.Path(file_okay=False, path_type=Path), help="Build the model from this submission's code (default: exercises/, or $COURSE_SUBMISSION).")
+@click.option("--submission", "target", type=click.Path(file_okay=False, path_type=Path),
+              help="Build the model from this submission's code (default for --checkpoint: exercises/, or $COURSE_SUBMISSION). "
+                   "Without it and --checkpoint, the shipped demo runs compiled, with no exercise code.")
 @click.option("--no-cache", is_flag=True, help="Use the generation exercise's generate (no key/value cache) and print at the end.")
 def generate(directory, prompt, max_new_tokens, temperature, top_k, seed, target, no_cache) -> None:
-    """Continue a prompt with a trained model, printing tokens as they come."""
-    import sys
+    """Continue a prompt with a trained model, printing tokens as they come.
 
+    Without --checkpoint, --submission and --no-cache it runs the shipped demo
+    model compiled (course/demo/model.jaxexport), so it works before any
+    exercise is written; otherwise the model is built from the active
+    submission's code.
+    """
+    settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
+    if directory is None and target is None and not no_cache:
+        pieces = _compiled_demo_pieces(prompt, settings)
+    else:
+        pieces = _model_pieces(directory, target, prompt, settings, cache=not no_cache)
+    _print_stream(prompt, pieces)
+
+
+def _compiled_demo_pieces(prompt: str, settings: dict):
+    from course import compiled_demo
+    from course.testing.compilation_cache import use_compilation_cache
+
+    use_compilation_cache()  # a rerun loads the two programs instead of compiling them: the first token in well under a second
+    try:
+        demo = compiled_demo.load()
+    except compiled_demo.DemoLoadError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        return compiled_demo.continue_text(demo, prompt, **settings)
+    except compiled_demo.SettingError as error:
+        raise click.BadParameter(str(error), param_hint="--" + error.field.replace("_", "-")) from None
+
+
+def _model_pieces(directory: Path | None, target: Path | None, prompt: str, settings: dict, cache: bool):
     from course.checkpoint import DEMO_CHECKPOINT, CheckpointError, load_checkpoint
     from course.generate import PromptError, continue_text
 
@@ -264,10 +294,14 @@ def generate(directory, prompt, max_new_tokens, temperature, top_k, seed, target
     except CheckpointError as error:
         raise click.BadParameter(str(error), param_hint="--checkpoint") from None
     try:
-        pieces = continue_text(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature,
-                               top_k=top_k, seed=seed, cache=not no_cache)
+        return continue_text(model, prompt, cache=cache, **settings)
     except PromptError as error:
         raise click.BadParameter(str(error), param_hint="--" + error.field.replace("_", "-")) from None
+
+
+def _print_stream(prompt: str, pieces) -> None:
+    import sys
+
     sys.stdout.write(prompt)
     for piece in pieces:
         sys.stdout.write(piece)

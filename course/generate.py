@@ -34,14 +34,17 @@ from course import tokenizer
 from course.model import TransformerLM
 from course.submission import exercise_module
 
-Cache = list[tuple[jax.Array, jax.Array]]  # per layer: keys and values [B, H, max_seq_len, d_head]
+# Per layer: keys [B, H, d_head, max_seq_len] and values [B, H, max_seq_len, d_head]. The keys are
+# stored transposed, as the attention scores read them (q @ k^T): XLA then copies no cache per step.
+Cache = list[tuple[jax.Array, jax.Array]]
 
 
 def init_cache(model: TransformerLM, batch: int) -> Cache:
     """An empty cache for ``batch`` sequences: zeros, filled position by position."""
     c = model.config
-    shape = (batch, c.num_heads, c.max_seq_len, c.d_model // c.num_heads)
-    return [(jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32)) for _ in range(c.num_layers)]
+    d_head = c.d_model // c.num_heads
+    return [(jnp.zeros((batch, c.num_heads, d_head, c.max_seq_len), jnp.float32),
+             jnp.zeros((batch, c.num_heads, c.max_seq_len, d_head), jnp.float32)) for _ in range(c.num_layers)]
 
 
 def _split_heads(x: jax.Array, heads: int) -> jax.Array:
@@ -73,9 +76,10 @@ def forward_cached(model: TransformerLM, tokens: jax.Array, cache: Cache, start:
         h = block.ln1(x)
         attn = block.attn
         q = _split_heads(attn.query(h), c.num_heads)  # [B, H, T_new, d_head]
-        keys = jax.lax.dynamic_update_slice_in_dim(keys, _split_heads(attn.key(h), c.num_heads), start, axis=2)
+        new_keys = jnp.swapaxes(_split_heads(attn.key(h), c.num_heads), -1, -2)  # [B, H, d_head, T_new]
+        keys = jax.lax.dynamic_update_slice_in_dim(keys, new_keys, start, axis=3)
         values = jax.lax.dynamic_update_slice_in_dim(values, _split_heads(attn.value(h), c.num_heads), start, axis=2)
-        heads, _ = sdpa(q, keys, values, mask)  # [B, H, T_new, d_head]
+        heads, _ = sdpa(q, jnp.swapaxes(keys, -1, -2), values, mask)  # [B, H, T_new, d_head]
         heads = jnp.swapaxes(heads, -2, -3)  # [B, T_new, H, d_head]
         x = x + attn.out(heads.reshape(*heads.shape[:-2], -1))
         x = x + block.ffn(block.ln2(x))

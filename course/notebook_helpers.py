@@ -3,7 +3,7 @@
 ``setup_notebook()`` (the last line of every notebook's setup cell) does three
 things before any JAX code runs:
 
-- it asks XLA for 8 virtual CPU devices, so that sections 1 and 8 can show
+- it asks XLA for 8 virtual CPU devices, so that sections 1 and 9 can show
   sharding over several devices on any machine;
 - it lets XLA on CPU reuse its scratch memory across steps
   (``course.host_memory``), which makes the training cells faster;

@@ -29,7 +29,7 @@ LEVELS = ("beginner", "intermediate", "advanced")
 
 @dataclass(frozen=True)
 class Section:
-    number: int  # its place in the course, 1-based
+    number: int  # its place in the course: 0 opens it; 7 is kept free for the encoder-decoder section
     slug: str  # file name stem after the number
     title: str
     level: str  # one of LEVELS
@@ -76,6 +76,10 @@ NOTEBOOK_DIR = repo_root() / "course" / "notebooks"
 
 SECTIONS: tuple[Section, ...] = (
     Section(
+        0, "llm_demo", "A language model at work", "beginner",
+        "nothing yet: you run the course's compiled demo model, see what temperature and top-k change, and what the course will build",
+    ),
+    Section(
         1, "jax", "Introduction to JAX", "beginner",
         "a small neural network in plain JAX: its prediction, loss, jit-compiled gradient and per-example gradients",
         ("jax_basics",),
@@ -106,21 +110,21 @@ SECTIONS: tuple[Section, ...] = (
         uses=("positional_encoding", "attention"),
     ),
     Section(
-        7, "loss", "Training objective", "intermediate",
+        8, "loss", "Training objective", "intermediate",
         "the cross-entropy loss and the next-token loss of a language model, checked against worked examples",
         ("loss",),
         uses=("positional_encoding", "attention", "transformer"),  # the model whose loss it computes
     ),
     Section(
-        8, "training", "Training a model from scratch", "advanced",
+        9, "training", "Training a model from scratch", "advanced",
         "the train step (and its data-parallel version) and text generation, then a language model trained on Python's own source code",
         ("training", "generation"),
         uses=("positional_encoding", "attention", "loss", "transformer"),
         gpu=True,
     ),
     Section(
-        9, "llm_demo", "LLM demo", "intermediate",
-        "a text generator from your own modules and the course's pretrained weights, and a feel for what temperature and top-k change",
+        10, "your_model", "Your model", "intermediate",
+        "text from the model you trained and from the course's pretrained weights in your own modules, sampled by your `generate`, and a look inside",
         ("generation",),
         uses=("positional_encoding", "attention", "transformer"),  # the pretrained model, built from your modules
         gpu=True,

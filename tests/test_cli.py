@@ -186,10 +186,22 @@ def test_the_notebook_table_keeps_names_and_status_whole_at_narrow_widths(width)
     assert (width == 110) == any("ValueError: a rather long" in line for line in lines)  # at 80: the errors only below
 
 
+def test_generate_on_the_stubs_runs_the_compiled_demo_and_prints_python_looking_text(tmp_path):
+    # A fresh student checkout: no exercise written, the `course` process itself.
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_SUBMISSION"} | {"COURSE_COMPILATION_CACHE": "0"}
+    done = subprocess.run([sys.executable, "-m", "course", "generate", "--prompt", "def ", "--max-new-tokens", "200"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = done.stdout
+    assert text.startswith("def ") and len(text) > 150 and text.count("\n") >= 3, text
+    assert sum(c.isascii() and (c.isprintable() or c == "\n") for c in text) > 0.95 * len(text), text
+    assert re.search(r"[(:=]", text) and re.search(r"\n {4}", text), text  # brackets, colons or assignments; indented lines
+
+
 @pytest.mark.parametrize("verb", [
     ["check", "-e", "attention"],
     ["train", "--corpus", "reverse", "--steps", "2", "--out", "{tmp}/run"],
-    ["generate", "--prompt", "def "],
+    ["generate", "--prompt", "def ", "--checkpoint", str(ROOT / "course" / "demo")],  # the model from your code
     ["notebooks", "--execute", "-n", "4", "--quick"],
 ])
 def test_every_student_verb_on_the_stubs_names_the_function_to_write_and_shows_no_traceback(verb, tmp_path):

@@ -34,7 +34,7 @@ ROOT = repo_root()
 SECTIONS = syllabus.SECTIONS
 IDS = [s.name for s in SECTIONS]
 # The fewest plots (embedded PNG images) each executed notebook must show.
-PLOTS = {1: 3, 2: 2, 3: 2, 4: 3, 5: 4, 6: 4, 7: 2, 8: 1, 9: 6}
+PLOTS = {0: 1, 1: 3, 2: 2, 3: 2, 4: 3, 5: 4, 6: 4, 8: 2, 9: 1, 10: 6}
 
 
 def read(section):
@@ -53,7 +53,8 @@ def tags(cell):
 
 
 def test_the_sections_are_numbered_in_order_and_every_file_is_listed():
-    assert [s.number for s in SECTIONS] == list(range(1, len(SECTIONS) + 1))
+    numbers = [s.number for s in SECTIONS]
+    assert numbers[0] == 0 and numbers == sorted(set(numbers)), numbers  # 0 opens the course; increasing, no repeats
     assert sorted(p.name for p in syllabus.NOTEBOOK_DIR.glob("*.ipynb")) == [s.notebook.name for s in SECTIONS]
     assert sorted(p.name for p in (syllabus.NOTEBOOK_DIR / "src").glob("*.py")) == [s.source.name for s in SECTIONS]
 
@@ -139,11 +140,11 @@ def test_exercise_cells_import_the_students_code_by_its_module_name(section):
 
 # What each section runs of the student's code, as the syllabus lists it; the build checks these lists (below).
 RUNS = {
-    1: ("jax_basics",), 2: (), 3: (), 4: ("positional_encoding",), 5: ("positional_encoding", "attention"),
+    0: (), 1: ("jax_basics",), 2: (), 3: (), 4: ("positional_encoding",), 5: ("positional_encoding", "attention"),
     6: ("positional_encoding", "attention", "transformer"),
-    7: ("positional_encoding", "attention", "loss", "transformer"),
-    8: ("positional_encoding", "attention", "loss", "transformer", "training", "generation"),
-    9: ("positional_encoding", "attention", "transformer", "generation"),
+    8: ("positional_encoding", "attention", "loss", "transformer"),
+    9: ("positional_encoding", "attention", "loss", "transformer", "training", "generation"),
+    10: ("positional_encoding", "attention", "transformer", "generation"),
 }
 
 
@@ -185,10 +186,10 @@ def test_exercises_run_reads_imports_and_the_course_code_they_reach(source, runs
 
 
 def test_the_build_fails_when_the_syllabus_misses_or_invents_an_exercise():
-    section = syllabus.get(7)
+    section = syllabus.get(8)
     missing = dataclasses.replace(section, uses=("positional_encoding", "attention"))
     with pytest.raises(SourceError, match=re.escape(
-            "07_loss.py (section 7 in course/syllabus.py): runs transformer (`TransformerLM` of course.model), "
+            "08_loss.py (section 8 in course/syllabus.py): runs transformer (`TransformerLM` of course.model), "
             "which the syllabus does not list: add them to its uses")):
         notebook_source.build_notebook(missing)
     extra = dataclasses.replace(section, uses=(*section.uses, "generation"))
@@ -300,9 +301,16 @@ def test_every_notebook_draws_its_plots(reference_runs):
 
 
 def test_against_the_stubs_each_notebook_stops_at_its_first_exercise_cell_with_the_message():
-    # Sections without exercises import no exercise code (checked above), so the stubs change nothing there.
-    runs = execute_notebooks(longest_first(s for s in SECTIONS if s.exercises), target=ROOT / "exercises", quick=True, jobs=JOBS)
-    for run in runs:
+    # Sections without exercises import no exercise code (checked above), so the stubs change nothing there;
+    # section 0, the compiled demo that opens the course, runs too: on a fresh checkout it must write Python.
+    opening = SECTIONS[0]
+    runs = execute_notebooks(longest_first(s for s in SECTIONS if s.exercises or s is opening), target=ROOT / "exercises",
+                             quick=True, jobs=JOBS)
+    (demo,) = [run for run in runs if run.section is opening]
+    assert demo.ok, demo.error
+    written = "".join(o.get("text", "") for c in code_cells(demo.notebook) for o in c.outputs)
+    assert "def " in written and "self" in written and "\n    " in written, written[:2000]  # Python-looking text
+    for run in (run for run in runs if run.section is not opening):
         exercise_cells = [i for i, c in enumerate(run.notebook.cells) if EXERCISE_TAG in tags(c)]
         error = run.error
         assert error is not None and error.index == exercise_cells[0], f"{run.section.name}: {error}"
@@ -369,7 +377,7 @@ def test_notebooks_command_names_bad_arguments():
 
 def test_notebooks_command_checks_and_lists():
     checked = CliRunner().invoke(main, ["build-notebooks", "--check"])
-    assert checked.exit_code == 0 and "course/notebooks/09_llm_demo.ipynb: up to date" in checked.output
+    assert checked.exit_code == 0 and "course/notebooks/10_your_model.ipynb: up to date" in checked.output
     listed = CliRunner().invoke(main, ["notebooks"])
     assert listed.exit_code == 0 and "5. Understanding attention (intermediate): course/notebooks/05_attention.ipynb" in listed.output
 
@@ -439,7 +447,7 @@ def test_the_site_renders_in_chromium_with_its_plots(reference_runs, tmp_path):
         assert dom.title == f"{section.number}. {section.title}"
         assert len(dom.images) >= PLOTS[section.number], f"{page.name}: {len(dom.images)} images"
         assert "index.html" in dom.links
-        if section.number == 8:
+        if section.number == 9:
             assert dom.progress_bars >= 1, "the training progress bar is missing from the page"
 
     # Screenshots, kept in the tests' artifacts folder for a person to look at.
@@ -492,16 +500,16 @@ def formulas_in(section) -> int:
 @needs_chromium
 def test_a_site_of_two_sections_typesets_its_formulas_with_no_network(tmp_path):
     site = tmp_path / "site"
-    result = CliRunner().invoke(main, ["site", str(site), "-n", "5", "-n", "7", "--with", "reference", "--quick"])
+    result = CliRunner().invoke(main, ["site", str(site), "-n", "5", "-n", "8", "--with", "reference", "--quick"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in site.iterdir()) == ["05_attention.html", "07_loss.html", "index.html", "mathjax"]
+    assert sorted(p.name for p in site.iterdir()) == ["05_attention.html", "08_loss.html", "index.html", "mathjax"]
     assert (site / "mathjax" / "tex-svg-full.js").stat().st_size > 1_000_000 and (site / "mathjax" / "LICENSE").is_file()
     profile = tmp_path / "profile"
 
     index = _Page()
     index.feed(chromium("--dump-dom", (site / "index.html").as_uri(), profile=profile).stdout)
-    assert index.links == ["05_attention.html", "07_loss.html"]  # only these sections
-    for name, others in (("05_attention", ["07_loss.html"]), ("07_loss", ["05_attention.html"])):
+    assert index.links == ["05_attention.html", "08_loss.html"]  # only these sections
+    for name, others in (("05_attention", ["08_loss.html"]), ("08_loss", ["05_attention.html"])):
         page = (site / f"{name}.html").read_text()
         scripts = re.findall(r'<script[^>]* src="([^"]*)"', page)
         assert scripts == ["mathjax/tex-svg-full.js"], scripts  # nothing from the network

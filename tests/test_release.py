@@ -58,8 +58,11 @@ def test_the_scanner_finds_reference_lines_and_hidden_folders(released, tmp_path
     stub.write_text(stub.read_text() + "\n    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)  # [..., V]\n")
     for hidden in ("reference", "graders", "authoring"):
         (copy / "course" / hidden).mkdir()
+    compiled = copy / "course" / "demo" / "model.jaxexport"  # a binary, scanned byte for byte
+    compiled.write_bytes(compiled.read_bytes() + b"\xff\x00kth_largest = jax.lax.top_k(logits, top_k)[0][..., -1:]  # [..., 1]\x00")
     found = release.leaks(copy)
     assert any("exercises/loss/loss.py" in f and "reference/loss/loss.py" in f for f in found), found
+    assert any("course/demo/model.jaxexport" in f and "reference/generation/generation.py" in f for f in found), found
     assert sorted(f for f in found if "a hidden folder" in f) == [f"course/{h}: a hidden folder" for h in ("authoring", "graders", "reference")], found
 
 
@@ -94,7 +97,7 @@ def site(wheel, tmp_path_factory):
 
 def test_the_release_builds_and_its_tests_run(released, wheel, site, tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
-    assert "exercises/attention/fixtures.npz" in names and "course/demo/model.npz" in names
+    assert {"exercises/attention/fixtures.npz", "course/demo/model.npz", "course/demo/model.jaxexport"} <= set(names)
     assert not any(n.startswith(("reference/", "graders/", "authoring/")) for n in names)
     # Installed on its own, the student's `course` has the student's verbs and no instructor's.
     helped = subprocess.run([sys.executable, "-m", "course", "--help"], cwd=site, capture_output=True, text=True,
@@ -104,6 +107,9 @@ def test_the_release_builds_and_its_tests_run(released, wheel, site, tmp_path):
     repo = shutil.copytree(released, tmp_path / "repo")  # the student's checkout; the release stays as written
     env = {**os.environ, "PYTHONPATH": str(repo)}
     env.pop("COURSE_SUBMISSION", None)
+    demo = subprocess.run([sys.executable, "-m", "course", "generate", "--prompt", "def ", "--max-new-tokens", "40"],
+                          cwd=repo, env=env | {"COURSE_COMPILATION_CACHE": "0"}, capture_output=True, text=True)
+    assert demo.returncode == 0 and demo.stdout.startswith("def ") and len(demo.stdout) > 40, demo.stdout + demo.stderr
     stubs = subprocess.run([sys.executable, "-m", "pytest", "exercises/attention", "-q"], cwd=repo, env=env, capture_output=True, text=True)
     assert stubs.returncode == 1 and "not implemented yet: implement causal_mask" in stubs.stdout, stubs.stdout[-2000:]
     shutil.copyfile(ROOT / "reference" / "attention" / "attention.py", repo / "exercises" / "attention" / "attention.py")

@@ -346,7 +346,7 @@ installs the course first, and your exercise files are then in
 `{COLAB_DIR}/exercises/` (Colab's file browser, on the left); a Colab runtime
 forgets them when it is recycled, so download what you write. Colab runs
 everything on a CPU unless you ask for a GPU: *Runtime > Change runtime type >
-T4 GPU*. The course runs on a CPU too, only the training in section 8 is slower.
+T4 GPU*. The course runs on a CPU too, only the training in section 9 is slower.
 
 Cells marked **Exercise** run *your* code from `exercises/`. Until you have
 written the function they need, they stop with a message that says which

@@ -376,7 +376,7 @@ print("on", len(normalized.sharding.device_set), "devices; sums to", float(norma
 # one program for all of them. XLA's partitioner decides where data must move
 # and inserts the communication itself. The same function works unchanged on
 # one device or many; only the placement of its inputs changes. This is how the
-# course trains data-parallel in section 8.
+# course trains data-parallel in section 9.
 
 # %%
 from jax.sharding import Mesh, NamedSharding

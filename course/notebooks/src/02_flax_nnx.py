@@ -147,7 +147,7 @@ print("eval mode, twice: ", model(x)[0], model(x)[0])
 # the model: the new parameters, the optimizer's state, BatchNorm's running
 # averages and the advanced random streams.
 #
-# The loss is the cross-entropy of the class labels, which section 7 derives.
+# The loss is the cross-entropy of the class labels, which section 8 derives.
 
 # %%
 model = Classifier(2, 64, 2, rngs=nnx.Rngs(0))
@@ -212,5 +212,5 @@ print("running mean now:", nnx.state(model, nnx.BatchStat)["norm"]["mean"].get_v
 # - A train step is `loss_fn(model)`, `nnx.value_and_grad`, `optimizer.update(model, grads)`, under `nnx.jit`.
 #
 # The transformer's modules in section 6 are NNX modules like this one, and the
-# train step you write in section 8 has exactly this shape. Next, section 3
+# train step you write in section 9 has exactly this shape. Next, section 3
 # turns text into the numbers a model reads.

@@ -95,12 +95,12 @@ print(f"{start} bytes became {len(tokens)} tokens ({start / len(tokens):.2f} byt
 
 # %% [markdown]
 # This course stays with bytes: the tokenizer is four lines, and a small model
-# learns byte-level text well enough to write plausible Python (section 9).
+# learns byte-level text well enough to write plausible Python (section 10).
 
 # %% [markdown]
 # ## 3. The course's corpus: Python's standard library
 #
-# The language model of section 8 learns from the `.py` files of Python's own
+# The language model of section 9 learns from the `.py` files of Python's own
 # standard library, which every Python installation has: no download.
 # `course.data.stdlib_corpus()` encodes them with the byte tokenizer and holds
 # every tenth file out for validation.
@@ -114,7 +114,7 @@ print(tokenizer.decode(corpus.train[200_000:200_400]))
 # %% [markdown]
 # Not all bytes are equally common. The space, the newline and the lowercase
 # letters dominate; a model that knew only these frequencies would already
-# guess better than chance (section 7 measures how much better).
+# guess better than chance (section 8 measures how much better).
 
 # %%
 counts = np.bincount(corpus.train, minlength=tokenizer.VOCAB_SIZE)
@@ -180,7 +180,7 @@ plt.show()
 # Untrained, the vectors are random. Random vectors in $d$ dimensions are
 # nearly orthogonal: the cosine similarity of two of them is about
 # $\pm 1/\sqrt{d}$, close to zero for a wide model. Training moves the vectors
-# of tokens that are used alike closer together (section 9 looks at a trained
+# of tokens that are used alike closer together (section 10 looks at a trained
 # model's table).
 
 # %%

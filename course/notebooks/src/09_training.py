@@ -35,7 +35,7 @@ print("JAX computes on:", jax.devices()[0].platform, "| quick setting:", QUICK)
 # `loss_fn(model)`, `nnx.value_and_grad` for the loss and the gradients, and
 # `optimizer.update(model, grads)`, all under `nnx.jit`. A language model's
 # step has the same shape; only the loss changes. For a batch of token
-# sequences it is your `next_token_loss` (section 7) of the logits that the
+# sequences it is your `next_token_loss` (section 8) of the logits that the
 # model computes from the same tokens.
 #
 # **Exercise.** Implement `train_step` in `exercises/training/training.py`.
@@ -94,7 +94,7 @@ print(f"300 steps in {time.perf_counter() - start:.1f} s: accuracy after the sep
 # waits for it: reading it every step would slow training down) and updates a
 # progress bar and a live loss curve; every `EVAL_EVERY` steps it measures the
 # loss on held-out files, the **validation loss**. The dashed line is the
-# unigram entropy of section 7: below it, the model is using context.
+# unigram entropy of section 8: below it, the model is using context.
 
 # %%
 STEPS = 30 if QUICK else 1500
@@ -143,6 +143,19 @@ print(f"{STEPS} steps in {time.perf_counter() - start:.0f} s; validation loss {p
       f"(uniform {np.log(256):.3f}, unigram {unigram_entropy:.3f})")
 
 # %% [markdown]
+# The trained weights are saved for section 10, where your model writes again
+# (`runs/` of the repository, which git ignores; `course generate --checkpoint
+# runs/notebook` samples from it in a terminal).
+
+# %% tags=["exercise"]
+from course import checkpoint
+from course.submission import repo_root
+
+saved = checkpoint.save(repo_root() / "runs" / "notebook" / checkpoint.MODEL_FILE, model,
+                        {"step": STEPS, "val_loss": plot.val[-1][1]})
+print(f"saved {saved}")
+
+# %% [markdown]
 # ## 4. Generation
 #
 # A trained model gives, at the last position, logits for the next token.
@@ -157,7 +170,7 @@ print(f"{STEPS} steps in {time.perf_counter() - start:.0f} s; validation loss {p
 # `exercises/generation/generation.py`. For logits $(2, 1, 0.1)$ the greedy
 # choice is token 0, top-1 is always token 0 too, and sampling at
 # temperature 1 should pick the tokens about as often as their softmax
-# probabilities $(0.659, 0.242, 0.099)$ from section 7.
+# probabilities $(0.659, 0.242, 0.099)$ from section 8.
 
 # %% tags=["exercise"]
 logits = jnp.array([2.0, 1.0, 0.1])
@@ -199,7 +212,7 @@ for text in complete(model, "    def __init__(self", temperature=0.8, top_k=20):
 # After the full run the model has learned indentation, keywords, `self.`,
 # matching brackets and plausible names, from a loss of about 5.5 down to
 # about 1.2 nats per byte. It has no idea what the code means. Longer
-# training and a bigger model help a lot: section 9 loads one the project
+# training and a bigger model help a lot: section 10 loads one the project
 # trained for longer (`course train --config demo` reproduces it).
 
 # %% [markdown]
@@ -255,5 +268,5 @@ print("the model's weights are on", len(model.head.kernel.get_value().sharding.d
 # - Data parallelism is a placement: a sharded batch and a replicated model.
 #
 # Check your functions with `pytest exercises/training` and
-# `pytest exercises/generation`. Next, section 9: a bigger pretrained model,
+# `pytest exercises/generation`. Next, section 10: a bigger pretrained model,
 # and what temperature and top-k change.

@@ -1,12 +1,14 @@
 # %% [markdown]
-# The course ships a small pretrained language model: the `demo`
+# Your model writes. First the one you trained in section 9, then the
+# course's pretrained demo model (section 0 ran it compiled): the `demo`
 # configuration of your `TransformerLM` (4 decoder blocks of width 128, about
-# 860,000 parameters) trained for 3000 steps on Python's standard library, about
-# 20 minutes on a 2-core CPU. It is built from *your* modules and runs with *your*
-# `generate`, so this section is also the final test of everything you wrote.
+# 860,000 parameters) trained for 3000 steps on Python's standard library.
+# Both are built from *your* modules and sampled by *your* `generate`, so this
+# section is also the final test of everything you wrote.
 #
-# You will use it to see what the two knobs of sampling, **temperature** and
-# **top-k**, actually do to a model's text, and take a look inside it.
+# You will use the pretrained one to see what the two knobs of sampling,
+# **temperature** and **top-k**, actually do to a model's text, and take a
+# look inside it.
 
 # %%
 import json
@@ -19,6 +21,7 @@ import jax.numpy as jnp
 
 from course import tokenizer
 from course.checkpoint import DEMO_CHECKPOINT, load_checkpoint
+from course.submission import repo_root
 from course.notebook_helpers import attention_heatmap, recording_attention, token_labels
 
 # %% [markdown]
@@ -37,7 +40,22 @@ print(f"trained {info['step']} steps on {info['train_config']['corpus']}, "
       f"validation loss {info['val_loss']:.3f} nats per byte, in {info['train_seconds'] / 60:.0f} minutes on {info['platform']}")
 
 # %% [markdown]
-# The record of its training run, next to the reference points of section 7:
+# **Your own model.** Section 9 saved the model you trained; if you ran its
+# training, here is what it writes (after the full run, plausible Python; after
+# the quick setting's few steps, noise).
+
+# %% tags=["exercise"]
+YOUR_RUN = repo_root() / "runs" / "notebook"
+if (YOUR_RUN / "model.npz").is_file():
+    yours, record = load_checkpoint(YOUR_RUN)
+    written = generate(yours, jnp.asarray(tokenizer.encode("def "))[None], 200, jax.random.key(0), temperature=0.8, top_k=20)
+    print(f"your model, trained {record['step']} steps in section 9 (validation loss {record['val_loss']:.3f}):")
+    print(tokenizer.decode(np.asarray(written[0])))
+else:
+    print(f"no model in {YOUR_RUN} yet: run the training of section 9 first. Below, the pretrained weights.")
+
+# %% [markdown]
+# The record of its training run, next to the reference points of section 8:
 
 # %%
 history = json.loads((DEMO_CHECKPOINT / "metrics.json").read_text())["history"]

@@ -196,5 +196,5 @@ print(f"the right byte, {token_labels([actual])[0]!r}, gets probability {probs[a
 # - Its gradient is $\hat y - y$.
 # - Uniform is $\log V$; the unigram entropy is the bar a context-aware model must clear.
 #
-# Check your functions with `pytest exercises/loss`. In section 8 this loss
+# Check your functions with `pytest exercises/loss`. In section 9 this loss
 # trains your transformer.

@@ -1,0 +1,58 @@
+"""The compiled demo (``course/demo/model.jaxexport``): fresh, faithful to the reference, free of solution source."""
+
+import numpy as np
+import pytest
+
+from authoring.release import secrets
+from course import compiled_demo, tokenizer
+from course.submission import active, repo_root
+
+ROOT = repo_root()
+
+
+def test_the_artifact_is_what_the_reference_and_the_weights_build():
+    from authoring.demo import build
+
+    assert not build(write=False), "course/demo/model.jaxexport is stale: run `course build-demo`"
+
+
+def test_the_artifact_holds_no_solution_source_and_no_path():
+    prefill, decode, _ = compiled_demo.read()
+    for blob in (prefill, decode, compiled_demo.ARTIFACT.read_bytes()):
+        text = blob.decode("latin-1")
+        found = [where for line, where in secrets(ROOT).items() if line in text]
+        assert not found, f"solution text from {found[:3]} in the compiled demo"
+        assert "reference/" not in text and ".py" not in text, "source locations left in the compiled demo"
+
+
+@pytest.mark.parametrize(("temperature", "top_k", "new_tokens"), [(0.8, 40, 200), (1.0, None, 40), (0.0, None, 40)])
+def test_the_artifact_gives_the_reference_models_tokens_for_the_same_key(temperature, top_k, new_tokens):
+    import jax
+
+    from course.checkpoint import DEMO_CHECKPOINT, load_checkpoint
+    from course.generate import generate_cached
+
+    prompt = tokenizer.encode("def ")
+    with active(ROOT / "reference"):
+        model, _ = load_checkpoint(DEMO_CHECKPOINT)
+        expected = generate_cached(model, prompt[None], new_tokens, jax.random.key(7), temperature, top_k)[0, len(prompt):]
+    # 200 new tokens pass the 128-token context: the cache restarts from the latest half-context in both.
+    got = list(compiled_demo.stream(compiled_demo.load(), prompt, new_tokens, 7, temperature, top_k))
+    assert got == expected.tolist()
+
+
+def test_a_damaged_artifact_is_one_line_that_says_how_to_rebuild_it(tmp_path):
+    damaged = tmp_path / "model.jaxexport"
+    damaged.write_bytes(compiled_demo.ARTIFACT.read_bytes()[:1000])
+    with pytest.raises(compiled_demo.DemoLoadError) as error:
+        compiled_demo.load(damaged)
+    assert "\n" not in str(error.value) and "course build-demo" in str(error.value) and "--submission" in str(error.value)
+
+
+def test_settings_are_checked_before_anything_runs():
+    demo = compiled_demo.load()
+    for field, kwargs in (("prompt", {"prompt": np.zeros(0, np.int32)}), ("top_k", {"top_k": 257}),
+                          ("temperature", {"temperature": -1.0})):
+        with pytest.raises(compiled_demo.SettingError) as error:
+            compiled_demo.stream(demo, **{"prompt": tokenizer.encode("x"), "max_new_tokens": 5, **kwargs})
+        assert error.value.field == field
