@@ -29,7 +29,7 @@ LEVELS = ("beginner", "intermediate", "advanced")
 
 @dataclass(frozen=True)
 class Section:
-    number: int  # its place in the course: 0 opens it; 7 is kept free for the encoder-decoder section
+    number: int  # its place in the course: 0 opens it
     slug: str  # file name stem after the number
     title: str
     level: str  # one of LEVELS
@@ -110,10 +110,17 @@ SECTIONS: tuple[Section, ...] = (
         uses=("positional_encoding", "attention"),
     ),
     Section(
-        8, "loss", "Training objective", "intermediate",
+        7, "loss", "Training objective", "intermediate",
         "the cross-entropy loss and the next-token loss of a language model, checked against worked examples",
         ("loss",),
         uses=("positional_encoding", "attention", "transformer"),  # the model whose loss it computes
+    ),
+    # The encoder-decoder of the tutorial's recap trains with your cross-entropy loss, so it follows the objective.
+    Section(
+        8, "encoder_decoder", "Encoder-decoder transformers", "advanced",
+        "an encoder block, a decoder block with cross-attention and a sequence-to-sequence model, trained to reverse digits and decoded greedily",
+        ("encoder_decoder",),
+        uses=("positional_encoding", "attention", "loss", "transformer"),
     ),
     Section(
         9, "training", "Training a model from scratch", "advanced",

@@ -34,7 +34,7 @@ ROOT = repo_root()
 SECTIONS = syllabus.SECTIONS
 IDS = [s.name for s in SECTIONS]
 # The fewest plots (embedded PNG images) each executed notebook must show.
-PLOTS = {0: 1, 1: 3, 2: 2, 3: 2, 4: 3, 5: 4, 6: 4, 8: 2, 9: 1, 10: 6}
+PLOTS = {0: 1, 1: 3, 2: 2, 3: 2, 4: 3, 5: 4, 6: 4, 7: 2, 8: 2, 9: 1, 10: 6}
 
 
 def read(section):
@@ -54,9 +54,16 @@ def tags(cell):
 
 def test_the_sections_are_numbered_in_order_and_every_file_is_listed():
     numbers = [s.number for s in SECTIONS]
-    assert numbers[0] == 0 and numbers == sorted(set(numbers)), numbers  # 0 opens the course; increasing, no repeats
+    assert numbers == list(range(len(SECTIONS))), numbers  # 0 opens the course; no gaps, no repeats
     assert sorted(p.name for p in syllabus.NOTEBOOK_DIR.glob("*.ipynb")) == [s.notebook.name for s in SECTIONS]
     assert sorted(p.name for p in (syllabus.NOTEBOOK_DIR / "src").glob("*.py")) == [s.source.name for s in SECTIONS]
+
+
+def test_no_section_runs_an_exercise_taught_after_it():
+    """A student works through the notebooks in order: each runs only its own exercises and earlier sections'."""
+    taught = {name: s.number for s in reversed(SECTIONS) for name in s.exercises}  # the first section that teaches it
+    later = {s.name: [u for u in s.runs if taught[u] > s.number] for s in SECTIONS}
+    assert not any(later.values()), {name: uses for name, uses in later.items() if uses}
 
 
 def test_the_committed_notebooks_are_what_their_sources_build():
@@ -142,7 +149,8 @@ def test_exercise_cells_import_the_students_code_by_its_module_name(section):
 RUNS = {
     0: (), 1: ("jax_basics",), 2: (), 3: (), 4: ("positional_encoding",), 5: ("positional_encoding", "attention"),
     6: ("positional_encoding", "attention", "transformer"),
-    8: ("positional_encoding", "attention", "loss", "transformer"),
+    7: ("positional_encoding", "attention", "loss", "transformer"),
+    8: ("positional_encoding", "attention", "loss", "transformer", "encoder_decoder"),
     9: ("positional_encoding", "attention", "loss", "transformer", "training", "generation"),
     10: ("positional_encoding", "attention", "transformer", "generation"),
 }
@@ -186,10 +194,10 @@ def test_exercises_run_reads_imports_and_the_course_code_they_reach(source, runs
 
 
 def test_the_build_fails_when_the_syllabus_misses_or_invents_an_exercise():
-    section = syllabus.get(8)
+    section = syllabus.get(7)
     missing = dataclasses.replace(section, uses=("positional_encoding", "attention"))
     with pytest.raises(SourceError, match=re.escape(
-            "08_loss.py (section 8 in course/syllabus.py): runs transformer (`TransformerLM` of course.model), "
+            "07_loss.py (section 7 in course/syllabus.py): runs transformer (`TransformerLM` of course.model), "
             "which the syllabus does not list: add them to its uses")):
         notebook_source.build_notebook(missing)
     extra = dataclasses.replace(section, uses=(*section.uses, "generation"))
@@ -502,14 +510,14 @@ def test_a_site_of_two_sections_typesets_its_formulas_with_no_network(tmp_path):
     site = tmp_path / "site"
     result = CliRunner().invoke(main, ["site", str(site), "-n", "5", "-n", "8", "--with", "reference", "--quick"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in site.iterdir()) == ["05_attention.html", "08_loss.html", "index.html", "mathjax"]
+    assert sorted(p.name for p in site.iterdir()) == ["05_attention.html", "07_loss.html", "index.html", "mathjax"]
     assert (site / "mathjax" / "tex-svg-full.js").stat().st_size > 1_000_000 and (site / "mathjax" / "LICENSE").is_file()
     profile = tmp_path / "profile"
 
     index = _Page()
     index.feed(chromium("--dump-dom", (site / "index.html").as_uri(), profile=profile).stdout)
-    assert index.links == ["05_attention.html", "08_loss.html"]  # only these sections
-    for name, others in (("05_attention", ["08_loss.html"]), ("08_loss", ["05_attention.html"])):
+    assert index.links == ["05_attention.html", "07_loss.html"]  # only these sections
+    for name, others in (("05_attention", ["07_loss.html"]), ("07_loss", ["05_attention.html"])):
         page = (site / f"{name}.html").read_text()
         scripts = re.findall(r'<script[^>]* src="([^"]*)"', page)
         assert scripts == ["mathjax/tex-svg-full.js"], scripts  # nothing from the network

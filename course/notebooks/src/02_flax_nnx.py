@@ -147,7 +147,7 @@ print("eval mode, twice: ", model(x)[0], model(x)[0])
 # the model: the new parameters, the optimizer's state, BatchNorm's running
 # averages and the advanced random streams.
 #
-# The loss is the cross-entropy of the class labels, which section 8 derives.
+# The loss is the cross-entropy of the class labels, which section 7 derives.
 
 # %%
 model = Classifier(2, 64, 2, rngs=nnx.Rngs(0))

@@ -114,7 +114,7 @@ print(tokenizer.decode(corpus.train[200_000:200_400]))
 # %% [markdown]
 # Not all bytes are equally common. The space, the newline and the lowercase
 # letters dominate; a model that knew only these frequencies would already
-# guess better than chance (section 8 measures how much better).
+# guess better than chance (section 7 measures how much better).
 
 # %%
 counts = np.bincount(corpus.train, minlength=tokenizer.VOCAB_SIZE)

@@ -322,4 +322,4 @@ print("causal: logits before position 10 unchanged:", bool(jnp.allclose(logits[:
 #   causal decoder blocks.
 #
 # Check your modules with `pytest exercises/transformer`. The model can now
-# compute logits; section 8 says what makes them good.
+# compute logits; section 7 says what makes them good.

@@ -35,7 +35,7 @@ print("JAX computes on:", jax.devices()[0].platform, "| quick setting:", QUICK)
 # `loss_fn(model)`, `nnx.value_and_grad` for the loss and the gradients, and
 # `optimizer.update(model, grads)`, all under `nnx.jit`. A language model's
 # step has the same shape; only the loss changes. For a batch of token
-# sequences it is your `next_token_loss` (section 8) of the logits that the
+# sequences it is your `next_token_loss` (section 7) of the logits that the
 # model computes from the same tokens.
 #
 # **Exercise.** Implement `train_step` in `exercises/training/training.py`.
@@ -94,7 +94,7 @@ print(f"300 steps in {time.perf_counter() - start:.1f} s: accuracy after the sep
 # waits for it: reading it every step would slow training down) and updates a
 # progress bar and a live loss curve; every `EVAL_EVERY` steps it measures the
 # loss on held-out files, the **validation loss**. The dashed line is the
-# unigram entropy of section 8: below it, the model is using context.
+# unigram entropy of section 7: below it, the model is using context.
 
 # %%
 STEPS = 30 if QUICK else 1500
@@ -170,7 +170,7 @@ print(f"saved {saved}")
 # `exercises/generation/generation.py`. For logits $(2, 1, 0.1)$ the greedy
 # choice is token 0, top-1 is always token 0 too, and sampling at
 # temperature 1 should pick the tokens about as often as their softmax
-# probabilities $(0.659, 0.242, 0.099)$ from section 8.
+# probabilities $(0.659, 0.242, 0.099)$ from section 7.
 
 # %% tags=["exercise"]
 logits = jnp.array([2.0, 1.0, 0.1])

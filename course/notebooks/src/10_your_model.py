@@ -55,7 +55,7 @@ else:
     print(f"no model in {YOUR_RUN} yet: run the training of section 9 first. Below, the pretrained weights.")
 
 # %% [markdown]
-# The record of its training run, next to the reference points of section 8:
+# The record of its training run, next to the reference points of section 7:
 
 # %%
 history = json.loads((DEMO_CHECKPOINT / "metrics.json").read_text())["history"]
