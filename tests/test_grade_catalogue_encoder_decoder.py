@@ -24,8 +24,8 @@ MISTAKES = [
     (
         [
             # A causal mask on the encoder, as in the decoder-only model.
-            (M("EncoderBlock.__call__", "mask = None if source_mask is None else source_mask[:, None, None, :]",
-               "mask = causal_mask(x.shape[-2]) if source_mask is None else source_mask[:, None, None, :] & causal_mask(x.shape[-2])"),
+            (M("EncoderBlock.__call__", "keys = None if source_mask is None else source_mask[:, None, None, :]",
+               "keys = causal_mask(x.shape[-2]) if source_mask is None else source_mask[:, None, None, :] & causal_mask(x.shape[-2])"),
              "test_encoder_block_with_gradients[no_mask]", "the encoder looks causal"),
             # Cross-attention over the decoder's own (normalized) states; the source mask no longer fits and is dropped.
             (M("CrossAttentionDecoderBlock.__call__", "self.cross_attn(self.ln2(x), context=memory, mask=padding)",

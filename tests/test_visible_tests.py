@@ -52,7 +52,7 @@ MISTAKES = {
     ),
     # The encoder's padding mask dropped (the attention's mistake above changes its other outputs too).
     "encoder_decoder": (
-        ("mask = None if source_mask is None else source_mask[:, None, None, :]", "mask = None"),
+        ("keys = None if source_mask is None else source_mask[:, None, None, :]", "keys = None"),
         "test_encoder_is_bidirectional_and_ignores_padding", "encoder outputs at real positions after changing padding",
     ),
 }

@@ -68,7 +68,7 @@ class EncoderBlock(nnx.Module):
         Returns:
           ``float[B, S, d_model]``.
         """
-        raise NotImplementedError('not implemented yet: implement EncoderBlock.__call__ in exercises/encoder_decoder/encoder_decoder.py (hint: mask = source_mask[:, None, None, :] (None stays None); then the two residual updates of DecoderBlock with that mask)')
+        raise NotImplementedError('not implemented yet: implement EncoderBlock.__call__ in exercises/encoder_decoder/encoder_decoder.py (hint: keys = source_mask[:, None, None, :] (None stays None); then the two residual updates of DecoderBlock with mask=keys)')
 
 
 class CrossAttentionDecoderBlock(nnx.Module):

@@ -73,9 +73,9 @@ class EncoderBlock(nnx.Module):
         Returns:
           ``float[B, S, d_model]``.
         """
-        # BEGIN SOLUTION (hint: mask = source_mask[:, None, None, :] (None stays None); then the two residual updates of DecoderBlock with that mask)
-        mask = None if source_mask is None else source_mask[:, None, None, :]  # [B, 1, 1, S]: keys only
-        x = x + self.attn(self.ln1(x), mask=mask)
+        # BEGIN SOLUTION (hint: keys = source_mask[:, None, None, :] (None stays None); then the two residual updates of DecoderBlock with mask=keys)
+        keys = None if source_mask is None else source_mask[:, None, None, :]  # [B, 1, 1, S]: keys only
+        x = x + self.attn(self.ln1(x), mask=keys)
         return x + self.ffn(self.ln2(x))
         # END SOLUTION
 
