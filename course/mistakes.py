@@ -55,6 +55,9 @@ class Mistake:
 
 # --- attention -------------------------------------------------------------------------------------------------
 
+# Attention's and the transformer's alike.
+MASK_INVERTED = "the mask looks inverted: True means the query MAY attend to that key"
+
 
 def _softmax_over_queries(ref):
     def attend(q, k, v, mask=None):
@@ -90,7 +93,7 @@ ATTENTION = (
     Mistake("attention", "scaled_dot_product_attention", "softmax_over_queries",
             "the softmax runs over the query axis (-2), not over the keys (the last axis)", _softmax_over_queries),
     Mistake("attention", "scaled_dot_product_attention", "mask_inverted",
-            "the mask looks inverted: True means the query MAY attend to that key",
+            MASK_INVERTED,
             lambda ref: lambda q, k, v, mask=None: ref.scaled_dot_product_attention(q, k, v, None if mask is None else ~mask)),
     Mistake("attention", "scaled_dot_product_attention", "mask_ignored", "the mask is not applied",
             lambda ref: lambda q, k, v, mask=None: ref.scaled_dot_product_attention(q, k, v)),
@@ -224,6 +227,9 @@ LOSS = (
             "the pad mask comes from the inputs tokens[:, :-1], not from the targets tokens[:, 1:]",
             lambda ref: lambda z, tokens, pad_id=None: ref.cross_entropy_loss(
                 z[:, :-1], tokens[:, 1:], None if pad_id is None else tokens[:, :-1] != pad_id)),
+    Mistake("loss", "next_token_loss", "token_zero_dropped",
+            "token 0 is treated as padding: drop only the targets equal to pad_id (none when pad_id is None)",
+            lambda ref: lambda z, tokens, pad_id=None: ref.next_token_loss(z, tokens, 0)),
 )
 
 
@@ -238,6 +244,16 @@ def _heads_split_wrong(ref):
         q, k, v = (layer(y).reshape(*y.shape[:-2], H, y.shape[-2], -1)
                    for layer, y in ((module.query, x), (module.key, source), (module.value, source)))
         heads, _ = ref.scaled_dot_product_attention(q, k, v, mask)
+        return module.out(heads.reshape(*heads.shape[:-3], heads.shape[-2], -1))
+    return attend
+
+
+def _heads_merged_untransposed(ref):
+    def attend(module, x, context=None, mask=None):
+        # The heads concatenated right ([..., T, H * d_head], `out` made the identity), taken back to [..., H, T, d_head]
+        # and reshaped to [..., T, d_model] without the swap of H and T.
+        merged = _with_weights(_identity_out)(ref)(module, x, context, mask)
+        heads = jnp.swapaxes(merged.reshape(*merged.shape[:-1], module.num_heads, -1), -2, -3)
         return module.out(heads.reshape(*heads.shape[:-3], heads.shape[-2], -1))
     return attend
 
@@ -265,6 +281,28 @@ def _queries_times_sqrt_d_head(module):
     scale = math.sqrt(module.query.kernel.shape[-1] // module.num_heads)
     module.query.kernel[...] = module.query.kernel[...] * scale
     module.query.bias[...] = module.query.bias[...] * scale
+
+
+def _heads_split_d_head_first(module):
+    # Head h made of the features h, h + H, h + 2H, ... (a reshape to [d_head, H]): the reference's split of
+    # projections whose output features are so permuted; the concatenation back keeps the reference's order.
+    d_model, H = module.query.kernel.shape[-1], module.num_heads
+    order = jnp.arange(d_model).reshape(-1, H).T.reshape(-1)
+    for layer in (module.query, module.key, module.value):
+        layer.kernel[...] = layer.kernel[...][:, order]
+        layer.bias[...] = layer.bias[...][order]
+
+
+def _queries_over_sqrt_heads(module):
+    # Scores divided by sqrt(d_model) = sqrt(H * d_head): the attention's own division by sqrt(d_head), once more by sqrt(H).
+    scale = 1 / math.sqrt(module.num_heads)
+    module.query.kernel[...] = module.query.kernel[...] * scale
+    module.query.bias[...] = module.query.bias[...] * scale
+
+
+def _ln2_is_ln1(module):
+    module.ln2.scale[...] = module.ln1.scale[...]
+    module.ln2.bias[...] = module.ln1.bias[...]
 
 
 def _post_norm(ref):
@@ -299,6 +337,17 @@ TRANSFORMER = (
     Mistake("transformer", "MultiHeadAttention", "heads_unscaled",
             "the attention scores look unscaled (the heads' d_head is the d_k of the attention)",
             _with_weights(_queries_times_sqrt_d_head)),
+    Mistake("transformer", "MultiHeadAttention", "scaled_by_sqrt_d_model",
+            "the scores look divided by sqrt(d_model): each head's d_k is d_head = d_model // num_heads",
+            _with_weights(_queries_over_sqrt_heads)),
+    Mistake("transformer", "MultiHeadAttention", "heads_split_d_head_first",
+            "the heads look split as [d_head, num_heads]: feature h * d_head + i belongs to head h "
+            "(reshape the last axis to [num_heads, d_head])", _with_weights(_heads_split_d_head_first)),
+    Mistake("transformer", "MultiHeadAttention", "heads_merged_untransposed",
+            "the heads are merged without moving the head axis back: swap [..., H, T, d_head] to [..., T, H, d_head] "
+            "before the reshape to [..., T, d_model]", _heads_merged_untransposed),
+    Mistake("transformer", "MultiHeadAttention", "mask_inverted", MASK_INVERTED,
+            lambda ref: lambda module, x, context=None, mask=None: module(x, context, None if mask is None else ~mask)),
     Mistake("transformer", "FeedForward", "relu", "the activation looks like relu: the specification uses jax.nn.gelu",
             lambda ref: lambda module, x: module.down(jax.nn.relu(module.up(x)))),
     Mistake("transformer", "FeedForward", "exact_gelu",
@@ -318,6 +367,9 @@ TRANSFORMER = (
             _residuals(attention=False, feed_forward=False)),
     Mistake("transformer", "DecoderBlock", "mask_not_passed", MASK_NOT_PASSED,
             lambda ref: lambda module, x, mask=None: module(x)),
+    Mistake("transformer", "DecoderBlock", "ln2_unused",
+            "the second LayerNorm is never used: the feed-forward sublayer reads ln2(x), a norm with its own weights",
+            _with_weights(_ln2_is_ln1)),
 )
 
 
@@ -363,14 +415,45 @@ def _loss_sign_flipped(ref):
     return step
 
 
+def _with_loss(loss: Callable[[ModuleType], Callable]):
+    """A step whose loss is ``loss(loss_module)(logits, tokens)`` in place of ``next_token_loss(logits, tokens)``.
+
+    The reference's step is run uncompiled (``train_step.fun``) with its module's ``next_token_loss`` swapped for the
+    while: the compiled step keeps its traces of the right loss.
+    """
+    def wrong(ref):
+        def step(model, optimizer, tokens):
+            import sys
+
+            right = ref.next_token_loss
+            ref.next_token_loss = loss(sys.modules[right.__module__])
+            try:
+                return ref.train_step.fun(model, optimizer, tokens)
+            finally:
+                ref.next_token_loss = right
+        return step
+    return wrong
+
+
 TRAINING = (
-    Mistake("training", "train_step", "no_update", "the parameters did not change: is optimizer.update(model, grads) called?",
-            _no_update),
+    Mistake("training", "train_step", "no_update",
+            "the parameters did not change: call optimizer.update(model, grads) on the model and optimizer passed in "
+            "(not on copies), in a step compiled with nnx.jit (jax.jit does not write the updates back)", _no_update),
     Mistake("training", "train_step", "loss_after_update",
             "the loss returned is the loss after the update; return the one the gradients came from", _loss_after_update),
     Mistake("training", "train_step", "loss_sign_flipped",
             "the step climbs the loss: minimize next_token_loss itself, not -log p(target) with its sign flipped",
             _loss_sign_flipped),
+    # The toy models are causal: model(tokens[:, :-1]) is model(tokens)[:, :-1].
+    Mistake("training", "train_step", "shifted_twice",
+            "the tokens are shifted twice: next_token_loss shifts them itself, pass it model(tokens) and tokens",
+            _with_loss(lambda loss: lambda z, tokens: loss.next_token_loss(z[:, :-1], tokens[:, 1:]))),
+    Mistake("training", "train_step", "loss_unshifted",
+            "the step's loss compares logits[:, t] with tokens[:, t]: use next_token_loss(model(tokens), tokens)",
+            _with_loss(lambda loss: lambda z, tokens: loss.cross_entropy_loss(z, tokens))),
+    Mistake("training", "train_step", "pad_id_given",
+            "the step drops the tokens equal to 0 as padding: the batch has no padding, call next_token_loss without pad_id",
+            _with_loss(lambda loss: lambda z, tokens: loss.next_token_loss(z, tokens, 0))),
 )
 
 
@@ -391,6 +474,17 @@ def _sampling_with(arguments: Callable[[float, int | None], tuple[float, int | N
     return wrong
 
 
+def _probabilities_as_logits(ref):
+    def sample(logits, key, temperature=1.0, top_k=None):
+        if temperature == 0:  # greedy: the argmax of the probabilities is the argmax of the logits
+            return ref.sample_next_token(logits, key, temperature, top_k)
+        from course.testing import sampling_distribution
+
+        # The right probabilities, read by the sampler as logits: it samples from their softmax.
+        return ref.sample_next_token(jnp.asarray(sampling_distribution(logits, temperature, top_k), jnp.float32), key)
+    return sample
+
+
 GENERATION = (
     Mistake("generation", "sample_next_token", "temperature_ignored",
             "the temperature has no effect: divide the logits by it before the softmax (not the probabilities after it)",
@@ -403,6 +497,12 @@ GENERATION = (
     Mistake("generation", "sample_next_token", "greedy_sampling",
             "every sample is the most likely token: with a temperature above 0, draw from softmax(logits / temperature) "
             "(jax.random.categorical)", _sampling_with(lambda t, k: (0.0, k))),
+    Mistake("generation", "sample_next_token", "top_k_minus_one",
+            "one token too few is kept: keep every logit >= the k-th largest (top_k tokens, not top_k - 1)",
+            _sampling_with(lambda t, k: (t, k - 1 if k is not None and k > 1 else k))),
+    Mistake("generation", "sample_next_token", "probabilities_as_logits",
+            "jax.random.categorical takes logits (log-probabilities), not probabilities: pass it the scaled logits",
+            _probabilities_as_logits),
 )
 
 

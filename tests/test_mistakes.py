@@ -74,10 +74,14 @@ def test_stored_mistakes_read_the_fixture_keys():
 def test_sampling_mistakes_give_their_distributions():
     logits = np.asarray([2.0, 0.5, -1.0, 1.0, 0.0])
     found = mistaken_distributions(logits, 2.0, 3)
-    assert list(found) == [mistakes.hint(n) for n in ("temperature_ignored", "temperature_multiplied", "top_k_ignored", "greedy_sampling")]
+    assert list(found) == [mistakes.hint(n) for n in ("temperature_ignored", "temperature_multiplied", "top_k_ignored", "greedy_sampling",
+                                                      "top_k_minus_one", "probabilities_as_logits")]
     assert found[mistakes.hint("greedy_sampling")].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
     assert found[mistakes.hint("top_k_ignored")].min() > 0
     assert mistakes.hint("temperature_ignored") not in mistaken_distributions(logits, 1.0)  # no change at temperature 1
+    assert (found[mistakes.hint("top_k_minus_one")] > 0).tolist() == [True, False, False, True, False]  # the top 2, not 3
+    assert mistakes.hint("top_k_minus_one") not in mistaken_distributions(logits, 2.0, 1)  # top_k=1 keeps its one token
+    assert found[mistakes.hint("probabilities_as_logits")].min() > 0  # the softmax of probabilities: none is 0
 
 
 # Per exercise, mistakes made in the reference's code (tests/conftest.py: Mutation): the mutation, the visible test
