@@ -9,6 +9,7 @@ in the labelled integration case of the dependent exercise only.
 """
 
 import re
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -109,3 +110,26 @@ def test_a_mistake_in_attention_or_loss_costs_only_the_integration_case_elsewher
         assert case.max_points <= 2 and case.max_points <= exercise.max_score / 10, case
         assert exercise.score == exercise.max_score - case.max_points
         assert f"fix {fix_first} first" in case.message, case.message
+
+
+def test_the_module_binds_the_stand_ins_however_it_imports_them(tmp_path):
+    from course import submission
+
+    files = {"attention/attention.py": "def scaled_dot_product_attention(*args):\n    return 'own'\n",
+             "transformer/transformer.py": ("import exercises.attention.attention as by_alias\n"
+                                            "from exercises.attention import attention as from_package\n"
+                                            "from exercises.attention.attention import scaled_dot_product_attention\n")}
+    for relpath, text in files.items():
+        (tmp_path / relpath).parent.mkdir(parents=True)
+        (tmp_path / relpath).write_text(text)
+    with submission.active(tmp_path):
+        import exercises.attention.attention as own  # graded before the transformer, as in a grading run
+
+        stand_ins = stand_in.stand_ins({"attention/causal_mask": np.zeros(1, np.uint8)})
+        for given, expected in [(stand_ins, stand_ins["exercises.attention.attention"]), ({}, own)]:
+            module = stand_in.import_module("transformer", given)
+            assert module.by_alias is expected and module.from_package is expected, given
+            assert module.scaled_dot_product_attention is expected.scaled_dot_product_attention, given
+            # Afterwards every other import sees the submission's own modules again.
+            assert sys.modules["exercises.attention.attention"] is own and sys.modules["exercises"].attention.attention is own
+            assert "exercises.transformer.transformer" not in sys.modules

@@ -194,20 +194,36 @@ def import_module(name: str, stand_ins: dict[str, types.ModuleType]):
     """Imports ``exercises.<name>.<name>`` afresh, with ``stand_ins`` in place of the modules they name.
 
     The exercise's own package and the stand-ins' names are taken out of
-    ``sys.modules`` for the import and put back after it, so the module keeps
-    what it bound at import while every other import (another exercise's
-    grading, another import of this one) sees the submission's modules.
+    ``sys.modules`` for the import and put back after it, and so are the
+    stand-ins' places in their parent packages (``import
+    exercises.attention.attention as a`` reads them), so the module keeps what
+    it bound at import while every other import (another exercise's grading,
+    another import of this one) sees the submission's modules.
     """
     def ours(key: str) -> bool:
         return key == f"exercises.{name}" or key.startswith(f"exercises.{name}.") or key in stand_ins
 
+    importlib.import_module("exercises")
     saved = {key: module for key, module in sys.modules.items() if ours(key)}
+    places = [(sys.modules[parent], child) for parent, _, child in (key.rpartition(".") for key in sorted(stand_ins))
+              if parent not in stand_ins]  # a stand-in package holds its module already
+    bound = [(parent, child, parent.__dict__.get(child, _UNBOUND)) for parent, child in places]
     for key in saved:
         del sys.modules[key]
     sys.modules.update(stand_ins)
+    for parent, child in places:
+        setattr(parent, child, sys.modules[f"{parent.__name__}.{child}"])
     try:
         return importlib.import_module(f"exercises.{name}.{name}")
     finally:
         for key in [key for key in sys.modules if ours(key)]:
             del sys.modules[key]
         sys.modules.update(saved)
+        for parent, child, before in bound:
+            if before is _UNBOUND:
+                parent.__dict__.pop(child, None)
+            else:
+                setattr(parent, child, before)
+
+
+_UNBOUND = object()  # a parent package had no attribute of that name
