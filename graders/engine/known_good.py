@@ -43,9 +43,13 @@ def _without_locations():
 
 
 def _serialized(fn, *args: jax.ShapeDtypeStruct) -> np.ndarray:
-    """``uint8[n]``: ``fn`` exported for ``args`` (shapes may be symbolic) and serialized with its VJP."""
+    """``uint8[n]``: ``fn`` exported for ``args`` (shapes may be symbolic) and serialized with its VJP.
+
+    For this process's platform and the CPU, which a worker without the accelerator falls back to.
+    """
+    platforms = tuple(dict.fromkeys([jax.default_backend(), "cpu"]))
     with _without_locations():
-        exported = jax.export.export(jax.jit(fn))(*args)
+        exported = jax.export.export(jax.jit(fn), platforms=platforms)(*args)
         return np.frombuffer(bytes(exported.serialize(vjp_order=1)), np.uint8)
 
 

@@ -17,8 +17,8 @@ num_heads, T_q, T_k]``: shared ``[T, T]``, per batch ``[B, 1, T, T]``, per head
 right), per batch and head ``[B, H, T, T]``. LayerNorm's epsilon is
 ``nnx.LayerNorm``'s default, which shows only for inputs of small variance.
 Every grading seed covers each mask shape for ``MultiHeadAttention`` and
-``DecoderBlock``, inputs of standard and of small (``1e-3``) spread, one and
-three leading dimensions.
+``DecoderBlock``, inputs of standard and of small (``1e-3``) spread (outputs
+only: there the gradients are ill-conditioned), one and three leading dimensions.
 
 Each exercise is graded on its own: the student's module is imported over the
 reference's ``scaled_dot_product_attention`` and ``causal_mask``, exported as
@@ -97,10 +97,18 @@ def _build(student, reference, name, kwargs, rng):
     return module, ref
 
 
-def _compare(module, ref, name, args, kwargs, rng, mistakes, *, tolerance_of=None):
-    """Outputs and the VJP (inputs and parameters) of the student's module against the reference's."""
+def _compare(module, ref, name, args, kwargs, rng, mistakes, *, tolerance_of=None, gradients=True):
+    """Outputs and the VJP (inputs and parameters) of the student's module against the reference's; outputs only
+    without ``gradients``."""
     args = tuple(args)
     cotangent = _normal(rng, *args[0].shape)  # every module maps [..., d_model] to [..., d_model]
+    if not gradients:
+        waiting = module.submit(*args, kwargs=kwargs)
+        want = transforms.apply_module(ref, "__call__", args, kwargs, compile=True)
+        got = waiting()
+        check(got, want, what=f"{name}: output", mistakes=mistakes, mistake_args=args, mistake_kwargs=kwargs,
+              tolerance_of=tolerance_of)
+        return got, want
     waiting = module.submit(*args, kwargs=kwargs, transform="vjp", cotangent=cotangent)  # the worker computes meanwhile
     want, (want_arg_grads, want_param_grads) = transforms.apply_module(ref, "__call__", args, kwargs, transform="vjp",
                                                                         cotangent=cotangent, compile=True)
@@ -210,7 +218,11 @@ def test_decoder_block_with_gradients(student, reference, rng, dims, case):
     x = _normal(rng, B, T, H * d_head) * (1e-3 if case == "small_variance" else 3) + 1
     mask = _mask(rng, {"per_batch_mask": "per_batch", "per_head_mask": "per_head"}.get(case, "shared"), B, H, T)
     kwargs = {} if case == "none" else {"mask": np.tril(np.ones((T, T), bool)) if case in ("causal", "small_variance") else mask}
-    _compare(module, ref, "DecoderBlock", (x,), kwargs, rng, known_mistakes(reference, "DecoderBlock", ref))
+    # Outputs only at small variance: LayerNorm's backward multiplies rounding by 1/std (about 700) there, so correct
+    # blocks that round otherwise (any but the reference's own code, e.g. over the exported attention) differ by more
+    # than the tolerance in gradients near zero; the gradients are graded at standard scale.
+    _compare(module, ref, "DecoderBlock", (x,), kwargs, rng, known_mistakes(reference, "DecoderBlock", ref),
+             gradients=case != "small_variance")
 
 
 @pytest.mark.points(2)
