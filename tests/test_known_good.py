@@ -30,11 +30,11 @@ INTEGRATION = {"transformer": ("test_with_your_own_attention", "exercises/attent
 
 @pytest.fixture(scope="module")
 def programs():
-    """The serialized programs of attention (``d_k`` 4, float32 and bfloat16) and of the loss (float32)."""
+    """The serialized programs of attention (``d_k`` 4, float32 and bfloat16) and of the loss (float32, with and without masks)."""
     from course import submission
 
     with submission.active(ROOT / "reference"), jax.default_matmul_precision("highest"):
-        return {**known_good.attention(d_k=(4,)), **known_good.loss()}
+        return {**known_good.attention(d_k=(4,)), **known_good.loss(masked=(False, True))}
 
 
 def test_programs_hold_no_source_and_no_file_name(programs):

@@ -79,20 +79,20 @@ def attention(d_k: tuple[int, ...], dtypes: tuple[str, ...] = DTYPES) -> dict[st
     return programs
 
 
-def loss(dtypes: tuple[str, ...] = ("float32",)) -> dict[str, np.ndarray]:
-    """``cross_entropy_loss`` (``[N, V]`` logits, ``int32[N]`` targets, optional ``float32[N]`` mask) and
-    ``next_token_loss`` (``[B, T, V]`` logits, ``int32[B, T]`` tokens, optional ``int32`` pad id) for ``logits`` of ``dtypes``."""
+def loss(dtypes: tuple[str, ...] = ("float32",), masked: tuple[bool, ...] = (False,)) -> dict[str, np.ndarray]:
+    """``cross_entropy_loss`` (``[N, V]`` logits, ``int32[N]`` targets, with ``masked`` a ``float32[N]`` mask) and
+    ``next_token_loss`` (``[B, T, V]`` logits, ``int32[B, T]`` tokens, with ``masked`` an ``int32`` pad id) for
+    ``logits`` of ``dtypes``. The train step counts every token: by default no mask (each program costs its export)."""
     module = _reference("loss")
     N, V = jax.export.symbolic_shape("N, V")
     B, T, V_ = jax.export.symbolic_shape("B, T, V", constraints=("T >= 2",))
     programs = {}
     for dtype in dtypes:
         logits, targets = jax.ShapeDtypeStruct((N, V), dtype), jax.ShapeDtypeStruct((N,), jnp.int32)
-        programs[f"loss/cross_entropy_loss/{dtype}/all"] = _serialized(module.cross_entropy_loss, logits, targets)
-        programs[f"loss/cross_entropy_loss/{dtype}/masked"] = _serialized(
-            module.cross_entropy_loss, logits, targets, jax.ShapeDtypeStruct((N,), jnp.float32))
-        logits, tokens = jax.ShapeDtypeStruct((B, T, V_), dtype), jax.ShapeDtypeStruct((B, T), jnp.int32)
-        programs[f"loss/next_token_loss/{dtype}/all"] = _serialized(module.next_token_loss, logits, tokens)
-        programs[f"loss/next_token_loss/{dtype}/padded"] = _serialized(
-            module.next_token_loss, logits, tokens, jax.ShapeDtypeStruct((), jnp.int32))
+        sequences, tokens = jax.ShapeDtypeStruct((B, T, V_), dtype), jax.ShapeDtypeStruct((B, T), jnp.int32)
+        for mask in masked:
+            programs[f"loss/cross_entropy_loss/{dtype}/{'masked' if mask else 'all'}"] = _serialized(
+                module.cross_entropy_loss, logits, targets, *[jax.ShapeDtypeStruct((N,), jnp.float32)] * mask)
+            programs[f"loss/next_token_loss/{dtype}/{'padded' if mask else 'all'}"] = _serialized(
+                module.next_token_loss, sequences, tokens, *[jax.ShapeDtypeStruct((), jnp.int32)] * mask)
     return programs
