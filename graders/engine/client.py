@@ -58,7 +58,7 @@ class Session:
         self.scratch = sandbox.make_scratch(self.submission, uid=self.uid if self.isolation == "user" else None)
         self.deadline = time.monotonic() + self.limits.submission_seconds
         self.process: sandbox.Process | None = None
-        self.loaded: set[str] = set()
+        self.loaded: set[tuple[str, bool]] = set()  # (exercise, over its own building blocks)
         self.crashes: dict[str, list[str]] = {}
         self.compile_before = 0.0
         self.pending = None  # the answer still to be read, if any
@@ -179,8 +179,12 @@ class Session:
         self._stop_process()
         return WorkerCrash(reason)
 
-    def send(self, exercise: str, header: dict, arrays: dict, *, what: str):
+    def send(self, exercise: str, header: dict, arrays: dict, *, what: str, load: tuple[dict, dict] = ({}, {})):
         """Sends one request about ``exercise`` (loading it first if needed); returns a function that waits for the answer.
+
+        ``load``: the fields and arrays of the ``load`` request beyond the
+        exercise (known-good building blocks, ``own``); a load with other
+        fields is another import of the exercise.
 
         Raises (here or from the returned function):
           NotRun: the submission's time is up, or the worker crashed too often on this exercise.
@@ -202,14 +206,17 @@ class Session:
                 crashes.append(str(crash))
                 raise
 
+        fields, load_arrays = load
+        key = (exercise, bool(fields.get("own")))
+
         def load():
             self.start()
-            if exercise not in self.loaded:
-                answer, _ = self._exchange({"op": "load", "exercise": exercise}, {}, timeout=self._timeout(),
-                                           what=f"importing exercises/{exercise}/{exercise}.py")
+            if key not in self.loaded:
+                answer, _ = self._exchange({"op": "load", "exercise": exercise, **fields}, load_arrays,
+                                           timeout=self._timeout(), what=f"importing exercises/{exercise}/{exercise}.py")
                 if not answer.get("ok"):
                     raise _student_error(answer, f"importing exercises/{exercise}/{exercise}.py")
-                self.loaded.add(exercise)
+                self.loaded.add(key)
             return self._send(header, arrays, timeout=self._timeout(), what=what)
 
         waiting = counted(load)
@@ -258,6 +265,11 @@ class Student:
       findings: the static scan's findings in the files that count for the
         exercise (:func:`graders.engine.scan.scan`); a use of one of its
         forbidden routines, or any tampering, fails every case unrun.
+      known_good: serialized programs of the reference's building blocks
+        (:mod:`graders.engine.known_good`), which the exercise's module is
+        imported over instead of the submission's own.
+      own: this is the exercise imported over the submission's own building
+        blocks (:meth:`with_own_building_blocks`).
 
     Attributes:
       forbidden_called: what zeroes the exercise: the forbidden routines seen
@@ -265,11 +277,27 @@ class Student:
     """
 
     def __init__(self, session: Session, exercise: str, forbidden: tuple[str, ...] = (),
-                 findings: tuple[scan.Finding, ...] = ()):
+                 findings: tuple[scan.Finding, ...] = (), known_good: dict | None = None, own: bool = False):
         self._session, self._exercise, self._forbidden = session, exercise, tuple(forbidden)
+        self._own = own
+        self._load: tuple[dict, dict] = ({"own": True}, {}) if own else ({}, {})
+        if known_good and not own:
+            arrays: dict = {}
+            self._load = ({"known_good": wire.encode(dict(known_good), arrays)}, arrays)
         self._findings = [f for f in findings if f.routine in self._forbidden or f.routine == scan.TAMPERING]
         self.forbidden_called: list[str] = sorted({Tampering.LABEL if f.routine == scan.TAMPERING else f.routine
                                                    for f in self._findings})
+
+    def with_own_building_blocks(self) -> Student:
+        """The exercise imported again, over the submission's own building blocks (an integration case).
+
+        It checks no forbidden routine (the worker charges the calls of these
+        requests to no exercise): the exercise's code is checked in its other
+        cases, the building blocks' in their own exercises.
+        """
+        own = Student(self._session, self._exercise, (), (), own=True)
+        own._findings = self._findings  # a submission refused by the static scan stays refused
+        return own
 
     def __getattr__(self, function: str):
         if function.startswith("_"):
@@ -291,10 +319,10 @@ class Student:
         if self._findings:
             raise self._refusal()
         arrays: dict = {}
-        header = {"op": op, "exercise": self._exercise}
+        header = {"op": op, "exercise": self._exercise, **({"own": True} if self._own else {})}
         for key, value in fields.items():
             header[key] = wire.encode(value, arrays) if key in ("args", "kwargs", "cotangent", "params") else value
-        waiting = self._session.send(self._exercise, header, arrays, what=what)
+        waiting = self._session.send(self._exercise, header, arrays, what=what, load=self._load)
 
         def result():
             answer, answer_arrays = waiting()

@@ -27,7 +27,8 @@ Anything else stops the run with a usage error naming the case.
 Fixtures:
 
 - ``student``: the submission's exercise (:class:`graders.engine.client.Student`);
-  its functions run in the worker.
+  its functions run in the worker, over the known-good ``building_blocks``
+  (module scope; none unless the suite overrides the fixture).
 - ``reference``: the reference's exercise module, imported in this trusted process.
 - ``rng``: a ``numpy.random.Generator`` seeded by the grading seed and the
   case's id, so a case draws the same inputs whenever the seed is the same.
@@ -115,12 +116,12 @@ class Grading:
         if event.startswith("/jax/core/compile/"):
             self.compile_seconds += duration
 
-    def student(self, exercise: str):
+    def student(self, exercise: str, building_blocks: dict):
         from graders.engine.client import Student
 
         if exercise not in self.students:
             self.students[exercise] = Student(self.session, exercise, self.forbidden.get(exercise, ()),
-                                              self.findings.get(exercise, ()))
+                                              self.findings.get(exercise, ()), known_good=building_blocks)
         return self.students[exercise]
 
     def reference(self, exercise: str):
@@ -243,10 +244,21 @@ def _grading(request) -> Grading:
     return grading
 
 
+@pytest.fixture(scope="module")
+def building_blocks() -> dict:
+    """The known-good building blocks the exercise's module is imported over (``graders.engine.known_good``): none.
+
+    A suite whose exercise builds on another overrides this fixture, e.g. with
+    ``known_good.attention(d_k=...)``; its cases then run the submission's
+    exercise over the reference's building blocks, exported as programs.
+    """
+    return {}
+
+
 @pytest.fixture
-def student(request):
+def student(request, building_blocks):
     """The submission's exercise graded by this module; its functions run in the worker."""
-    return _grading(request).student(exercise_of(request.node))
+    return _grading(request).student(exercise_of(request.node), building_blocks)
 
 
 @pytest.fixture

@@ -117,6 +117,10 @@ class Traps(importlib.abc.MetaPathFinder):
         """Forgets the calls recorded so far (a new exercise starts)."""
         self.calls.clear()
 
+    def restore(self, calls: set[str]) -> None:
+        """Forgets the calls recorded since ``calls`` (a copy of :attr:`calls`) was taken."""
+        self.calls.intersection_update(calls)
+
     def called(self) -> list[str]:
         """The trapped names called since the last reset, with their objects' other names, sorted."""
         return self._with_aliases(self.calls)

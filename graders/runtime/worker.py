@@ -11,8 +11,14 @@ prints goes to stdout/stderr, which the grader drains and keeps a tail of.
 
 Requests (``op``) and their results:
 
-- ``load {exercise}``: imports ``exercises.<exercise>.<exercise>``; the
-  exercise's record of forbidden calls starts empty.
+- ``load {exercise, known_good, own}``: imports ``exercises.<exercise>.<exercise>``; the
+  exercise's record of forbidden calls starts empty. ``known_good``: serialized
+  programs of the reference's building blocks (:mod:`known_good`), imported in
+  place of the submission's (``exercises.attention.attention`` for the
+  transformer). ``own``: a second import of the exercise over the submission's
+  own building blocks (``"own": true`` in later requests names it); its
+  requests charge no forbidden call to the exercise (the building blocks' own
+  exercises are graded apart).
 - ``call {exercise, function | handle+method, args, kwargs, transform, in_axes,
   cotangent, precision, compile}``: the outputs (see :mod:`transforms`; by
   default compiled as a whole when the function allows it).
@@ -80,10 +86,10 @@ def _set_limit(which: int, value: int | None) -> None:
 
 
 class Worker:
-    """Answers the grader's requests; ``wire``, ``transforms``: the runtime's modules; ``traps``: the installed :class:`traps.Traps`."""
+    """Answers the grader's requests; ``wire``, ``transforms``, ``known_good``: the runtime's modules; ``traps``: the installed :class:`traps.Traps`."""
 
-    def __init__(self, config: dict, wire, transforms, traps):
-        self.config, self.wire, self.transforms, self.traps = config, wire, transforms, traps
+    def __init__(self, config: dict, wire, transforms, traps, known_good):
+        self.config, self.wire, self.transforms, self.traps, self.known_good = config, wire, transforms, traps, known_good
         self.modules: dict = {}
         self.handles: list = []
         self.compile_seconds = 0.0
@@ -96,7 +102,7 @@ class Worker:
     def target(self, request: dict):
         if "handle" in request:
             return self.handles[int(request["handle"])]
-        module = self.modules.get(request["exercise"])
+        module = self.modules.get((request["exercise"], bool(request.get("own"))))
         if module is None:
             raise LookupError(f"exercise {request['exercise']!r} is not loaded")
         name = request["function"]
@@ -124,12 +130,17 @@ class Worker:
                     "devices": [str(d) for d in jax.devices()], "platform": jax.default_backend(),
                     "uid": os.getuid(), "startup_seconds": self.config["startup_seconds"]}
         if op == "load":
-            name = request["exercise"]
-            self.traps.reset()
-            self.modules[name] = importlib.import_module(f"exercises.{name}.{name}")
+            name, own = request["exercise"], bool(request.get("own"))
+            stand_ins = self.known_good.stand_ins(decode(request.get("known_good", {"$dict": {}})))
+            if not own:
+                self.traps.reset()
+            if stand_ins or own:  # an import of its own, bound to the stand-ins or to the submission's modules
+                self.modules[name, own] = self.known_good.import_module(name, stand_ins)
+            else:
+                self.modules[name, own] = importlib.import_module(f"exercises.{name}.{name}")
             return None
         if op == "info":
-            module = self.modules.get(request["exercise"])
+            module = self.modules.get((request["exercise"], bool(request.get("own"))))
             fn = getattr(module, request["function"], None)
             return {"exists": fn is not None, "callable": callable(fn), "jitted": hasattr(fn, "lower") and hasattr(fn, "trace")}
         args = tuple(decode(request.get("args", {"$tuple": []})))
@@ -164,6 +175,7 @@ class Worker:
 
     def answer(self, request: dict, arrays: dict) -> bytes | None:
         """The answer frame; ``None`` in a process the submission forked (only the worker itself answers)."""
+        charged = set(self.traps.calls)
         try:
             result = self.handle(request, arrays)
             out: dict = {}
@@ -172,6 +184,8 @@ class Worker:
             out, header = {}, {"ok": False, "error": describe(error, self.config["submission"])}
         if os.getpid() != self.pid:
             return None
+        if request.get("own"):  # the submission's own building blocks: their calls count in their own exercises
+            self.traps.restore(charged)
         header["id"] = request.get("id")
         header["forbidden"] = self.traps.called()
         header["tampered"] = self.traps.tampered()
@@ -196,7 +210,7 @@ def main() -> None:
     _set_limit(resource.RLIMIT_FSIZE, config.get("file_bytes"))
     _set_limit(resource.RLIMIT_NPROC, config.get("processes"))
     request_fd, response_fd = config["request_fd"], config["response_fd"]
-    from . import traps, transforms, wire  # imports jax and numpy
+    from . import known_good, traps, transforms, wire  # imports jax and numpy
 
     import jax
 
@@ -206,7 +220,7 @@ def main() -> None:
     trapped.install()
     sys.meta_path.insert(0, SubmissionFinder(config["submission"], config["course"]))
     config["startup_seconds"] = time.monotonic() - start
-    worker = Worker(config, wire, transforms, trapped)
+    worker = Worker(config, wire, transforms, trapped, known_good)
     jax.monitoring.register_event_duration_secs_listener(worker.on_event)
     while True:
         try:

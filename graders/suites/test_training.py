@@ -6,6 +6,13 @@ handle), with the reference's initial weights copied in; the reference runs
 the same steps here on the same weights, optimizer and batches, and the loss
 and every parameter are compared after each step.
 
+``train_step`` is graded on its own: the student's module is imported over
+the reference's ``next_token_loss`` and ``cross_entropy_loss``, exported as
+programs without source (``graders.engine.known_good``), and the models are
+the course's toy models, so a mistake in ``exercises/loss`` costs no point
+here but the one of ``test_with_your_own_loss``, the integration case that
+steps over the student's own loss and names the exercise to fix first.
+
 ``shard_batch`` runs on meshes built in the worker over its
 ``VIRTUAL_CPU_DEVICES`` CPU devices (every grading run has them: the grader
 sets ``XLA_FLAGS`` for itself and its workers, ``graders/engine/sandbox.py``):
@@ -38,8 +45,9 @@ from flax import nnx
 from course.host_devices import VIRTUAL_CPU_DEVICES
 from course.params import param_arrays
 from course.testing.toy_model import BigramMLP, PrefixMeanLM
+from graders.engine import known_good
 from graders.engine.compare import check, expect_raises, known_mistakes
-from graders.engine.failures import Mismatch
+from graders.engine.failures import Mismatch, SubmissionFailure
 from graders.runtime import wire
 
 STEPS = 3
@@ -50,6 +58,12 @@ MAX_TRACES = 2  # times the model's Python code may run over 4 steps of one shap
 def dims(suite_rng):
     """``(V, B, T)`` of this grading run."""
     return int(suite_rng.integers(5, 13)), int(suite_rng.integers(2, 5)), int(suite_rng.integers(3, 9))
+
+
+@pytest.fixture(scope="module")
+def building_blocks():
+    """The reference's loss functions, which the student's module is imported over."""
+    return known_good.loss()
 
 
 def _models(student, rng, V, model_class=BigramMLP, optimizer=("adam", 0.05)):
@@ -105,6 +119,24 @@ def test_train_step_is_compiled(student, rng, dims):
     if traces > MAX_TRACES:
         raise Mismatch(f"train_step: the model's code ran {traces} times in 4 steps on batches of one shape "
                        f"(at most {MAX_TRACES}): compile the step with nnx.jit so that it is traced once")
+
+
+@pytest.mark.points(1)
+@pytest.mark.requires_values("train_step")
+def test_with_your_own_loss(student, reference, rng, dims):
+    """Integration: a step over the student's own ``next_token_loss`` (the other cases use the reference's)."""
+    V, B, T = dims
+    tokens = rng.integers(0, V, (B, T)).astype(np.int32)
+    try:
+        own = student.with_own_building_blocks()
+        model, opt, ref, ref_opt = _models(own, rng, V, optimizer=("sgd", 0.5))
+        loss = own.train_step(model.ref, opt.ref, tokens)
+        want_loss = reference.train_step(ref, ref_opt, jnp.asarray(tokens))
+        check(model.get_params(), param_arrays(ref), what="train_step: the parameters after a step")
+        check(loss, np.asarray(want_loss), what="train_step: the loss returned by a step")
+    except SubmissionFailure as failure:
+        raise Mismatch(f"with your own loss: {failure}. Your train_step is right with the grader's loss: "
+                       "fix exercises/loss first") from None
 
 
 # Meshes: (axis names, shape), over the worker's CPU devices, and whether their order is drawn.

@@ -1,0 +1,98 @@
+"""Known-good building blocks for the worker: the reference's functions exported as programs, never as source.
+
+A suite whose exercise builds on another declares what it needs in a
+module-scoped ``building_blocks`` fixture (the plugin's default is none)::
+
+    @pytest.fixture(scope="module")
+    def building_blocks(dims):
+        return known_good.attention(d_k=(dims[4],))
+
+The grader exports the reference's functions (imported here, in the trusted
+process: ``exercises.*`` is the reference) with ``jax.export``: StableHLO with
+symbolic sizes, serialized with its VJP (``vjp_order=1``) and without source
+locations (no file names, no code). The worker's stand-ins
+(``graders.runtime.known_good``) run them in place of the submission's
+modules while the dependent exercise's module is imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+DTYPES = ("float32", "bfloat16")
+
+
+@contextlib.contextmanager
+def _without_locations():
+    """Programs lowered meanwhile carry no source file names or tracebacks (nothing of the reference's files)."""
+    settings = {"jax_traceback_in_locations_limit": 0, "jax_hlo_source_file_canonicalization_regex": ".*",
+                "jax_default_matmul_precision": "highest"}  # float32 attention is graded at the highest precision
+    before = {name: getattr(jax.config, name) for name in settings}
+    for name, value in settings.items():
+        jax.config.update(name, value)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            jax.config.update(name, value)
+
+
+def _serialized(fn, *args: jax.ShapeDtypeStruct) -> np.ndarray:
+    """``uint8[n]``: ``fn`` exported for ``args`` (shapes may be symbolic) and serialized with its VJP.
+
+    For this process's platform and the CPU, which a worker without the accelerator falls back to.
+    """
+    platforms = tuple(dict.fromkeys([jax.default_backend(), "cpu"]))
+    with _without_locations():
+        exported = jax.export.export(jax.jit(fn), platforms=platforms)(*args)
+        return np.frombuffer(bytes(exported.serialize(vjp_order=1)), np.uint8)
+
+
+def _reference(exercise: str):
+    """The reference's module of ``exercise`` (this process maps ``exercises.*`` to the reference)."""
+    return importlib.import_module(f"exercises.{exercise}.{exercise}")
+
+
+def attention(d_k: tuple[int, ...], dtypes: tuple[str, ...] = DTYPES) -> dict[str, np.ndarray]:
+    """``causal_mask`` and ``scaled_dot_product_attention`` for head widths ``d_k`` and ``dtypes``.
+
+    Attention's program takes ``[N, T_q, d_k]`` queries, ``[N, T_k, d_k]``
+    keys, ``[N, T_k, d_v]`` values and a ``bool[N, T_q, T_k]`` mask, with
+    ``N``, ``T_q``, ``T_k`` and ``d_v`` symbolic; ``d_k`` is concrete (the
+    scale ``1 / sqrt(d_k)`` is a Python number), hence one program per width.
+    """
+    module = _reference("attention")
+    N, T_q, T_k, d_v, T = jax.export.symbolic_shape("N, T_q, T_k, d_v, T")
+    programs = {"attention/causal_mask": _serialized(lambda anchor: module.causal_mask(anchor.shape[0]),
+                                                     jax.ShapeDtypeStruct((T,), jnp.bool_))}
+    for dtype in dtypes:
+        for width in d_k:
+            programs[f"attention/scaled_dot_product_attention/{dtype}/{width}"] = _serialized(
+                module.scaled_dot_product_attention, jax.ShapeDtypeStruct((N, T_q, width), dtype),
+                jax.ShapeDtypeStruct((N, T_k, width), dtype), jax.ShapeDtypeStruct((N, T_k, d_v), dtype),
+                jax.ShapeDtypeStruct((N, T_q, T_k), jnp.bool_))
+    return programs
+
+
+def loss(dtypes: tuple[str, ...] = ("float32",), masked: tuple[bool, ...] = (False,)) -> dict[str, np.ndarray]:
+    """``cross_entropy_loss`` (``[N, V]`` logits, ``int32[N]`` targets, with ``masked`` a ``float32[N]`` mask) and
+    ``next_token_loss`` (``[B, T, V]`` logits, ``int32[B, T]`` tokens, with ``masked`` an ``int32`` pad id) for
+    ``logits`` of ``dtypes``. The train step counts every token: by default no mask (each program costs its export)."""
+    module = _reference("loss")
+    N, V = jax.export.symbolic_shape("N, V")
+    B, T, V_ = jax.export.symbolic_shape("B, T, V", constraints=("T >= 2",))
+    programs = {}
+    for dtype in dtypes:
+        logits, targets = jax.ShapeDtypeStruct((N, V), dtype), jax.ShapeDtypeStruct((N,), jnp.int32)
+        sequences, tokens = jax.ShapeDtypeStruct((B, T, V_), dtype), jax.ShapeDtypeStruct((B, T), jnp.int32)
+        for mask in masked:
+            programs[f"loss/cross_entropy_loss/{dtype}/{'masked' if mask else 'all'}"] = _serialized(
+                module.cross_entropy_loss, logits, targets, *[jax.ShapeDtypeStruct((N,), jnp.float32)] * mask)
+            programs[f"loss/next_token_loss/{dtype}/{'padded' if mask else 'all'}"] = _serialized(
+                module.next_token_loss, sequences, tokens, *[jax.ShapeDtypeStruct((), jnp.int32)] * mask)
+    return programs

@@ -1,0 +1,229 @@
+"""Known-good building blocks in the worker: the reference's functions as compiled programs, without their source.
+
+An exercise that builds on others (``transformer`` on ``attention``,
+``training`` on ``loss``) is graded with known-good building blocks in place
+of the submission's own, so that a mistake costs points in its own exercise
+only. The grader exports the reference's functions with ``jax.export``
+(StableHLO with symbolic sizes, and the VJP: ``graders.engine.known_good``)
+and sends the serialized programs with the ``load`` request; here each
+exercise's programs become a stand-in module (``exercises.attention.attention``
+with ``causal_mask`` and ``scaled_dot_product_attention``) that the dependent
+exercise's module imports instead of the submission's (:func:`import_module`).
+
+The stand-ins check their arguments as the specification says, broadcast and
+flatten them to the programs' fixed layouts (rows first) and call the
+deserialized program: they run plainly, under ``jax.jit`` / ``nnx.jit``,
+``jax.vjp`` (the exported VJP) and, for attention, ``jax.vmap`` (the mapped
+axis is folded into the rows). Program keys: ``attention/causal_mask``,
+``attention/scaled_dot_product_attention/<dtype>/<d_k>``,
+``loss/cross_entropy_loss/<dtype>/<all|masked>``,
+``loss/next_token_loss/<dtype>/<all|padded>``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Programs:
+    """Serialized ``jax.export`` programs by key, deserialized on first use."""
+
+    def __init__(self, serialized: dict[str, np.ndarray]):
+        self.serialized = serialized
+
+    @functools.cache
+    def get(self, key: str, what: str):
+        if key not in self.serialized:
+            raise TypeError(f"{what}: the grader's known-good version does not cover these arguments ({key})")
+        return jax.export.deserialize(bytearray(np.asarray(self.serialized[key], np.uint8).tobytes()))
+
+
+def _rows(fn):
+    """``fn`` (arrays whose leading axis is rows, each row computed on its own) that ``jax.vmap`` maps by folding.
+
+    Under ``vmap`` the mapped axis (broadcast where an argument is not mapped)
+    is merged into the rows and split off the outputs again.
+    """
+    f = jax.custom_batching.custom_vmap(fn)
+
+    @f.def_vmap
+    def rule(axis_size, in_batched, *args):
+        args = [a if batched else jnp.broadcast_to(a, (axis_size, *a.shape)) for a, batched in zip(args, in_batched)]
+        out = f(*(a.reshape(-1, *a.shape[2:]) for a in args))
+        return jax.tree.map(lambda o: o.reshape(axis_size, -1, *o.shape[1:]), out), jax.tree.map(lambda _: True, out)
+
+    return f
+
+
+def _row_wise(exported, differentiated: int):
+    """The program as a function with its exported VJP for the first ``differentiated`` arguments, mappable by vmap."""
+    forward = _rows(lambda *args: tuple(exported.call(*args)))
+
+    def pullback(*args_and_cotangents):
+        args, cotangents = args_and_cotangents[:len(exported.in_avals)], args_and_cotangents[len(exported.in_avals):]
+        _, vjp = jax.vjp(lambda *d: exported.call(*d, *args[differentiated:]), *args[:differentiated])
+        return tuple(vjp(tuple(cotangents)))
+
+    backward = _rows(pullback)
+
+    @jax.custom_vjp
+    def f(*args):
+        return forward(*args)
+
+    def f_forward(*args):
+        return forward(*args), args
+
+    def f_backward(args, cotangents):
+        return (*backward(*args, *cotangents), *[None] * (len(args) - differentiated))
+
+    f.defvjp(f_forward, f_backward)
+    return f
+
+
+def attention_module(programs: Programs) -> types.ModuleType:
+    """The stand-in for ``exercises.attention.attention``."""
+
+    def causal_mask(seq_len: int) -> jax.Array:
+        """``bool[seq_len, seq_len]``, ``mask[i, j]`` True iff ``j <= i`` (the grader's known-good version)."""
+        if not isinstance(seq_len, int | np.integer) or seq_len <= 0:
+            raise ValueError(f"seq_len: expected a positive int, got {seq_len}")
+        return programs.get("attention/causal_mask", "causal_mask").call(jnp.zeros((int(seq_len),), bool))
+
+    def scaled_dot_product_attention(query, key, value, mask=None):
+        """``(output, weights)`` for ``float[..., T, d]`` inputs (the grader's known-good version)."""
+        query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
+        for name, x in (("query", query), ("key", key), ("value", value)):
+            if x.ndim < 2:
+                raise ValueError(f"{name}: expected shape [..., T, d], got {x.shape}")
+        if query.shape[-1] != key.shape[-1]:
+            raise ValueError(f"query and key: d_k must match, got query {query.shape} and key {key.shape}")
+        if key.shape[-2] != value.shape[-2]:
+            raise ValueError(f"key and value: T_k must match, got key {key.shape} and value {value.shape}")
+        if not query.dtype == key.dtype == value.dtype:
+            raise TypeError(f"query, key and value: expected one dtype, got {query.dtype}, {key.dtype} and {value.dtype}")
+        (T_q, d_k), T_k, d_v = query.shape[-2:], key.shape[-2], value.shape[-1]
+        mask = jnp.ones((T_q, T_k), bool) if mask is None else jnp.asarray(mask).astype(bool)
+        lead = jnp.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2], mask.shape[:-2])
+
+        def rows(x, *tail):
+            return jnp.broadcast_to(x, (*lead, *tail)).reshape(-1, *tail)
+
+        exported = programs.get(f"attention/scaled_dot_product_attention/{jnp.dtype(query.dtype).name}/{d_k}",
+                                "scaled_dot_product_attention")
+        output, weights = _row_wise(exported, 3)(rows(query, T_q, d_k), rows(key, T_k, d_k), rows(value, T_k, d_v),
+                                                rows(mask, T_q, T_k))
+        return output.reshape(*lead, T_q, d_v), weights.reshape(*lead, T_q, T_k)
+
+    return _module("attention", causal_mask=causal_mask, scaled_dot_product_attention=scaled_dot_product_attention)
+
+
+def loss_module(programs: Programs) -> types.ModuleType:
+    """The stand-in for ``exercises.loss.loss``."""
+
+    def _integer(x, name):
+        if not jnp.issubdtype(x.dtype, jnp.integer):
+            raise TypeError(f"{name}: expected an integer array, got dtype {x.dtype}")
+
+    def cross_entropy_loss(logits, targets, mask=None):
+        """The float32 mean cross-entropy of ``targets`` under ``logits`` (the grader's known-good version)."""
+        logits, targets = jnp.asarray(logits), jnp.asarray(targets)
+        _integer(targets, "targets")
+        if logits.shape[:-1] != targets.shape:
+            raise ValueError(f"logits and targets: targets must have the leading shape of logits [..., V], "
+                             f"got logits {logits.shape} and targets {targets.shape}")
+        args = [logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).astype(jnp.int32)]
+        if mask is not None:
+            mask = jnp.asarray(mask)
+            if mask.shape != targets.shape:
+                raise ValueError(f"mask: expected the shape of targets {targets.shape}, got {mask.shape}")
+            args.append(mask.reshape(-1).astype(jnp.float32))
+        key = f"loss/cross_entropy_loss/{jnp.dtype(logits.dtype).name}/{'all' if mask is None else 'masked'}"
+        return programs.get(key, "cross_entropy_loss").call(*args)
+
+    def next_token_loss(logits, tokens, pad_id=None):
+        """The float32 next-token loss of ``logits`` against ``tokens`` (the grader's known-good version)."""
+        logits, tokens = jnp.asarray(logits), jnp.asarray(tokens)
+        _integer(tokens, "tokens")
+        if logits.ndim != 3 or tokens.ndim != 2 or logits.shape[:2] != tokens.shape:
+            raise ValueError(f"logits and tokens: expected [B, T, V] and [B, T], got logits {logits.shape} and tokens {tokens.shape}")
+        if tokens.shape[1] < 2:
+            raise ValueError(f"tokens: need at least 2 positions to predict a next token, got {tokens.shape}")
+        args = [logits, tokens.astype(jnp.int32)] + ([] if pad_id is None else [jnp.asarray(pad_id, jnp.int32)])
+        key = f"loss/next_token_loss/{jnp.dtype(logits.dtype).name}/{'all' if pad_id is None else 'padded'}"
+        return programs.get(key, "next_token_loss").call(*args)
+
+    return _module("loss", cross_entropy_loss=cross_entropy_loss, next_token_loss=next_token_loss)
+
+
+STAND_INS = {"attention": attention_module, "loss": loss_module}
+
+
+def _module(exercise: str, **functions) -> types.ModuleType:
+    module = types.ModuleType(f"exercises.{exercise}.{exercise}", f"The grader's known-good {exercise} (compiled programs).")
+    module.__dict__.update(functions)
+    for fn in functions.values():
+        fn.__module__ = module.__name__
+    return module
+
+
+def stand_ins(serialized: dict[str, np.ndarray]) -> dict[str, types.ModuleType]:
+    """``sys.modules`` entries (package and module) for each exercise with programs in ``serialized``.
+
+    Raises:
+      KeyError: a program's exercise has no stand-in here.
+    """
+    programs = Programs(serialized)
+    modules: dict[str, types.ModuleType] = {}
+    for exercise in sorted({key.partition("/")[0] for key in serialized}):
+        module = STAND_INS[exercise](programs)
+        package = types.ModuleType(f"exercises.{exercise}")
+        package.__path__ = []
+        setattr(package, exercise, module)
+        modules[package.__name__], modules[module.__name__] = package, module
+    return modules
+
+
+def import_module(name: str, stand_ins: dict[str, types.ModuleType]):
+    """Imports ``exercises.<name>.<name>`` afresh, with ``stand_ins`` in place of the modules they name.
+
+    The exercise's own package and the stand-ins' names are taken out of
+    ``sys.modules`` for the import and put back after it, and so are the
+    stand-ins' places in their parent packages (``import
+    exercises.attention.attention as a`` reads them), so the module keeps what
+    it bound at import while every other import (another exercise's grading,
+    another import of this one) sees the submission's modules.
+    """
+    def ours(key: str) -> bool:
+        return key == f"exercises.{name}" or key.startswith(f"exercises.{name}.") or key in stand_ins
+
+    importlib.import_module("exercises")
+    saved = {key: module for key, module in sys.modules.items() if ours(key)}
+    places = [(sys.modules[parent], child) for parent, _, child in (key.rpartition(".") for key in sorted(stand_ins))
+              if parent not in stand_ins]  # a stand-in package holds its module already
+    bound = [(parent, child, parent.__dict__.get(child, _UNBOUND)) for parent, child in places]
+    for key in saved:
+        del sys.modules[key]
+    sys.modules.update(stand_ins)
+    for parent, child in places:
+        setattr(parent, child, sys.modules[f"{parent.__name__}.{child}"])
+    try:
+        return importlib.import_module(f"exercises.{name}.{name}")
+    finally:
+        for key in [key for key in sys.modules if ours(key)]:
+            del sys.modules[key]
+        sys.modules.update(saved)
+        for parent, child, before in bound:
+            if before is _UNBOUND:
+                parent.__dict__.pop(child, None)
+            else:
+                setattr(parent, child, before)
+
+
+_UNBOUND = object()  # a parent package had no attribute of that name
