@@ -97,11 +97,13 @@ def test_a_mistake_in_attention_or_loss_costs_only_the_integration_case_elsewher
         "loss/loss.py": M("next_token_loss", "return cross_entropy_loss(logits[:, :-1], targets, mask)",
                           "return cross_entropy_loss(logits[:, :-1], targets, mask) * 2"),
     })
-    result = graders.grade(submission, exercises=["attention", "loss", "transformer", "training"], seed=5)
+    result = graders.grade(submission, exercises=["attention", "loss", "transformer", "training", "encoder_decoder"], seed=5)
     assert result.status == "ok", result.errors
     scores = {e.name: e for e in result.exercises}
     assert scores["attention"].score < scores["attention"].max_score
     assert scores["loss"].score < scores["loss"].max_score
+    # The encoder-decoder runs on the reference's attention and loss, with no integration case of its own.
+    assert scores["encoder_decoder"].score == scores["encoder_decoder"].max_score, scores["encoder_decoder"]
     for name, (case_name, fix_first) in INTEGRATION.items():
         exercise = scores[name]
         failed = [c for c in exercise.cases if c.status != "passed"]
@@ -118,7 +120,9 @@ def test_the_module_binds_the_stand_ins_however_it_imports_them(tmp_path):
     files = {"attention/attention.py": "def scaled_dot_product_attention(*args):\n    return 'own'\n",
              "transformer/transformer.py": ("import exercises.attention.attention as by_alias\n"
                                             "from exercises.attention import attention as from_package\n"
-                                            "from exercises.attention.attention import scaled_dot_product_attention\n")}
+                                            "from exercises.attention.attention import scaled_dot_product_attention\n"),
+             # an exercise that reaches attention through another exercise's module
+             "encoder_decoder/encoder_decoder.py": "from exercises.transformer.transformer import scaled_dot_product_attention\n"}
     for relpath, text in files.items():
         (tmp_path / relpath).parent.mkdir(parents=True)
         (tmp_path / relpath).write_text(text)
@@ -133,3 +137,7 @@ def test_the_module_binds_the_stand_ins_however_it_imports_them(tmp_path):
             # Afterwards every other import sees the submission's own modules again.
             assert sys.modules["exercises.attention.attention"] is own and sys.modules["exercises"].attention.attention is own
             assert "exercises.transformer.transformer" not in sys.modules
+            module = stand_in.import_module("encoder_decoder", given)
+            assert module.scaled_dot_product_attention is expected.scaled_dot_product_attention, given
+            left = sys.modules.get("exercises.transformer.transformer")  # never left bound to the stand-ins
+            assert left is None or left.scaled_dot_product_attention is own.scaled_dot_product_attention, given

@@ -193,15 +193,16 @@ def stand_ins(serialized: dict[str, np.ndarray]) -> dict[str, types.ModuleType]:
 def import_module(name: str, stand_ins: dict[str, types.ModuleType]):
     """Imports ``exercises.<name>.<name>`` afresh, with ``stand_ins`` in place of the modules they name.
 
-    The exercise's own package and the stand-ins' names are taken out of
-    ``sys.modules`` for the import and put back after it, and so are the
-    stand-ins' places in their parent packages (``import
-    exercises.attention.attention as a`` reads them), so the module keeps what
-    it bound at import while every other import (another exercise's grading,
-    another import of this one) sees the submission's modules.
+    The exercise's own modules and, when there are stand-ins, every exercise
+    module (the stand-ins' names and the exercises imported in between, such
+    as the transformer under the encoder-decoder, imported afresh over them)
+    are taken out of ``sys.modules`` for the import and put back after it, and so are the stand-ins' places in their parent packages
+    (``import exercises.attention.attention as a`` reads them), so the module
+    keeps what it bound at import while every other import (another
+    exercise's grading, another import of this one) sees the submission's modules.
     """
     def ours(key: str) -> bool:
-        return key == f"exercises.{name}" or key.startswith(f"exercises.{name}.") or key in stand_ins
+        return key == f"exercises.{name}" or key.startswith(f"exercises.{name}.") or bool(stand_ins) and key.startswith("exercises.")
 
     importlib.import_module("exercises")
     saved = {key: module for key, module in sys.modules.items() if ours(key)}

@@ -4,9 +4,10 @@ and ``greedy_decode``.
 As for the transformer (whose helpers this suite reuses: ``graders/suites/test_transformer.py``), each case
 builds the student's module in the worker and the reference's here, checks the parameter structure, draws every
 parameter at random with numpy, loads them into both modules, and compares outputs and the VJP with respect to
-the floating inputs and every parameter. The submission's blocks run on its own ``MultiHeadAttention``,
-``FeedForward``, causal mask, positional encoding and cross-entropy (today's pattern for dependent exercises):
-a mistake there shows here too.
+the floating inputs and every parameter. The submission's modules are imported over the reference's attention
+and cross-entropy (``building_blocks``: exported programs, no source), so a mistake in the attention or loss
+exercise costs nothing here; they run on the submission's own ``MultiHeadAttention``, ``FeedForward`` and
+positional encoding, so a mistake in the transformer or positional-encoding exercise shows here too.
 
 The input space of the contract (the reference's docstrings): block inputs ``float[B, T, d_model]``, memory
 ``float[B, S, d_model]``, ``source_mask`` ``None`` or ``bool[B, S]``; tokens ``int[B, S]`` and ``int[B, T]``
@@ -23,6 +24,7 @@ Sizes (drawn once per grading seed, shared by the cases): batch ``B`` in 2..3, s
 import numpy as np
 import pytest
 
+from graders.engine import known_good
 from graders.engine.compare import check, expect_array, expect_raises, known_mistakes
 from graders.engine.failures import Mismatch
 from graders.runtime import transforms
@@ -35,6 +37,13 @@ def dims(suite_rng):
     B, S, T = int(suite_rng.integers(2, 4)), int(suite_rng.integers(4, 9)), int(suite_rng.integers(3, 7))
     H, d_head, d_ff = int(suite_rng.integers(2, 4)), int(suite_rng.choice([2, 4])), int(suite_rng.integers(4, 17))
     return B, S, T, H, d_head, d_ff, int(suite_rng.integers(6, 13)), int(suite_rng.integers(1, 3))
+
+
+@pytest.fixture(scope="module")
+def building_blocks(dims):
+    """The reference's attention (this run's head width) and loss, which the student's modules are imported over:
+    a mistake there costs points in its own exercise only (the transformer's modules are the student's)."""
+    return {**known_good.attention(d_k=(dims[4],), dtypes=("float32",)), **known_good.loss(masked=(False, True))}
 
 
 def _lengths(rng, B: int, S: int) -> np.ndarray:
