@@ -19,11 +19,15 @@ from course import mistakes
 # mutation(s) of the exercise's module, the case that must fail, the catalogued mistake (course/mistakes.py) whose hint
 # that case must give, or None for a mistake outside the catalogue, whose case must give no hint).
 # A mutation is found by the structure of the reference's code (tests/conftest.py: Mutation), so the reference's
-# comments and layout may change freely. A round grades only its exercises. The transformer builds on the
-# submission's attention and the training step on its loss, so a round never mutates both of a pair: a mistake
-# there would change what the transformer and training cases see.
+# comments and layout may change freely. A round grades only its exercises. The transformer and training are graded
+# over the reference's attention and loss (graders/engine/known_good.py), so a round may mutate both of a pair; only
+# their integration cases (test_with_your_own_*) see the submission's own, and no round here relies on them.
 MISTAKES = [
     {
+        # The heads concatenated and returned without the output projection.
+        "transformer": (M("MultiHeadAttention.__call__", "return self.out(heads.reshape(*heads.shape[:-2], -1))",
+                          "return heads.reshape(*heads.shape[:-2], -1)"),
+                        "test_multi_head_attention_with_gradients[self]", "no_out_projection"),
         "jax_basics": (M("predict", "return x @ W + b", "return jnp.tanh(x @ W + b)"),
                        "test_predict_with_gradients", "last_layer_tanh"),
         "positional_encoding": (M("sinusoidal_positional_encoding",
@@ -52,6 +56,10 @@ MISTAKES = [
                        "test_samples_follow_the_distribution[temperature_0.6]", "temperature_ignored"),
     },
     {
+        # The mask never passed on to the attention.
+        "transformer": (M("MultiHeadAttention.__call__", "scaled_dot_product_attention(q, k, v, mask)",
+                          "scaled_dot_product_attention(q, k, v)"),
+                        "test_multi_head_attention_with_gradients[causal]", "mask_not_passed"),
         "jax_basics": (M("mse_loss", "return jnp.mean((predictions - targets) ** 2)", "return jnp.sum((predictions - targets) ** 2)"),
                        "test_mse_loss_with_gradients", "summed"),
         "positional_encoding": (M("sinusoidal_positional_encoding", "jnp.arange(0, d_model, 2, dtype=jnp.float32)",
@@ -67,6 +75,9 @@ MISTAKES = [
         "generation": (M("sample_next_token", "logits >= kth_largest", "logits > kth_largest"), "test_top_k_one_is_argmax", None),
     },
     {
+        # Keys and values projected from x even in cross-attention.
+        "transformer": (M("MultiHeadAttention.__call__", "context = x if context is None else context", "context = x"),
+                        "test_multi_head_attention_with_gradients[cross]", "context_ignored"),
         "jax_basics": (M("predict", "x = jnp.tanh(x @ W + b)", "x = jax.nn.relu(x @ W + b)"), "test_predict_with_gradients", "hidden_relu"),
         "positional_encoding": (M("sinusoidal_positional_encoding", "[jnp.sin(angles), jnp.cos(angles)]",
                                   "[jnp.cos(angles), jnp.sin(angles)]"),
@@ -81,6 +92,14 @@ MISTAKES = [
                        "test_greedy_generation_is_exact[window_slides]", None),
     },
     {
+        # Attention written inline in the module, the scores never divided by sqrt(d_head).
+        "transformer": (M("MultiHeadAttention.__call__", "heads, _ = scaled_dot_product_attention(q, k, v, mask)",
+                          """
+                          scores = q @ jnp.swapaxes(k, -1, -2)
+                          scores = scores if mask is None else jnp.where(mask, scores, -jnp.inf)
+                          heads = jax.nn.softmax(scores, axis=-1) @ v
+                          """),
+                        "test_multi_head_attention_with_gradients[self]", "heads_unscaled"),
         "jax_basics": (M("loss_and_grad", "@jax.jit", ""), "test_loss_and_grad_is_jit_compiled", None),
         "positional_encoding": (M("sinusoidal_positional_encoding", "jnp.float32(base)", "jnp.float32(10000.0)"),
                                 "test_matches_reference[custom]", "base_ignored"),
@@ -102,6 +121,10 @@ MISTAKES = [
                        "test_model_is_traced_a_bounded_number_of_times", None),
     },
     {
+        # The mask never applied, before or after the softmax.
+        "attention": ([M("scaled_dot_product_attention", "scores = jnp.where(mask, scores, -jnp.inf)", "scores = scores"),
+                       M("scaled_dot_product_attention", "weights = jnp.where(mask, weights, 0.0)", "weights = weights")],
+                      "test_matches_reference_with_gradients[random]", "mask_ignored"),
         "transformer": (M("DecoderBlock.__call__",
                           """
                           x = x + self.attn(self.ln1(x), mask=mask)
@@ -119,6 +142,10 @@ MISTAKES = [
                        "test_samples_follow_the_distribution[top_k]", "top_k_minus_one"),
     },
     {
+        # log p(target) without the minus: the loss falls below zero.
+        "loss": (M("cross_entropy_loss", "nll = -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]",
+                   "nll = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]"),
+                 "test_cross_entropy_with_gradient[none]", "wrong_sign"),
         # Heads split as [..., H, T, d_head] by a plain reshape, and merged back the same way. The exact gelu.
         "transformer": [([M("MultiHeadAttention.__call__.split_heads",
                              """
@@ -143,6 +170,10 @@ MISTAKES = [
                        "test_samples_follow_the_distribution[temperature_0.6]", "probabilities_as_logits"),
     },
     {
+        # The pad mask read from the inputs tokens[:, :-1] instead of the targets.
+        "loss": (M("next_token_loss", "mask = None if pad_id is None else targets != pad_id",
+                   "mask = None if pad_id is None else tokens[:, :-1] != pad_id"),
+                 "test_next_token_loss_with_gradient[pad_id_other]", "pad_mask_from_inputs"),
         # The relu, and the mask read as "True = hidden" (a row of the causal mask then hides every key).
         "transformer": [(M("FeedForward.__call__", "jax.nn.gelu(self.up(x))", "jax.nn.relu(self.up(x))"),
                          "test_feed_forward_with_gradients", "relu"),
@@ -166,14 +197,28 @@ MISTAKES = [
                        "test_samples_follow_the_distribution[top_k]", "top_k_ignored"),
     },
     {
-        "transformer": (M("MultiHeadAttention.__init__", "num_heads <= 0 or d_model % num_heads", "False"),
-                        "test_num_heads_must_divide_d_model", None),
+        # No validation of num_heads; and neither residual connection in the block.
+        "transformer": [(M("MultiHeadAttention.__init__", "num_heads <= 0 or d_model % num_heads", "False"),
+                         "test_num_heads_must_divide_d_model", None),
+                        (M("DecoderBlock.__call__",
+                           """
+                           x = x + self.attn(self.ln1(x), mask=mask)
+                           return x + self.ffn(self.ln2(x))
+                           """,
+                           """
+                           x = self.attn(self.ln1(x), mask=mask)
+                           return self.ffn(self.ln2(x))
+                           """),
+                         "test_decoder_block_with_gradients[causal]", "no_residuals")],
         # The loss's sign flipped inside the step: the parameters climb the loss, and the loss returned is negative.
         "training": (M("train_step.loss_fn", "return next_token_loss(model(tokens), tokens)",
                        "return -next_token_loss(model(tokens), tokens)"),
                      "test_train_step_updates_like_the_reference[adam]", "loss_sign_flipped"),
     },
     {
+        # No residual connection around the feed-forward network.
+        "transformer": (M("DecoderBlock.__call__", "return x + self.ffn(self.ln2(x))", "return self.ffn(self.ln2(x))"),
+                        "test_decoder_block_with_gradients[causal]", "no_ffn_residual"),
         # The softmax over every key, the masked weights zeroed after it: rows no longer sum to one.
         "attention": (M("scaled_dot_product_attention", "scores = jnp.where(mask, scores, -jnp.inf)", "scores = scores"),
                       "test_matches_reference_with_gradients[random]", "mask_after_softmax"),
@@ -189,6 +234,9 @@ MISTAKES = [
                      "test_train_step_updates_like_the_reference[sgd]", "no_update"),
     },
     {
+        # The decoder block's mask never passed on to its attention.
+        "transformer": (M("DecoderBlock.__call__", "x = x + self.attn(self.ln1(x), mask=mask)", "x = x + self.attn(self.ln1(x))"),
+                        "test_decoder_block_with_gradients[causal]", "mask_not_passed"),
         # A 3-D mask read as PyTorch's per-batch [B, T_q, T_k] (a head axis added), where numpy's rule makes it per head.
         # And a float32 output for bfloat16 inputs: its message names the dtype, not the values.
         "attention": [(M("scaled_dot_product_attention", "scores = jnp.where(mask, scores, -jnp.inf)",
@@ -313,11 +361,12 @@ STILL_PASSING = {
     (3, "jax_basics"): "test_loss_and_grad",
     (3, "loss"): "test_cross_entropy_with_gradient[none]",
     (4, "transformer"): "test_multi_head_attention_with_gradients[causal]",
+    (0, "transformer"): "test_feed_forward_with_gradients",
     (0, "generation"): "test_samples_follow_the_distribution[top_k]",
     (2, "generation"): "test_greedy_generation_is_exact[short_prompt]",
     (6, "training"): "test_train_step_updates_like_the_reference[adam]",
     (7, "training"): "test_shard_batch_places_rows_on_the_data_axis[model_and_data]",
-    (8, "transformer"): "test_decoder_block_with_gradients[causal]",
+    (8, "transformer"): "test_multi_head_attention_with_gradients[causal]",
     (10, "attention"): "test_every_mask_shape[per_batch]",
     (10, "generation"): "test_generate_samples_follow_the_model",
     (11, "generation"): "test_samples_follow_the_distribution[top_k]",
