@@ -287,7 +287,7 @@ def test_grader_faults_are_grader_errors_regraded_and_linked_entries_rejected(tm
     (submissions / "mallory").symlink_to(ROOT / "reference")  # would grade the reference as mallory's work
     graded, failing = [], {"bob"}
 
-    def fake_grade(folder, *, exercises, out, seed, limits, isolation, open_interpreter_path):
+    def fake_grade(folder, *, exercises, out, seed, limits, isolation, open_interpreter_path, cores):
         graded.append(Path(folder).name)
         if Path(folder).name in failing:
             failing.clear()
