@@ -82,7 +82,7 @@ def attention(d_k: tuple[int, ...], dtypes: tuple[str, ...] = DTYPES) -> dict[st
 def loss(dtypes: tuple[str, ...] = ("float32",), masked: tuple[bool, ...] = (False,)) -> dict[str, np.ndarray]:
     """``cross_entropy_loss`` (``[N, V]`` logits, ``int32[N]`` targets, with ``masked`` a ``float32[N]`` mask) and
     ``next_token_loss`` (``[B, T, V]`` logits, ``int32[B, T]`` tokens, with ``masked`` an ``int32`` pad id) for
-    ``logits`` of ``dtypes``. The train step counts every token: by default no mask (each program costs its export)."""
+    ``logits`` of ``dtypes``. By default the unmasked programs only: each program costs its export."""
     module = _reference("loss")
     N, V = jax.export.symbolic_shape("N, V")
     B, T, V_ = jax.export.symbolic_shape("B, T, V", constraints=("T >= 2",))

@@ -62,8 +62,9 @@ def dims(suite_rng):
 
 @pytest.fixture(scope="module")
 def building_blocks():
-    """The reference's loss functions, which the student's module is imported over."""
-    return known_good.loss()
+    """The reference's loss functions, which the student's module is imported over: the whole contract, with and
+    without a mask or pad id (a step that passes pad_id=0 must get the reference's answer to it, and its hint)."""
+    return known_good.loss(masked=(False, True))
 
 
 def _models(student, rng, V, model_class=BigramMLP, optimizer=("adam", 0.05)):
