@@ -538,3 +538,13 @@ def test_the_worker_s_tampered_list_must_be_names():
     assert client._well_formed({"ok": True, "tampered": ["jax.nn.dot_product_attention"]})
     assert not client._well_formed({"ok": True, "tampered": "jax.nn.dot_product_attention"})
     assert not client._well_formed({"ok": True, "tampered": [1]})
+
+
+def test_the_plugin_and_client_import_no_jax():
+    """The grader's pytest process starts the worker before it imports JAX, so both import at once."""
+    import subprocess
+
+    script = "import sys, graders.engine.plugin, graders.engine.client; print('jax' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", script], cwd=repo_root(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course.testing import MATMUL_PRECISION
 from graders.engine import sandbox, scan
 from graders.engine.failures import ForbiddenRoutine, NotRun, StudentError, SubmissionFailure, Tampering, WorkerCrash
 from graders.runtime import wire
@@ -343,7 +342,7 @@ class Student:
         return result
 
     def call(self, function: str, *args, kwargs: dict | None = None, transform: str | None = None,
-             in_axes=None, cotangent=None, precision: str = MATMUL_PRECISION):
+             in_axes=None, cotangent=None, precision: str | None = None):
         """``function(*args, **kwargs)`` in the worker, under ``transform`` (see ``graders.runtime.transforms.apply``).
 
         Returns:
@@ -357,8 +356,15 @@ class Student:
                            cotangent=cotangent, precision=precision)()
 
     def submit(self, function: str, *args, kwargs: dict | None = None, transform: str | None = None,
-               in_axes=None, cotangent=None, precision: str = MATMUL_PRECISION):
-        """As :meth:`call`, but returns at once a function that waits for the result (compute the reference meanwhile)."""
+               in_axes=None, cotangent=None, precision: str | None = None):
+        """As :meth:`call`, but returns at once a function that waits for the result (compute the reference meanwhile).
+
+        ``precision``: the worker's matrix-product precision, by default the course's (``course.testing.MATMUL_PRECISION``).
+        """
+        if precision is None:
+            from course.testing import MATMUL_PRECISION  # imports jax: not before the worker has started (see Session)
+
+            precision = MATMUL_PRECISION
         label = {None: "", "jit": " under jax.jit", "vmap": " under jax.vmap", "vjp": " (its vector-Jacobian product)"}[transform]
         return self._submit("call", f"{function}{label}", function=function, args=tuple(args), kwargs=dict(kwargs or {}),
                             transform=transform, in_axes=in_axes, cotangent=cotangent, precision=precision)
