@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import floor_seconds  # noqa: E402
 from tests.conftest import copy_with_edits  # noqa: E402  (the tests' submission generator, not a copy)
 
 WRONG = {"positional_encoding/positional_encoding.py": ("jnp.arange(seq_len, dtype=jnp.float32)",
@@ -68,8 +70,10 @@ def main() -> None:
         base = Path(tmp)
         make_class(base / "submissions", args.students)
         load_before = os.getloadavg()[0]
+        floors = [floor_seconds(cwd=ROOT, env=dict(os.environ))]
         first = grade_all(base / "submissions", base / "results", args.jobs, args.exercise, base / "cache")
         again = grade_all(base / "submissions", base / "results", args.jobs, args.exercise, base / "cache")
+        floors.append(floor_seconds(cwd=ROOT, env=dict(os.environ)))
         load_after = os.getloadavg()[0]
         summary = [json.loads(p.read_text()) for p in (base / "results").glob("*/submission.json")]
     if len(summary) != args.students or not all(s["status"] == "graded" for s in summary):
@@ -80,11 +84,14 @@ def main() -> None:
     print("| --- | --- | --- |")
     for name, wall in rows.items():
         print(f"| {name} | {wall:.1f} | {60 * args.students / wall:.1f} |")
+    floor = statistics.median(floors)
+    print(f"floor (import jax, one operation; before and after): {floors[0]:.2f} s, {floors[1]:.2f} s; a first-run submission "
+          f"takes {first / args.students * args.jobs / floor:.1f} floors of one job's time")
     print(f"load average before {load_before:.2f}, after {load_after:.2f}")
     out = ROOT / "benchmarks" / "results" / "grade_all.json"
     out.write_text(json.dumps({"machine": machine(), "exercises": what, "students": args.students, "jobs": args.jobs,
                                "wall_seconds": rows, "submissions_per_minute": {k: 60 * args.students / v for k, v in rows.items()},
-                               "load_average": [load_before, load_after]}, indent=1))
+                               "floor_seconds": floors, "load_average": [load_before, load_after]}, indent=1))
 
 
 if __name__ == "__main__":

@@ -69,14 +69,21 @@ def load_param_arrays(module: nnx.Module | nnx.Optimizer, arrays: dict[str, np.n
     nnx.update(module, state)
 
 
-def param_shapes(module: nnx.Module) -> dict[str, tuple[int, ...]]:
-    """``{"<path>": shape}`` for every ``nnx.Param`` of ``module``, named as by :func:`param_arrays`.
+def param_specs(module: nnx.Module) -> dict[str, jax.ShapeDtypeStruct]:
+    """``{"<path>": jax.ShapeDtypeStruct(shape, dtype)}`` for every ``nnx.Param`` of ``module``, named as by
+    :func:`param_arrays`.
 
-    Reads only shapes, so ``module`` may be abstract (from :func:`abstract_module`).
+    Reads only shapes and dtypes, so ``module`` may be abstract (from :func:`abstract_module`).
     """
     from flax import nnx
 
-    return {SEPARATOR.join(map(str, path)): tuple(v.get_value().shape) for path, v in nnx.to_flat_state(nnx.state(module, nnx.Param))}
+    return {SEPARATOR.join(map(str, path)): jax.ShapeDtypeStruct(tuple(v.get_value().shape), v.get_value().dtype)
+            for path, v in nnx.to_flat_state(nnx.state(module, nnx.Param))}
+
+
+def param_shapes(module: nnx.Module) -> dict[str, tuple[int, ...]]:
+    """``{"<path>": shape}`` for every ``nnx.Param`` of ``module`` (see :func:`param_specs`)."""
+    return {path: spec.shape for path, spec in param_specs(module).items()}
 
 
 def abstract_module(make: Callable[[], nnx.Module]) -> nnx.Module:

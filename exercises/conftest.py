@@ -19,6 +19,9 @@ last one at exit included. Once the tests are collected, every library they
 need is imported: ``gc.freeze()`` then leaves what exists out of every later
 collection (about 0.5 s of a run).
 
+Most of a run is XLA compiling small programs: the fast-compilation flags
+(``course/compile_flags.py``) cut that about fourfold on a CPU.
+
 Float32 matrix products run at full precision (``course.testing.TOLERANCES``
 says why): on a GPU JAX would otherwise use TF32, beyond the tolerances.
 """
@@ -27,10 +30,12 @@ import gc
 
 import pytest
 
+from course.compile_flags import request_fast_compilation
 from course.sharding import VIRTUAL_CPU_DEVICES, request_host_devices
 from course.testing import use_compilation_cache, use_full_float32_matmuls
 
 request_host_devices(VIRTUAL_CPU_DEVICES)
+request_fast_compilation()
 use_compilation_cache()
 use_full_float32_matmuls()  # the fixtures' float32 tolerances hold on GPUs too (TF32 otherwise)
 

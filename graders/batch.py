@@ -17,13 +17,13 @@ workers (:mod:`graders.cluster`), and ``shard=(index, count)`` grades one of
 ``count`` disjoint parts of the class, whose folders :func:`merge_results`
 joins into the folder of the unsharded run.
 
-Reference outputs are not shared between students: the reference runs in each
-student's trusted pytest process at the same time as the student's worker
-waits for its answer, so it costs little wall time, and with the one seed of
-the class run its compilations come from JAX's persistent compilation cache
-(``graders.engine.grading.default_cache_dir``), which is what made the reference side
-expensive. Sharing the outputs would need a store that every grading process
-trusts, for a saving the benchmark (``benchmarks/grade_all.py``) does not show.
+Every student of a run is graded with the run's seed, so the reference's
+outputs are computed by the first grading and read by the others from the
+grader's reference store (:mod:`graders.engine.reference_store`), which no
+worker can see; its compilations are kept in JAX's persistent compilation
+cache (``graders.engine.grading.default_cache_dir``) beside it. A batch's
+students then cost about the half of a grading that is the submission's own
+compilation and run (``BENCHMARKS.md``).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from pathlib import Path
 from course.seeds import check_seed, draw_seed
 from course.submission import is_skipped
 from graders.engine import grading, sandbox
+from graders.engine.grading import grader_version
 from graders.results.layout import BATCH_FILE, BATCH_SCHEMA, STUDENT_FILE
 from graders.results.scores import CaseStatus, RunStatus, SubmissionStatus, write_json
 
@@ -57,9 +58,6 @@ STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 MAX_ZIP_FILES = 2000
 MAX_ZIP_BYTES = 50 * 2**20  # uncompressed, all entries together
 MAX_ZIP_RATIO = 200  # uncompressed / compressed size of one entry (a zip bomb)
-# What a grade depends on: the grading engine and worker, the suites, the reference and the course runtime.
-# The batch, report and bundle tools beside them never change a grade, so editing them keeps results folders valid.
-_GRADING_SOURCES = ("course", "graders/engine", "graders/runtime", "graders/suites", "reference")
 
 
 class BatchError(ValueError):
@@ -98,18 +96,6 @@ class BatchResult:
     def failures(self) -> tuple[Outcome, ...]:
         """The outcomes the instructor must look at: rejected submissions and grader errors."""
         return tuple(o for o in self.outcomes if o.status != SubmissionStatus.GRADED)
-
-
-def grader_version() -> str:
-    """A hash of the Python code a grade depends on: the grading engine, suites, reference and course runtime."""
-    root = Path(grading.__file__).resolve().parents[2]
-    digest = hashlib.sha256()
-    for top in _GRADING_SOURCES:
-        for path in sorted((root / top).rglob("*.py")):
-            relative = path.relative_to(root)
-            if not is_skipped(relative):
-                digest.update(relative.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
 
 
 def discover(submissions_dir: str | os.PathLike[str]) -> dict[str, Path]:

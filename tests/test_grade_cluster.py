@@ -27,8 +27,9 @@ MODULE = "positional_encoding/positional_encoding.py"
 WRONG = ("jnp.arange(seq_len, dtype=jnp.float32)", "jnp.arange(1, seq_len + 1, dtype=jnp.float32)")  # a known mistake
 SEED = 11
 GRADE = ["-e", EXERCISE, "--seed", str(SEED), "--call-seconds", "3", "--submission-seconds", "60"]
-# What differs between two gradings of the same submission: the clocks, and the uid of the job slot a worker got.
-RUN_DEPENDENT = re.compile(rb'"(created|duration|seconds|execution_time|started|uid)": [^,\n}]+|"timings": \{[^}]*\}')
+# What differs between two gradings of the same submission: the clocks, the uid of the job slot a worker got, and
+# whether the reference's outputs came from the store (graders/engine/reference_store.py).
+RUN_DEPENDENT = re.compile(rb'"(created|duration|seconds|execution_time|started|uid)": [^,\n}]+|"(timings|reference_store)": \{[^}]*\}')
 
 
 def make_class(root: Path) -> None:
@@ -66,6 +67,9 @@ def test_cluster_and_merged_shards_equal_a_local_run(tmp_path):
         code, said = grade_all(str(submissions), "--out", str(results / "cluster"), "--scheduler", cluster.scheduler_address, *GRADE)
         assert code == 1 and "2 graded, 1 rejected" in said and "3/3" in said and "carol rejected: not a readable zip" in said, said
         assert contents(results / "cluster") == local
+        # The local run stored the reference's outputs for this seed: the cluster's gradings only read them.
+        store = json.loads((results / "cluster" / "alice" / "report.json").read_text())["grader"]["reference_store"]
+        assert store["used"] and store["hits"] > 0 and store["misses"] == 0, store
         # A re-run skips every unchanged submission, as a local one does: nothing is sent to the workers.
         before = (results / "cluster" / "alice" / "score.json").stat().st_mtime_ns
         code, said = grade_all(str(submissions), "--out", str(results / "cluster"), "--scheduler", cluster.scheduler_address, *GRADE)

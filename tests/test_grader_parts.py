@@ -283,15 +283,79 @@ def test_modules_get_the_reference_weights_and_their_parameter_gradients(tmp_pat
         module = Student(session, "toy").construct("Mlp", 3, rngs_seed=0)
         assert module.params == {k: ("float32", v.shape) for k, v in weights.items()}
         module.set_params(weights)
-        out, (arg_grads, param_grads) = module.call(x, transform="vjp", cotangent=ct)
+        # Built without computing its initial weights (params_follow), then given the same ones: the same answers.
+        placeholder = Student(session, "toy").construct("Mlp", 3, rngs_seed=0, params_follow=True)
+        assert placeholder.params == module.params
+        placeholder.set_params(weights)
         want, (want_args, want_params) = transforms.apply_module(reference, "__call__", (x,), transform="vjp", cotangent=ct)
-        compare.check(out, want, what="output")
-        compare.check(arg_grads, want_args, what="input gradient", kind="gradient")
-        compare.check(param_grads, {k: np.asarray(v) for k, v in want_params.items()}, what="parameter gradients", kind="gradient")
+        for built in (module, placeholder):
+            out, (arg_grads, param_grads) = built.call(x, transform="vjp", cotangent=ct)
+            compare.check(out, want, what="output")
+            compare.check(arg_grads, want_args, what="input gradient", kind="gradient")
+            compare.check(param_grads, {k: np.asarray(v) for k, v in want_params.items()}, what="parameter gradients", kind="gradient")
         with pytest.raises(StudentError, match="parameter hidden/kernel: expected float32\\[3, 4\\], got float32\\[3, 3\\]"):
             module.set_params({**weights, "hidden/kernel": np.zeros((3, 4), np.float32)})
     finally:
         session.close()
+
+
+def test_modules_are_built_abstractly_only_when_their_parameters_are_all_they_hold():
+    """``transforms.construct(params_follow=True)`` computes no initial weight, unless the module needs them."""
+    import jax
+    from flax import nnx
+
+    from graders.runtime import transforms
+
+    class Plain(nnx.Module):
+        def __init__(self, rngs):
+            self.linear = nnx.Linear(2, 3, rngs=rngs)
+
+    class KeepsRngs(Plain):  # e.g. for dropout: state besides the parameters, which set_params does not replace
+        def __init__(self, rngs):
+            super().__init__(rngs)
+            self.rngs = rngs
+
+    class NeedsValues(Plain):
+        def __init__(self, rngs):
+            super().__init__(rngs)
+            self.norm = float(self.linear.kernel.sum())  # concrete values: cannot be traced
+
+    class Refuses(Plain):
+        def __init__(self, rngs):
+            raise ValueError("d_model must be even")
+
+    def built(cls):
+        return transforms.construct(lambda: cls(nnx.Rngs(0)), params_follow=True)
+
+    assert isinstance(built(Plain).linear.kernel.get_value(), jax.ShapeDtypeStruct)
+    for cls in (KeepsRngs, NeedsValues):
+        assert isinstance(built(cls).linear.kernel.get_value(), jax.Array), cls.__name__
+    assert isinstance(transforms.construct(lambda: Plain(nnx.Rngs(0))).linear.kernel.get_value(), jax.Array)
+    with pytest.raises(ValueError, match="must be even"):  # the constructor's own error, raised for real
+        built(Refuses)
+
+
+def test_modules_of_one_structure_share_one_compiled_vjp():
+    """Each case builds a fresh module: one of the same structure and shapes must not compile again."""
+    from flax import nnx
+
+    from graders.runtime import transforms
+
+    class Mlp(nnx.Module):
+        def __init__(self, width, rngs):
+            self.hidden = nnx.Linear(3, width, rngs=rngs)
+
+        def __call__(self, x):
+            return self.hidden(x)
+
+    x, ct = np.ones((2, 3), np.float32), np.ones((2, 4), np.float32)
+    programs = len(transforms._COMPILED)
+    for seed in (0, 1):
+        transforms.apply_module(Mlp(4, nnx.Rngs(seed)), "__call__", (x,), transform="vjp", cotangent=ct, compile=True)
+    assert len(transforms._COMPILED) == programs + 1
+    transforms.apply_module(Mlp(5, nnx.Rngs(0)), "__call__", (x,), transform="vjp", cotangent=np.ones((2, 5), np.float32),
+                            compile=True)
+    assert len(transforms._COMPILED) == programs + 2
 
 
 def test_recorded_workers_are_killed_with_their_process_group(tmp_path):

@@ -24,6 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from course.cli import main
+from course.compile_flags import FAST_COMPILATION
 from course.host_devices import DEVICE_COUNT_FLAG, VIRTUAL_CPU_DEVICES
 from course.submission import repo_root
 from graders.batch import grade_all
@@ -332,11 +333,15 @@ def test_concurrent_gradings_hold_different_slots():
         assert again == min(first, second)
 
 
-def test_every_grading_gets_the_virtual_cpu_devices_whatever_the_caller_asked():
+def test_every_grading_gets_the_virtual_cpu_devices_and_fast_compilation_whatever_the_caller_asked():
     # The training suite lays batches over meshes of VIRTUAL_CPU_DEVICES CPU devices; other flags are kept.
     count = f"{DEVICE_COUNT_FLAG}={VIRTUAL_CPU_DEVICES}"
-    assert sandbox.xla_flags({}) == count
-    assert sandbox.xla_flags({"XLA_FLAGS": f"--xla_dump_to=/tmp/x {DEVICE_COUNT_FLAG}=2"}) == f"--xla_dump_to=/tmp/x {count}"
+    fast = " ".join(FAST_COMPILATION)
+    assert sandbox.xla_flags({}) == f"{count} {fast}"
+    assert sandbox.xla_flags({"XLA_FLAGS": f"--xla_dump_to=/tmp/x {DEVICE_COUNT_FLAG}=2"}) == f"--xla_dump_to=/tmp/x {count} {fast}"
+    # A compilation flag the caller set keeps the caller's value.
+    mine = "--xla_backend_optimization_level=2"
+    assert sandbox.xla_flags({"XLA_FLAGS": mine}).split() == [mine, count, *FAST_COMPILATION[1:]]
 
 
 def test_core_slices_split_the_cores_among_jobs():

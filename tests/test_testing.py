@@ -131,16 +131,22 @@ def test_compilation_cache_folder_is_per_user_and_can_be_turned_off(tmp_path):
     assert cache_dir({"COURSE_COMPILATION_CACHE": "OFF"}) is None
 
 
-def test_visible_tests_multiply_float32_matrices_at_full_precision(tmp_path):
-    """On a GPU, JAX's default precision (TF32) errs beyond the float32 tolerances: the visible tests' conftest turns it off."""
+def test_visible_tests_multiply_float32_matrices_at_full_precision_and_compile_fast(tmp_path):
+    """On a GPU, JAX's default precision (TF32) errs beyond the float32 tolerances: the visible tests' conftest turns it
+    off. It also asks XLA for fast compilation (course/compile_flags.py), keeping a flag the student set."""
     import subprocess
     import sys
 
+    from course.compile_flags import FAST_COMPILATION
     from tests.conftest import ROOT
 
-    script = ("import runpy, jax; runpy.run_path('exercises/conftest.py'); "
-              "print(jax.config.jax_default_matmul_precision)")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "COURSE_COMPILATION_CACHE": "0"}
+    script = ("import os, runpy, jax; runpy.run_path('exercises/conftest.py'); "
+              "print(os.environ['XLA_FLAGS']); print(jax.config.jax_default_matmul_precision)")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "COURSE_COMPILATION_CACHE": "0",
+           "XLA_FLAGS": "--xla_cpu_use_fusion_emitters=true"}
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split()[-1] == "highest"
+    flags, precision = done.stdout.splitlines()[-2:]
+    assert precision == "highest"
+    assert "--xla_cpu_use_fusion_emitters=true" in flags.split() and "--xla_cpu_use_fusion_emitters=false" not in flags
+    assert {FAST_COMPILATION[0], FAST_COMPILATION[2]} <= set(flags.split())

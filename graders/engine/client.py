@@ -377,7 +377,8 @@ class Student:
         """``{"exists", "callable", "jitted"}`` for one of the exercise's names."""
         return self._ask("info", f"looking up {function}", function=function)
 
-    def construct(self, name: str, *args, kwargs: dict | None = None, rngs_seed: int | None = None) -> Module:
+    def construct(self, name: str, *args, kwargs: dict | None = None, rngs_seed: int | None = None,
+                  params_follow: bool = False) -> Module:
         """Builds ``name(*args, **kwargs)`` in the worker and keeps it there.
 
         Args:
@@ -386,8 +387,12 @@ class Student:
           args, kwargs: may name earlier objects (``module.ref``) and library
             attributes (``wire.Ref("flax.nnx.Param")``).
           rngs_seed: passes ``rngs=nnx.Rngs(rngs_seed)``.
+          params_follow: the caller sets every parameter (:meth:`Module.set_params`)
+            before any other use, so the initial ones need not be computed
+            (:func:`graders.runtime.transforms.construct`).
         """
-        result = self._ask("construct", f"constructing {name}", function=name, args=tuple(args), kwargs=dict(kwargs or {}), rngs_seed=rngs_seed)
+        result = self._ask("construct", f"constructing {name}", function=name, args=tuple(args), kwargs=dict(kwargs or {}),
+                           rngs_seed=rngs_seed, params_follow=params_follow)
         return Module(self, name, int(result["handle"]), {k: (v[0], tuple(v[1])) for k, v in result["params"].items()})
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from course import mistakes as catalogue
 from course.testing import describe_mismatch
+from graders.engine import reference_store
 from graders.engine.failures import Mismatch, StudentError
 from graders.runtime import transforms
 from graders.runtime.wire import Unsupported
@@ -138,7 +139,9 @@ def expect_like_reference(student, reference: Callable, function: str, args: tup
         transform = "vjp"
     waiting = student.submit(function, *args, kwargs=kwargs, transform=transform, in_axes=in_axes, cotangent=cotangent)
     # A reference failure leaves the answer unread; the session skips it before its next request.
-    want = transforms.apply(reference, args, kwargs, transform=transform, in_axes=in_axes, cotangent=cotangent, compile=True)
+    label = f"{getattr(reference, '__module__', '')}.{getattr(reference, '__qualname__', function)}/{transform}/{in_axes}"
+    want = reference_store.outputs(label, (args, kwargs, cotangent), lambda: transforms.apply(
+        reference, args, kwargs, transform=transform, in_axes=in_axes, cotangent=cotangent, compile=True))
     got = waiting()
     if cotangent is not None:
         (got, got_grads), (want, want_grads) = got, want

@@ -17,6 +17,7 @@ grader bug, never the submission's doing) gives a result with status
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -33,6 +34,9 @@ from graders.results import gradescope, pytest_report
 from graders.results.scores import GradingResult, RunStatus, write_json
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
+# What a grade depends on: the grading engine and worker, the suites, the reference and the course runtime.
+# The batch, report and bundle tools beside them never change a grade, so editing them keeps results folders valid.
+_GRADING_SOURCES = ("course", "graders/engine", "graders/runtime", "graders/suites", "reference")
 RESULTS_FILE, REPORT_FILE, SCORE_FILE = "results.json", "report.json", "score.json"
 PID_FILE = "workers"  # beside the settings: where the pytest process notes each worker it starts
 
@@ -57,6 +61,18 @@ def check_graded(names: Sequence[str]) -> None:
         catalog.get(name)
         if not suite_path(name).is_file():
             raise KeyError(f"exercise: {name!r} has no grader suite (graders/suites/test_{name}.py)")
+
+
+def grader_version() -> str:
+    """A hash of the Python code a grade depends on: the grading engine, suites, reference and course runtime."""
+    root = Path(__file__).resolve().parents[2]
+    digest = hashlib.sha256()
+    for top in _GRADING_SOURCES:
+        for path in sorted((root / top).rglob("*.py")):
+            relative = path.relative_to(root)
+            if not submissions.is_skipped(relative):
+                digest.update(relative.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def default_cache_dir() -> Path:
@@ -247,9 +263,19 @@ def _write_settings(folder: Path, plan: _Plan, uid: int | None) -> Path:
         "submission": str(plan.submission), "seed": plan.seed, "limits": asdict(plan.limits), "forbidden": plan.forbidden,
         "reference": str(plan.repo / "reference"), "cache_dir": str(plan.cache), "pid_file": str(folder / PID_FILE),
         "isolation": plan.isolation, "worker_uid": uid, "made_searchable": plan.made_searchable,
-        "cores": plan.cores,
+        "cores": plan.cores, "reference_store": _reference_store(plan),
     }))
     return settings
+
+
+def _reference_store(plan: _Plan) -> str | None:
+    """The folder of the reference's stored outputs for this grading code and seed (:mod:`graders.engine.reference_store`).
+
+    None when the worker runs as the grader's own user (isolation ``none``): it could write there.
+    """
+    if plan.isolation == "none":
+        return None
+    return str(plan.cache / "reference-outputs" / grader_version() / f"seed-{plan.seed}")
 
 
 def _run_suites(plan: _Plan, settings: Path) -> tuple[dict | None, str]:

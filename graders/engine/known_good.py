@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from graders.engine import reference_store
+
 DTYPES = ("float32", "bfloat16")
 
 
@@ -65,7 +67,12 @@ def attention(d_k: tuple[int, ...], dtypes: tuple[str, ...] = DTYPES) -> dict[st
     keys, ``[N, T_k, d_v]`` values and a ``bool[N, T_q, T_k]`` mask, with
     ``N``, ``T_q``, ``T_k`` and ``d_v`` symbolic; ``d_k`` is concrete (the
     scale ``1 / sqrt(d_k)`` is a Python number), hence one program per width.
+    Exported once per grading seed (the reference store).
     """
+    return reference_store.outputs("known_good.attention", (tuple(d_k), tuple(dtypes)), lambda: _attention(d_k, dtypes))
+
+
+def _attention(d_k: tuple[int, ...], dtypes: tuple[str, ...]) -> dict[str, np.ndarray]:
     module = _reference("attention")
     N, T_q, T_k, d_v, T = jax.export.symbolic_shape("N, T_q, T_k, d_v, T")
     programs = {"attention/causal_mask": _serialized(lambda anchor: module.causal_mask(anchor.shape[0]),
@@ -82,7 +89,12 @@ def attention(d_k: tuple[int, ...], dtypes: tuple[str, ...] = DTYPES) -> dict[st
 def loss(dtypes: tuple[str, ...] = ("float32",), masked: tuple[bool, ...] = (False,)) -> dict[str, np.ndarray]:
     """``cross_entropy_loss`` (``[N, V]`` logits, ``int32[N]`` targets, with ``masked`` a ``float32[N]`` mask) and
     ``next_token_loss`` (``[B, T, V]`` logits, ``int32[B, T]`` tokens, with ``masked`` an ``int32`` pad id) for
-    ``logits`` of ``dtypes``. By default the unmasked programs only: each program costs its export."""
+    ``logits`` of ``dtypes``. By default the unmasked programs only: each program costs its export (once per grading
+    seed: the reference store)."""
+    return reference_store.outputs("known_good.loss", (tuple(dtypes), tuple(masked)), lambda: _loss(dtypes, masked))
+
+
+def _loss(dtypes: tuple[str, ...], masked: tuple[bool, ...]) -> dict[str, np.ndarray]:
     module = _reference("loss")
     N, V = jax.export.symbolic_shape("N, V")
     B, T, V_ = jax.export.symbolic_shape("B, T, V", constraints=("T >= 2",))

@@ -79,7 +79,7 @@ class Grading:
     """The state of one grading run inside the pytest process."""
 
     def __init__(self, settings: dict):
-        from graders.engine import scan
+        from graders.engine import reference_store, scan
         from graders.engine.client import Session  # no jax: the worker starts before this process imports it
         from graders.engine.sandbox import Limits, pin
 
@@ -107,6 +107,10 @@ class Grading:
         self.compile_seconds = 0.0
         jax.monitoring.register_event_duration_secs_listener(self._on_event)
         submission.activate(settings["reference"])  # this process only ever imports the reference's exercises
+        self.store = None
+        if settings.get("reference_store"):  # the platform's outputs differ in rounding: a store per platform
+            self.store = reference_store.ReferenceStore(Path(settings["reference_store"]) / jax.default_backend())
+        reference_store.activate(self.store)
         self.students: dict = {}
         self.references: dict = {}
         # From this process's creation: the interpreter, pytest, jax and the plugin.
@@ -146,6 +150,8 @@ class Grading:
             "worker": {"isolation": session.isolation, "uid": session.info.get("uid"), "starts": timings.worker_starts,
                        "made_searchable": self.made_searchable,
                        "output_bytes": session.output_bytes, "output_tail": session.output_tail},
+            "reference_store": {"used": self.store is not None, "hits": getattr(self.store, "hits", 0),
+                                "misses": getattr(self.store, "misses", 0)},
             "timings": {
                 "grader_start": round(self.start_seconds, 3),
                 "grader_compile": round(self.compile_seconds, 3),
@@ -312,6 +318,13 @@ def _record(item) -> dict:
 def _first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    grading = item.config.stash.get(_KEY, None)
+    if grading is not None and grading.store is not None:
+        grading.store.case = item.nodeid  # the reference's stored outputs are the case's
 
 
 @pytest.hookimpl(wrapper=True)

@@ -60,6 +60,7 @@ from pathlib import Path
 
 import psutil
 
+from course.compile_flags import with_fast_compilation
 from course.host_devices import VIRTUAL_CPU_DEVICES, with_device_count
 from course.submission import SKIPPED_FOLDERS, is_skipped
 
@@ -73,12 +74,13 @@ _PASSED_ENV = ("JAX_PLATFORMS", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"
 
 
 def xla_flags(environ: Mapping[str, str]) -> str:
-    """``XLA_FLAGS`` for the grader's pytest process and its workers: ``environ``'s, with ``VIRTUAL_CPU_DEVICES`` CPU devices.
+    """``XLA_FLAGS`` for the grader's pytest process and its workers: ``environ``'s, with ``VIRTUAL_CPU_DEVICES`` CPU
+    devices and fast compilation (:mod:`course.compile_flags`: most of a grading is compiling small programs).
 
     Every grading run then has the same CPU devices whatever its caller set: the training suite lays batches
     over meshes of them. The flag splits only the CPU, so a GPU worker keeps its GPUs and exercises run as before.
     """
-    return with_device_count(environ.get("XLA_FLAGS", ""), VIRTUAL_CPU_DEVICES, replace=True)
+    return with_fast_compilation(with_device_count(environ.get("XLA_FLAGS", ""), VIRTUAL_CPU_DEVICES, replace=True))
 
 
 ISOLATIONS = ("auto", "bubblewrap", "fallback")  # what a caller may ask for

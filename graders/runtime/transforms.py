@@ -10,6 +10,8 @@ by their path (``"blocks/0/kernel"``); the VJP then also differentiates them.
 
 from __future__ import annotations
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,8 +29,11 @@ def _is_leaf(x) -> bool:
 
 
 def to_jax(tree):
-    """``tree`` with its numpy arrays turned into jax arrays."""
-    return jax.tree.map(lambda x: jnp.asarray(x) if isinstance(x, np.ndarray | np.generic) else x, tree, is_leaf=_is_leaf)
+    """``tree`` with its numpy arrays turned into jax arrays.
+
+    ``jax.device_put``, not ``jnp.asarray``, which compiles a small program for every new shape.
+    """
+    return jax.tree.map(lambda x: jax.device_put(x) if isinstance(x, np.ndarray | np.generic) else x, tree, is_leaf=_is_leaf)
 
 
 def holds_objects(tree) -> bool:
@@ -39,8 +44,6 @@ def holds_objects(tree) -> bool:
 
 def is_module(x) -> bool:
     """Whether ``x`` is a Flax NNX module (without importing flax when the submission did not)."""
-    import sys
-
     nnx = sys.modules.get("flax.nnx")
     return nnx is not None and isinstance(x, nnx.Module)
 
@@ -195,8 +198,30 @@ def set_params(module, params: dict[str, np.ndarray]) -> None:
                 f"parameter {key}: expected {np.asarray(params[key]).dtype}{list(np.shape(params[key]))}, "
                 f"got {jnp.dtype(value.dtype).name}{list(value.shape)}"
             )
-        new[path] = jnp.asarray(params[key])
+        new[path] = jax.device_put(np.asarray(params[key]))
     nnx.update(module, nnx.from_flat_state(new))
+
+
+def construct(build, args: tuple = (), kwargs: dict | None = None, *, params_follow: bool = False):
+    """``build(*args, **kwargs)``; with ``params_follow``, an NNX module whose parameters are placeholders.
+
+    Every random initial weight of a module built for real is a program of its
+    own to compile, and the grader replaces them all (:func:`set_params`). So
+    with ``params_follow`` the module is built by ``nnx.eval_shape``, which
+    computes nothing, and kept so when its parameters are its only arrays.
+    Anything else (a constructor that needs concrete values, other state, an
+    error, something that is no module) is built for real, and raises as it would.
+    """
+    kwargs = dict(kwargs or {})
+    if params_follow and "flax.nnx" in sys.modules:
+        nnx = _nnx()
+        try:
+            module = nnx.eval_shape(lambda: build(*args, **kwargs))
+        except Exception:  # built for real below, which raises the constructor's own error
+            module = None
+        if is_module(module) and not jax.tree.leaves(nnx.state(module, nnx.Not(nnx.Param))):
+            return module
+    return build(*args, **kwargs)
 
 
 def apply_module(module, method: str, args: tuple = (), kwargs: dict | None = None, *, transform: str | None = None,
@@ -212,12 +237,31 @@ def apply_module(module, method: str, args: tuple = (), kwargs: dict | None = No
         return apply(getattr(module, method), args, kwargs, transform=transform, in_axes=in_axes, compile=compile)
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)
     flat = _flat_params(params)
-    paths = {key: path for key, (path, _) in flat.items()}
     weights = {key: var.get_value() for key, (_, var) in flat.items()}
-
-    def call(weights, *a, **k):
-        state = nnx.from_flat_state({paths[key]: value for key, value in weights.items()})
-        return getattr(nnx.merge(graphdef, state, rest), method)(*a, **k)
-
+    call = _with_weights(graphdef, method, tuple((key, path) for key, (path, _) in flat.items()), rest)
     outputs, (param_grads, *grads) = apply(call, (weights, *args), kwargs, transform="vjp", cotangent=cotangent, compile=compile)
     return outputs, (tuple(grads), param_grads)
+
+
+_WITH_WEIGHTS: dict = {}  # (graphdef, method, paths) -> the function of weights and arguments: one per structure
+
+
+def _with_weights(graphdef, method: str, paths: tuple, rest):
+    """``call(weights, *args, **kwargs)``: the module ``graphdef`` with ``weights`` (keyed like :func:`get_params`), called.
+
+    Modules of one structure (a case's fresh module, the next case's) share one
+    function, and so one compiled program per shape; a module with state
+    besides its parameters gets its own, which holds that state.
+    """
+    nnx = _nnx()
+
+    def call(weights, *a, **k):
+        state = nnx.from_flat_state({path: weights[key] for key, path in paths})
+        return getattr(nnx.merge(graphdef, state, rest), method)(*a, **k)
+
+    if jax.tree.leaves(rest):
+        return call
+    try:
+        return _WITH_WEIGHTS.setdefault((graphdef, method, paths), call)
+    except TypeError:  # a static attribute that cannot be hashed
+        return call

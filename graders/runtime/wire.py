@@ -206,6 +206,21 @@ def unpack(body: bytes, payload: bytes) -> tuple[dict, dict[str, np.ndarray]]:
     return header, arrays
 
 
+def unpack_frame(frame: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    """The header and arrays of one whole frame (:func:`pack`'s bytes).
+
+    Raises:
+      ProtocolError: as :func:`unpack`, or the frame is shorter than its lengths say.
+    """
+    if len(frame) < _HEADER.size:
+        raise ProtocolError("the frame is shorter than its header")
+    body_size, payload_size = _HEADER.unpack_from(frame)
+    if len(frame) != _HEADER.size + body_size + payload_size:
+        raise ProtocolError("the frame's size differs from its lengths")
+    body = frame[_HEADER.size:_HEADER.size + body_size]
+    return unpack(body, frame[_HEADER.size + body_size:])
+
+
 def check_npz(payload: bytes) -> None:
     """Checks a ``.npz`` payload before anything of it is loaded.
 

@@ -23,10 +23,12 @@ Requests (``op``) and their results:
   cotangent, precision, compile}``: the outputs (see :mod:`transforms`; by
   default compiled as a whole when the function allows it).
 - ``info {exercise, function}``: whether it exists, is callable, is jitted.
-- ``construct {exercise, function, args, kwargs, rngs_seed}``: builds an
+- ``construct {exercise, function, args, kwargs, rngs_seed, params_follow}``: builds an
   object, an exercise's (``"MultiHeadAttention"``) or a library's
   (``"optax.sgd"``, ``"flax.nnx.Optimizer"``), and keeps it under a handle that
   later arguments can name; returns an NNX module's parameter shapes.
+  ``params_follow``: a ``set_params`` comes next, so the initial parameters
+  need not be computed (``transforms.construct``).
 - ``get_params {handle}`` / ``set_params {handle, params}``.
 
 Every answer is ``{"ok": true, "result": ...}`` or ``{"ok": false, "error":
@@ -146,13 +148,17 @@ class Worker:
         args = tuple(decode(request.get("args", {"$tuple": []})))
         kwargs = decode(request.get("kwargs", {"$dict": {}}))
         if op == "construct":
-            if request.get("rngs_seed") is not None:
-                from flax import nnx
-
-                kwargs["rngs"] = nnx.Rngs(int(request["rngs_seed"]))
-            name = request["function"]
+            name, seed = request["function"], request.get("rngs_seed")
             build = self.resolve(self.wire.Ref(name)) if "." in name else self.target(request)
-            self.handles.append(build(*args, **kwargs))
+
+            def make(*a, **k):  # the Rngs made inside: nnx.eval_shape may trace the construction
+                if seed is not None:
+                    from flax import nnx
+
+                    k["rngs"] = nnx.Rngs(int(seed))
+                return build(*a, **k)
+
+            self.handles.append(self.transforms.construct(make, args, kwargs, params_follow=bool(request.get("params_follow"))))
             params = self.transforms.get_params(self.handles[-1]) if self.transforms.is_module(self.handles[-1]) else {}
             return {"handle": len(self.handles) - 1, "params": {k: [str(v.dtype), list(v.shape)] for k, v in params.items()}}
         if op == "get_params":

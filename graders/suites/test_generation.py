@@ -160,7 +160,7 @@ def _models(student, rng, dims):
     V, _, max_seq_len = dims
     kwargs = {"vocab_size": V, "d_hidden": 16, "max_seq_len": max_seq_len}
     ref = PrefixMeanLM(**kwargs, rngs=nnx.Rngs(int(rng.integers(2**31))))
-    model = student.construct("course.testing.toy_model.PrefixMeanLM", kwargs=kwargs, rngs_seed=0)
+    model = student.construct("course.testing.toy_model.PrefixMeanLM", kwargs=kwargs, rngs_seed=0, params_follow=True)
     model.set_params(param_arrays(ref))
     return model, ref
 

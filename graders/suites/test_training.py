@@ -71,7 +71,7 @@ def _models(student, rng, V, model_class=BigramMLP, optimizer=("adam", 0.05)):
     """The worker's model and optimizer (the reference's weights copied in) and the same pair here."""
     kwargs = {"vocab_size": V, "d_hidden": 8, "max_seq_len": 16}
     ref = model_class(**kwargs, rngs=nnx.Rngs(int(rng.integers(2**31))))
-    model = student.construct(f"course.testing.toy_model.{model_class.__name__}", kwargs=kwargs, rngs_seed=0)
+    model = student.construct(f"course.testing.toy_model.{model_class.__name__}", kwargs=kwargs, rngs_seed=0, params_follow=True)
     model.set_params(param_arrays(ref))
     name, learning_rate = optimizer
     tx = student.construct(f"optax.{name}", kwargs={"learning_rate": learning_rate})

@@ -39,11 +39,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from course.params import load_param_arrays, param_arrays
-from graders.engine import known_good
+from course.params import abstract_module, load_param_arrays, param_specs
+from graders.engine import known_good, reference_store
 from graders.engine.compare import check, expect_dtype, known_mistakes
 from graders.engine.failures import Mismatch, StudentError, SubmissionFailure
-from graders.runtime import transforms
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +80,10 @@ def _random_params(rng, like: dict) -> dict:
 
 def _build(student, reference, name, kwargs, rng):
     """The student's module and the reference's, both holding the same randomly drawn parameters."""
-    ref = getattr(reference, name)(**kwargs, rngs=nnx.Rngs(0))
-    weights = _random_params(rng, param_arrays(ref))
+    ref = abstract_module(lambda: getattr(reference, name)(**kwargs, rngs=nnx.Rngs(0)))  # drawn next: nothing to compile
+    weights = _random_params(rng, param_specs(ref))
     load_param_arrays(ref, weights)
-    module = student.construct(name, kwargs=kwargs, rngs_seed=0)
+    module = student.construct(name, kwargs=kwargs, rngs_seed=0, params_follow=True)
     want = {k: (np.dtype(v.dtype).name, tuple(v.shape)) for k, v in weights.items()}
     got = {k: (d, tuple(s)) for k, (d, s) in module.params.items()}  # the worker's dtype names, compared as text
     if got != want:
@@ -104,14 +103,14 @@ def _compare(module, ref, name, args, kwargs, rng, mistakes, *, tolerance_of=Non
     cotangent = _normal(rng, *args[0].shape)  # every module maps [..., d_model] to [..., d_model]
     if not gradients:
         waiting = module.submit(*args, kwargs=kwargs)
-        want = transforms.apply_module(ref, "__call__", args, kwargs, compile=True)
+        want = reference_store.module_outputs(ref, "__call__", args, kwargs, compile=True)
         got = waiting()
         check(got, want, what=f"{name}: output", mistakes=mistakes, mistake_args=args, mistake_kwargs=kwargs,
               tolerance_of=tolerance_of)
         return got, want
     waiting = module.submit(*args, kwargs=kwargs, transform="vjp", cotangent=cotangent)  # the worker computes meanwhile
-    want, (want_arg_grads, want_param_grads) = transforms.apply_module(ref, "__call__", args, kwargs, transform="vjp",
-                                                                        cotangent=cotangent, compile=True)
+    want, (want_arg_grads, want_param_grads) = reference_store.module_outputs(ref, "__call__", args, kwargs, transform="vjp",
+                                                                              cotangent=cotangent, compile=True)
     got, (got_arg_grads, got_param_grads) = waiting()
     check(got, want, what=f"{name}: output", mistakes=mistakes, mistake_args=args, mistake_kwargs=kwargs, tolerance_of=tolerance_of)
     names = ("x", "context")
@@ -165,7 +164,7 @@ def test_multi_head_attention_leading_dimensions_under_jit(student, reference, r
     # Three leading dimensions and a [T, T] mask broadcast over them, the whole call under jax.jit: one compilation.
     x, mask = _normal(rng, 2, 1, 2, T, H * d_head), np.tril(np.ones((T, T), bool))
     waiting = module.submit(x, kwargs={"mask": mask}, transform="jit")
-    want = transforms.apply_module(ref, "__call__", (x,), {"mask": mask}, transform="jit")
+    want = reference_store.module_outputs(ref, "__call__", (x,), {"mask": mask}, transform="jit")
     check(waiting(), want, what=f"MultiHeadAttention under jax.jit: output for x of shape {list(x.shape)}")
 
 
@@ -177,7 +176,7 @@ def test_multi_head_attention_every_mask_shape(student, reference, rng, dims, sh
     module, ref = _build(student, reference, "MultiHeadAttention", _kwargs("MultiHeadAttention", H, H * d_head, 0), rng)
     x, mask = _normal(rng, B, T, H * d_head), _mask(rng, shape, B, H, T)
     waiting = module.submit(x, kwargs={"mask": mask})
-    want = transforms.apply_module(ref, "__call__", (x,), {"mask": mask}, compile=True)
+    want = reference_store.module_outputs(ref, "__call__", (x,), {"mask": mask}, compile=True)
     check(waiting(), want, what=f"MultiHeadAttention: output for a mask of shape {list(mask.shape)}",
           mistakes=known_mistakes(reference, "MultiHeadAttention", ref), mistake_args=(x,), mistake_kwargs={"mask": mask})
 
@@ -234,7 +233,7 @@ def test_decoder_block_bfloat16_inputs(student, reference, rng, dims):
     kwargs = {"mask": np.tril(np.ones((T, T), bool))}
     # Outputs only: the bfloat16 case checks mixed precision, the float32 cases the gradients.
     waiting = module.submit(x, kwargs=kwargs)
-    want = transforms.apply_module(ref, "__call__", (x,), kwargs, compile=True)
+    want = reference_store.module_outputs(ref, "__call__", (x,), kwargs, compile=True)
     got = waiting()
     check(got, want, what="DecoderBlock: output for a bfloat16 input", tolerance_of=jnp.bfloat16)
     # The specification's layers promote a bfloat16 input with float32 weights: the output dtype is the reference's.
@@ -251,7 +250,7 @@ def test_with_your_own_attention(student, reference, rng, dims):
         module, ref = _build(student.with_own_building_blocks(), reference, "DecoderBlock",
                              _kwargs("DecoderBlock", H, H * d_head, d_ff), rng)
         waiting = module.submit(x, kwargs=kwargs)
-        check(waiting(), transforms.apply_module(ref, "__call__", (x,), kwargs, compile=True), what="DecoderBlock: output")
+        check(waiting(), reference_store.module_outputs(ref, "__call__", (x,), kwargs, compile=True), what="DecoderBlock: output")
     except SubmissionFailure as failure:
         raise Mismatch(f"with your own attention: {failure}. Your DecoderBlock is right with the grader's attention: "
                        "fix exercises/attention first") from None
