@@ -33,7 +33,7 @@ from flax import nnx
 
 from course import catalog, mistakes, submission
 from course.params import flatten_params, load_param_arrays, module_vjp, param_arrays
-from course.testing import FIXTURES_FILE, describe_mismatch, mistake_key
+from course.testing import FIXTURES_FILE, describe_mismatch, mistake_key, tolerance
 from course.testing.toy_model import TOY, BigramMLP
 
 Arrays = dict[str, np.ndarray]
@@ -309,14 +309,24 @@ class FixtureUpdate:
 
 
 def compare(committed: Arrays, fresh: Arrays) -> str | None:
-    """Why ``committed`` is not ``fresh`` (inputs exact, outputs to float32 round-off), or None."""
+    """Why ``committed`` is not ``fresh``, or None.
+
+    Values agree to a tenth of the course's relative output tolerance and its
+    absolute one (``course.testing.tolerance``): another CPU rounds the deeper
+    models' outputs differently by a few float32 ulps (up to 5e-6 on logits of
+    5), which is no reason to rebuild fixtures; any change of the reference's
+    semantics is far larger. Inputs drawn here compare equal to that tolerance too.
+    """
     if committed.keys() != fresh.keys():
         return f"names differ: {sorted(committed.keys() ^ fresh.keys())}"
     for name, want in fresh.items():
         got = committed[name]
         if got.shape != want.shape or got.dtype != want.dtype:
             return f"{name}: {got.dtype}{list(got.shape)} != {want.dtype}{list(want.shape)}"
-        if not np.allclose(got, want, rtol=1e-6, atol=1e-6):
+        inexact = jnp.issubdtype(want.dtype, jnp.inexact)
+        bounds = tolerance(want.dtype) if inexact else {"rtol": 0.0, "atol": 0.0}  # integers and masks exactly
+        if not np.allclose(np.asarray(got, np.float64), np.asarray(want, np.float64), rtol=bounds["rtol"] / 10,
+                           atol=bounds["atol"]):
             return f"{name}: values differ"
     return None
 

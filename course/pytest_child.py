@@ -43,17 +43,20 @@ def run_pytest(
     """
     with tempfile.TemporaryDirectory(prefix="course-pytest-") as tmp:
         report_path = Path(tmp) / "report.json"
-        command = [
-            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--json-report",
-            f"--json-report-file={report_path}", "--json-report-omit=log,warnings,keywords,streams", *args,
-        ]
+        command = pytest_command(report_path, args)
         try:
             completed = subprocess.run(command, cwd=cwd, env=None if env is None else dict(env), capture_output=True,
                                        text=True, timeout=timeout, start_new_session=new_session)
             log = completed.stdout + completed.stderr
         except subprocess.TimeoutExpired as expired:
             log = f"pytest took longer than {timeout:.0f} s and was stopped\n{_text(expired.stdout)}{_text(expired.stderr)}"
-        return _read_report(report_path), log[-LOG_CHARS:]
+        return read_report(report_path), log[-LOG_CHARS:]
+
+
+def pytest_command(report: Path, args: Sequence[str]) -> list[str]:
+    """``python -m pytest`` with the options of :func:`run_pytest`, writing its JSON report to ``report``."""
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--json-report", f"--json-report-file={report}",
+            "--json-report-omit=log,warnings,keywords,streams", *args]
 
 
 def _text(output: bytes | str | None) -> str:
@@ -61,7 +64,8 @@ def _text(output: bytes | str | None) -> str:
     return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
 
 
-def _read_report(path: Path) -> dict | None:
+def read_report(path: Path) -> dict | None:
+    """The JSON report at ``path``; ``None`` when there is none or it is not a JSON object."""
     try:
         report = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -2,8 +2,8 @@
 
 A submissions folder holds one entry per student, named by the student's id:
 a folder shaped like ``exercises/`` or a ``.zip`` of one. Each is graded by
-:func:`graders.grade` (its own pytest process and sandboxed worker), several
-at a time, so a crash, hang or output flood costs only that student's grade.
+:func:`graders.grade` (its own sandboxed worker, in its job's pytest process),
+several at a time, so a crash, hang or output flood costs only that student's grade.
 
 The results folder holds ``batch.json`` (the grader version, the seed and the
 exercises of the class run) and, per student, ``<student>/`` with the score
@@ -23,7 +23,9 @@ grader's reference store (:mod:`graders.engine.reference_store`), which no
 worker can see; its compilations are kept in JAX's persistent compilation
 cache (``graders.engine.grading.default_cache_dir``) beside it. A batch's
 students then cost about the half of a grading that is the submission's own
-compilation and run (``BENCHMARKS.md``).
+compilation and run (``BENCHMARKS.md``). Each local job also keeps one pytest
+process for all its gradings (:mod:`graders.engine.pytest_server`), so the
+trusted side starts once per job; every student still gets a fresh worker.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from course.seeds import check_seed, draw_seed
 from course.submission import is_skipped
 from graders.engine import grading, sandbox
 from graders.engine.grading import grader_version
+from graders.engine.pytest_server import PytestServer
 from graders.results.layout import BATCH_FILE, BATCH_SCHEMA, STUDENT_FILE
 from graders.results.scores import CaseStatus, RunStatus, SubmissionStatus, write_json
 
@@ -287,19 +290,21 @@ def recorded_outcome(out: Path, student: str, key: dict) -> Outcome | None:
 
 def grade_one(student: str, source: Path, results_dir: Path, batch: dict, *, limits: sandbox.Limits | None,
               force: bool, isolation: str = "auto", open_interpreter_path: bool = False,
-              cores: Sequence[int] | None = None) -> Outcome:
-    """Grades one student's submission into ``results_dir/<student>/`` on ``cores``, or skips it when nothing changed."""
+              cores: Sequence[int] | None = None, server: PytestServer | None = None) -> Outcome:
+    """Grades one student's submission into ``results_dir/<student>/`` on ``cores`` (in the job's pytest ``server``),
+    or skips it when nothing changed."""
     key = skip_key(source, batch)
     out = results_dir / student
     recorded = None if force else recorded_outcome(out, student, key)
     if recorded is not None:
         return recorded
     return grade_into(out, student, source, key, limits=limits, isolation=isolation, open_interpreter_path=open_interpreter_path,
-                      cores=cores)
+                      cores=cores, server=server)
 
 
 def grade_into(out: Path, student: str, source: Path, key: dict, *, limits: sandbox.Limits | None, isolation: str,
-               open_interpreter_path: bool, cores: Sequence[int] | None = None) -> Outcome:
+               open_interpreter_path: bool, cores: Sequence[int] | None = None,
+               server: PytestServer | None = None) -> Outcome:
     """Grades ``source`` into the folder ``out`` (emptied first): the score files and ``submission.json`` (``key`` and
     the outcome)."""
     started = time.monotonic()
@@ -309,7 +314,8 @@ def grade_into(out: Path, student: str, source: Path, key: dict, *, limits: sand
     try:
         with unpacked(source) as folder:
             result = grading.grade(folder, exercises=key["exercises"], out=out, seed=key["seed"], limits=limits,
-                                   isolation=isolation, open_interpreter_path=open_interpreter_path, cores=cores)
+                                   isolation=isolation, open_interpreter_path=open_interpreter_path, cores=cores,
+                                   server=server)
     except (Rejected, ValueError) as error:  # the submission's own faults: a bad zip, a link, graders.grade's refusals
         outcome = Outcome(student, SubmissionStatus.REJECTED, reason=str(error), seconds=time.monotonic() - started)
     except Exception as error:  # the grader's side failed (a read-only cache, a full disk): never final, regraded next run
@@ -441,26 +447,33 @@ def _checked_arguments(jobs: int | None, seed: int | None, exercises: Sequence[s
 def _grade_in_pool(submissions: dict[str, Path], out: Path, batch: dict, grade: Callable[..., Outcome], *, jobs: int,
                    on_done: Callable[[Outcome], None] | None) -> list[Outcome]:
     """Grades every submission with ``grade`` (:func:`grade_one`), ``jobs`` at a time, each job on its own slice of
-    this machine's cores (:func:`sandbox.core_slices`), and tells ``on_done`` of each outcome as it completes."""
+    this machine's cores (:func:`sandbox.core_slices`) with its own pytest server (:mod:`graders.engine.pytest_server`:
+    the trusted side's start-up once per job), and tells ``on_done`` of each outcome as it completes."""
     free = queue.SimpleQueue()
+    servers = []
     for cores in sandbox.core_slices(jobs, sandbox.check_cores(None)):
-        free.put(cores)
+        servers.append(grading.pytest_server())
+        free.put((cores, servers[-1]))
 
     def on_a_free_slice(*args):
-        cores = free.get()  # never waits: at most `jobs` gradings run at once, and there are `jobs` slices
+        cores, server = free.get()  # never waits: at most `jobs` gradings run at once, and there are `jobs` slices
         try:
-            return grade(*args, cores=cores)
+            return grade(*args, cores=cores, server=server)
         finally:
-            free.put(cores)
+            free.put((cores, server))
 
     outcomes = []
-    with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads suffice: each grading is its own processes
-        futures = {pool.submit(on_a_free_slice, s, p, out, batch): s for s, p in submissions.items()}
-        for future in as_completed(futures):
-            outcome = outcome_of(future, futures[future], out)
-            outcomes.append(outcome)
-            if on_done is not None:
-                on_done(outcome)
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads suffice: each grading is its own processes
+            futures = {pool.submit(on_a_free_slice, s, p, out, batch): s for s, p in submissions.items()}
+            for future in as_completed(futures):
+                outcome = outcome_of(future, futures[future], out)
+                outcomes.append(outcome)
+                if on_done is not None:
+                    on_done(outcome)
+    finally:
+        for server in servers:
+            server.close()
     return outcomes
 
 

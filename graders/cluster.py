@@ -2,8 +2,8 @@
 
 Each submission that is not skipped becomes one task, :func:`grade_remotely`:
 on a worker it runs the local job's :func:`graders.batch.grade_into` (the same
-``graders.grade`` call, its own pytest process and sandboxed worker) into a
-temporary folder, and returns the outcome and that folder's files. The client
+``graders.grade`` call, in the worker thread's own pytest server, with a fresh
+sandboxed worker) into a temporary folder, and returns the outcome and that folder's files. The client
 decides the skips (content hashes, as a local run does) and writes the
 returned files into the results folder, so a cluster run's results folder is a
 local run's, byte for byte but for timings.
@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from graders.batch import BatchError, Outcome, grade_into, grader_version, outcome_of, recorded_outcome, skip_key
+from graders.engine.grading import pytest_server
 from graders.results.layout import STUDENT_FILE
 
 
@@ -84,6 +86,9 @@ def worker_problem(submissions_dir: str, version: str) -> str | None:
     return None
 
 
+_THREAD = threading.local()  # a Dask worker thread's pytest server (graders.engine.pytest_server)
+
+
 def grade_remotely(student: str, source: Path, key: dict, options: dict) -> tuple[Outcome, dict[str, bytes]]:
     """The task of one submission, on a worker: :func:`graders.batch.grade_into` into a temporary folder; returns the
     outcome and the folder's files (name -> bytes) for the client to write.
@@ -95,9 +100,11 @@ def grade_remotely(student: str, source: Path, key: dict, options: dict) -> tupl
     problem = worker_problem(str(source.parent), key["grader_version"])
     if problem is not None:
         raise RuntimeError(f"this worker {problem}")
+    if getattr(_THREAD, "server", None) is None:  # one per worker thread, as a local job has; ends with the worker
+        _THREAD.server = pytest_server()
     with tempfile.TemporaryDirectory(prefix="course-grade-all-") as tmp:
         folder = Path(tmp) / student
-        outcome = grade_into(folder, student, source, key, **options)
+        outcome = grade_into(folder, student, source, key, **options, server=_THREAD.server)
         return outcome, {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
 
 

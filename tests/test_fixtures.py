@@ -30,6 +30,12 @@ def test_compare_reports_changed_values_and_names():
     assert "values differ" in fixtures.compare({"a.output": np.zeros(3, np.float32)}, fresh)
     assert "names differ" in fixtures.compare({"b.output": np.ones(3, np.float32)}, fresh)
     assert "float64" in fixtures.compare({"a.output": np.ones(3)}, fresh)
+    # Another CPU's round-off is no change (a few float32 ulps on logits of 5); a change of the semantics is.
+    logits = np.linspace(-5, 5, 11, dtype=np.float32)
+    assert fixtures.compare({"m.logits": logits + np.float32(5e-6)}, {"m.logits": logits}) is None
+    assert "values differ" in fixtures.compare({"m.logits": logits * np.float32(1.001)}, {"m.logits": logits})
+    tokens = np.arange(4, dtype=np.int32)
+    assert "values differ" in fixtures.compare({"m.tokens": tokens + 1}, {"m.tokens": tokens})
 
 
 def test_params_round_trip():

@@ -287,7 +287,7 @@ def test_grader_faults_are_grader_errors_regraded_and_linked_entries_rejected(tm
     (submissions / "mallory").symlink_to(ROOT / "reference")  # would grade the reference as mallory's work
     graded, failing = [], {"bob"}
 
-    def fake_grade(folder, *, exercises, out, seed, limits, isolation, open_interpreter_path, cores):
+    def fake_grade(folder, *, exercises, out, seed, limits, isolation, open_interpreter_path, cores, server):
         graded.append(Path(folder).name)
         if Path(folder).name in failing:
             failing.clear()
@@ -310,13 +310,14 @@ def test_parallel_jobs_grade_on_disjoint_slices_of_the_cores(tmp_path, monkeypat
     import time
 
     monkeypatch.setattr(batch.sandbox, "check_cores", lambda cores: [0, 1, 2, 3])
-    lock, running, seen = threading.Lock(), [], []
+    lock, running, seen, servers = threading.Lock(), [], [], {}
 
-    def grade(student, source, out, key, *, cores):
+    def grade(student, source, out, key, *, cores, server):
         with lock:
             assert not any(set(cores) & set(other) for other in running), (cores, running)
             running.append(cores)
             seen.append(cores)
+            servers.setdefault(tuple(cores), set()).add(id(server))  # each job keeps its own pytest server
         time.sleep(0.05)
         with lock:
             running.remove(cores)
@@ -326,3 +327,4 @@ def test_parallel_jobs_grade_on_disjoint_slices_of_the_cores(tmp_path, monkeypat
     outcomes = batch._grade_in_pool(students, tmp_path, {}, grade, jobs=2, on_done=None)
     assert sorted(o.student for o in outcomes) == sorted(students)
     assert {tuple(c) for c in seen} == {(0, 1), (2, 3)}
+    assert [len(ids) for ids in servers.values()] == [1, 1] and len(set.union(*servers.values())) == 2, servers

@@ -30,6 +30,7 @@ from course import catalog, submission as submissions
 from course.pytest_child import run_pytest
 from course.seeds import check_seed, draw_seed
 from graders.engine import sandbox
+from graders.engine.pytest_server import PytestServer
 from graders.results import gradescope, pytest_report
 from graders.results.scores import GradingResult, RunStatus, write_json
 
@@ -95,6 +96,7 @@ def grade(
     isolation: str = "auto",
     open_interpreter_path: bool = False,
     cores: Sequence[int] | None = None,
+    server: PytestServer | None = None,
 ) -> GradingResult:
     """Grades ``submission`` and, when ``out`` is given, writes its score files there.
 
@@ -121,6 +123,9 @@ def grade(
         process's); XLA sizes its thread pools to them, so parallel jobs given
         disjoint slices (:func:`graders.engine.sandbox.core_slices`) do not
         oversubscribe the machine.
+      server: run the suites in this batch job's pytest server (made by
+        :func:`pytest_server`) instead of a new pytest process: the same
+        grading without paying the process's start-up again.
 
     Returns:
       The :class:`~graders.results.scores.GradingResult`; its ``status`` is
@@ -145,7 +150,7 @@ def grade(
         uid = sandbox.slot_uid(slot)
         sandbox.kill_user(uid)  # whatever an earlier grading in this slot left behind (its grader was killed)
         try:
-            report, log, pytest_seconds = _run_child(plan, uid)
+            report, log, pytest_seconds = _run_child(plan, uid, server)
         finally:
             sandbox.kill_user(uid)
             sandbox.remove_files_of(uid)
@@ -244,13 +249,13 @@ def isolation_level(requested: str = "auto", *, open_interpreter_path: bool = Fa
     return level, made_searchable
 
 
-def _run_child(plan: _Plan, uid: int | None) -> tuple[dict | None, str, float]:
-    """Runs the suites in a pytest child whose worker runs as ``uid``; returns its report (``None`` when it wrote
-    none), output and seconds."""
+def _run_child(plan: _Plan, uid: int | None, server: PytestServer | None) -> tuple[dict | None, str, float]:
+    """Runs the suites in a pytest child (or ``server``) whose worker runs as ``uid``; returns its report (``None``
+    when it wrote none), output and seconds."""
     with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
         settings = _write_settings(Path(tmp), plan, uid)
         pytest_started = time.monotonic()
-        report, log = _run_suites(plan, settings)
+        report, log = _run_suites(plan, settings, server)
         pytest_seconds = time.monotonic() - pytest_started
         sandbox.kill_recorded(Path(tmp) / PID_FILE)  # the pytest process kills its workers; this covers its own death
     return report, log, pytest_seconds
@@ -278,20 +283,32 @@ def _reference_store(plan: _Plan) -> str | None:
     return str(plan.cache / "reference-outputs" / grader_version() / f"seed-{plan.seed}")
 
 
-def _run_suites(plan: _Plan, settings: Path) -> tuple[dict | None, str]:
-    """``run_pytest`` on the suites, with the grader's plugin and settings, in a session of its own."""
+def _run_suites(plan: _Plan, settings: Path, server: PytestServer | None) -> tuple[dict | None, str]:
+    """``run_pytest`` on the suites, with the grader's plugin and settings, in a session of its own (or in ``server``)."""
     limits = plan.limits
     args = [
         "-p", "graders.engine.plugin", f"--rootdir={plan.repo}", "-o", "addopts=", "-o", "python_files=test_*.py",
         f"--timeout={limits.call_seconds * 4 + limits.startup_seconds}", f"--grader-config={settings}",
         *(str(suite_path(n)) for n in plan.exercises),
     ]
-    env = {k: v for k, v in os.environ.items() if k != submissions.ENV_VAR}
-    env |= {"PYTHONPATH": os.pathsep.join([str(plan.repo), *filter(None, [os.environ.get("PYTHONPATH")])]),
-            "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "PYTHONDONTWRITEBYTECODE": "1",
-            "XLA_FLAGS": sandbox.xla_flags(os.environ)}  # the workers' CPU devices in the grader's process too
     budget = limits.submission_seconds + limits.startup_seconds + 120
-    return run_pytest(args, cwd=plan.repo, env=env, timeout=budget, new_session=True)
+    if server is not None:
+        return server.run(args, timeout=budget)
+    return run_pytest(args, cwd=plan.repo, env=_suites_environment(plan.repo), timeout=budget, new_session=True)
+
+
+def _suites_environment(repo: Path) -> dict[str, str]:
+    """The pytest process's environment: this one's, with the repository to import from and the grading's XLA flags."""
+    env = {k: v for k, v in os.environ.items() if k != submissions.ENV_VAR}
+    return env | {"PYTHONPATH": os.pathsep.join([str(repo), *filter(None, [os.environ.get("PYTHONPATH")])]),
+                  "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "PYTHONDONTWRITEBYTECODE": "1",
+                  "XLA_FLAGS": sandbox.xla_flags(os.environ)}  # the workers' CPU devices in the grader's process too
+
+
+def pytest_server() -> PytestServer:
+    """A pytest server for a batch job's gradings (:mod:`graders.engine.pytest_server`); close it when done."""
+    repo = submissions.repo_root()
+    return PytestServer(cwd=repo, env=_suites_environment(repo))
 
 
 def _result(report: dict | None, log: str, *, submission: str, seed: int, exercises: list[str]) -> GradingResult:
