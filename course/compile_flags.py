@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import os
 
-FAST_COMPILATION = (
-    "--xla_backend_optimization_level=0",  # LLVM -O0 (on a GPU too): the programs are tiny
-    "--xla_cpu_use_fusion_emitters=false",
-    "--xla_cpu_enable_concurrency_optimized_scheduler=false",
-)
+# As options of one compilation (``jax.jit(f).lower(...).compile(compiler_options=...)``) ...
+FAST_COMPILATION_OPTIONS = {
+    "xla_backend_optimization_level": 0,  # LLVM -O0 (on a GPU too): the programs are tiny
+    "xla_cpu_use_fusion_emitters": False,
+    "xla_cpu_enable_concurrency_optimized_scheduler": False,
+}
+# ... and as XLA_FLAGS, for every compilation of a process.
+FAST_COMPILATION = tuple(f"--{name}={str(value).lower()}" for name, value in FAST_COMPILATION_OPTIONS.items())
 
 
 def _name(flag: str) -> str:
