@@ -43,6 +43,20 @@ def floor_seconds(*, cwd: str | os.PathLike[str], env: dict[str, str]) -> float:
     return timed_run([sys.executable, "-c", FLOOR], cwd=cwd, env=env)["wall_s"]
 
 
+def child_json(script: str, *args: str, cwd: str | os.PathLike[str] | None = None, env: dict[str, str]) -> dict:
+    """Runs ``python -c script *args`` in a fresh process; the JSON object on its last line of output.
+
+    Raises:
+      SystemExit: the process failed (its error output is shown).
+    """
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the measurement failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def timed(fn: Callable[[], object]) -> float:
     """Seconds that ``fn()`` takes (``fn`` must block until its work is done)."""
     start = time.perf_counter()

@@ -14,15 +14,13 @@ Usage: ``python benchmarks/compile_flags.py [--rounds N] [--shapes K] [--json FI
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import dump, machine  # noqa: E402
+from common import child_json, dump, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -61,10 +59,7 @@ print(json.dumps({"trace": events["jaxpr_trace_duration"], "lower": events["jaxp
 
 def measure(flags: str, shapes: int) -> dict:
     env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), str(shapes)], env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"the measurement failed with XLA_FLAGS={flags!r}:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.splitlines()[-1])
+    return child_json(CHILD, str(ROOT), str(shapes), env=env)
 
 
 def main() -> None:

@@ -12,12 +12,13 @@ Usage: ``python benchmarks/demo_first_token.py [--rounds N] [--baseline DIR]``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import child_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILD = r"""
@@ -35,11 +36,7 @@ print(json.dumps({"load": loaded - started, "first_token": time.perf_counter() -
 
 
 def once(code: Path) -> dict:
-    done = subprocess.run([sys.executable, "-c", CHILD], cwd=code, env={**os.environ, "PYTHONPATH": str(code)},
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"the measurement failed with {code}:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.splitlines()[-1])
+    return child_json(CHILD, cwd=code, env={**os.environ, "PYTHONPATH": str(code)})
 
 
 def main() -> None:
