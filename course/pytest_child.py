@@ -43,7 +43,7 @@ def run_pytest(
     """
     with tempfile.TemporaryDirectory(prefix="course-pytest-") as tmp:
         report_path = Path(tmp) / "report.json"
-        command = pytest_command(report_path, args)
+        command = [sys.executable, "-m", "pytest", *pytest_arguments(report_path, args)]
         try:
             completed = subprocess.run(command, cwd=cwd, env=None if env is None else dict(env), capture_output=True,
                                        text=True, timeout=timeout, start_new_session=new_session)
@@ -53,9 +53,9 @@ def run_pytest(
         return read_report(report_path), log[-LOG_CHARS:]
 
 
-def pytest_command(report: Path, args: Sequence[str]) -> list[str]:
-    """``python -m pytest`` with the options of :func:`run_pytest`, writing its JSON report to ``report``."""
-    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--json-report", f"--json-report-file={report}",
+def pytest_arguments(report: Path, args: Sequence[str]) -> list[str]:
+    """pytest's arguments in :func:`run_pytest`: its options, writing the JSON report to ``report``, then ``args``."""
+    return ["-q", "-p", "no:cacheprovider", "--json-report", f"--json-report-file={report}",
             "--json-report-omit=log,warnings,keywords,streams", *args]
 
 

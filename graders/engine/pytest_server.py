@@ -39,7 +39,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from course.pytest_child import LOG_CHARS, pytest_command, read_report
+from course.pytest_child import LOG_CHARS, pytest_arguments, read_report
 
 STARTED_VAR = "COURSE_GRADING_STARTED"  # when the server received a grading (time.time()), for the plugin's timings
 
@@ -67,7 +67,7 @@ class PytestServer:
         """
         with tempfile.TemporaryDirectory(prefix="course-pytest-") as tmp:
             report_path, log_path = Path(tmp) / "report.json", Path(tmp) / "pytest.log"
-            request = {"args": pytest_command(report_path, args)[3:], "log": str(log_path)}
+            request = {"args": pytest_arguments(report_path, args), "log": str(log_path)}
             problem = self._exchange(request, timeout)
             log = log_path.read_text(errors="replace") if log_path.is_file() else ""
             if problem:
