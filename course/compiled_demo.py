@@ -10,13 +10,14 @@ the first notebook.
 - ``prefill(weights, window, length, key_data, t, temperature, top_k)``: the
   first ``length`` tokens of ``window`` (``int32[context]``, zero-padded) through
   the model into a fresh key/value cache; returns token ``t`` and the cache.
-- ``decode(weights, cache, token, position, t, steps, key_data, temperature, top_k)``:
-  ``steps`` (at most :data:`CHUNK`) cached decoding steps in one program, the
-  first feeding ``token`` at ``position``; returns ``int32[CHUNK]`` (the first
-  ``steps`` are the new tokens) and the cache.
-
-When the cache is full, :func:`stream` restarts it with a prefill of the
-latest half-context, as :func:`course.generate.stream` does.
+- ``decode(weights, cache, recent, position, t, steps, key_data, temperature, top_k)``:
+  ``steps`` (at most ``chunk``) new tokens in one program; returns
+  ``int32[chunk]`` (the first ``steps`` are the new tokens) and the cache.
+  ``recent`` (``int32[context // 2]``) holds the latest tokens; the last, not
+  yet in the cache, is fed at ``position``. At ``position == context`` the
+  cache is full and restarts from ``recent``, as :func:`course.generate.stream`
+  restarts it from the latest half-context. ``chunk = context // 2 + 1``: a
+  restart and the steps that fill the cache again, so one call per restart.
 Token ``t`` (counting the prompt) is drawn with ``fold_in(key, t)``, as in the
 generation exercise, so for the same seed the tokens are those of the
 reference model's :func:`course.generate.stream` (a test checks it).
@@ -37,7 +38,6 @@ import numpy as np
 from course import tokenizer
 from course.compile_flags import FAST_COMPILATION_OPTIONS
 
-CHUNK = 64  # tokens per decode call: one dispatch per chunk, not per token
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 ARTIFACT = DEMO_DIR / "model.jaxexport"
 WEIGHTS = DEMO_DIR / "model.npz"
@@ -65,6 +65,7 @@ class CompiledDemo:
     weights: dict[str, jax.Array]
     context: int  # the model's max_seq_len
     vocab: int
+    chunk: int  # the most tokens one decode call makes
     built_with: str  # the JAX version that exported it
 
 
@@ -95,29 +96,40 @@ def load(path: Path = ARTIFACT, weights: Path = WEIGHTS) -> CompiledDemo:
     except (OSError, KeyError, ValueError, ImportError, zipfile.BadZipFile) as error:
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DemoLoadError(f"compiled demo: cannot load {path} with jax {jax.__version__} ({detail}); {REBUILD}") from None
-    return CompiledDemo(_quickly_compiled(programs[0].call), jax.jit(programs[1].call, donate_argnums=1), arrays,
-                        meta["context"], meta["vocab"], meta["jax"])
+    # The prefill comes before the first token: XLA's fast-compilation options compile it in 0.4 s
+    # instead of 1.2 s on a 2-core CPU, at a few more milliseconds per run (once per prompt).
+    return CompiledDemo(_compiled(programs[0].call, FAST_COMPILATION_OPTIONS),
+                        _compiled(programs[1].call, _decode_options(), donate_argnums=1), arrays,
+                        meta["context"], meta["vocab"], meta["chunk"], meta["jax"])
 
 
-def _quickly_compiled(fn: Callable) -> Callable:
-    """``jax.jit(fn)``, compiled at its first call with XLA's fast-compilation options (``course.compile_flags``).
+def _compiled(fn: Callable, options: dict, **jit_options) -> Callable:
+    """``jax.jit(fn, **jit_options)``, compiled at its first call with XLA's compiler ``options``.
 
-    For the prefill, which comes before the first token and runs once per
-    context window: compiled in 0.4 s instead of 1.2 s on a 2-core CPU, at a
-    few more milliseconds per run. ``fn``'s arguments keep their shapes from call to call.
+    ``fn``'s arguments keep their shapes from call to call.
     """
-    jitted, compiled = jax.jit(fn), []
+    jitted, compiled = jax.jit(fn, **jit_options), []
 
     def call(*args):
         if not compiled:
-            compiled.append(jitted.lower(*args).compile(compiler_options=FAST_COMPILATION_OPTIONS))
+            compiled.append(jitted.lower(*args).compile(compiler_options=options))
         return compiled[0](*args)
     return call
 
 
+def _decode_options() -> dict:
+    """XLA options for the decoding loop: on a CPU, XLA's tree reduction rewriter is off.
+
+    It splits each reduction (a layer norm's mean, a softmax's sum) into two
+    operations, worth it for long rows; the loop's rows are 128 to 512 wide and
+    each operation costs a few microseconds: 1.2x the tokens/s without it on 2 cores.
+    """
+    return {"xla_disable_hlo_passes": "tree_reduction_rewriter"} if jax.default_backend() == "cpu" else {}
+
+
 def stream(demo: CompiledDemo, prompt: np.ndarray, max_new_tokens: int, seed: int = 0,
            temperature: float = 0.8, top_k: int | None = None) -> Iterator[int]:
-    """Yields the new token ids one at a time, computed :data:`CHUNK` at a time.
+    """Yields the new token ids one at a time, computed ``demo.chunk`` at a time.
 
     Args:
       prompt: ``int[T]``, ``1 <= T <= demo.context`` byte ids.
@@ -140,35 +152,37 @@ def stream(demo: CompiledDemo, prompt: np.ndarray, max_new_tokens: int, seed: in
 
 
 def _tokens(demo, prompt, max_new_tokens, seed, temperature, top_k) -> Iterator[int]:
-    settings = (jax.random.key_data(jax.random.key(seed)), np.float32(temperature), np.int32(top_k or demo.vocab))
-    history = list(prompt)  # every token so far: a full cache restarts from the latest half-context
-    made, chunk = 0, None
-    while made < max_new_tokens:
-        if chunk is None:  # a fresh cache: the prompt, or the latest half-context once the cache is full
-            window = np.zeros(demo.context, np.int32)
-            recent = history[-demo.context // 2:] if made else history
-            window[:len(recent)] = recent
-            token, cache = demo.prefill(demo.weights, window, np.int32(len(recent)), settings[0],
-                                        np.int32(len(history)), *settings[1:])
-            filled = len(recent)
-            made += 1
-            history.append(int(token))
-            yield history[-1]  # before the decode program is first compiled: the first token shows at once
-            current, steps = None, 0
-        else:
-            current, steps = chunk
-        chunk = None
-        if made + steps < max_new_tokens and filled < demo.context:  # the next chunk computes while this one is shown
-            n = min(CHUNK, demo.context - filled, max_new_tokens - made - steps)
-            last = token if current is None else current[steps - 1]
-            tokens, cache = demo.decode(demo.weights, cache, last, np.int32(filled), np.int32(len(history) + steps),
-                                        np.int32(n), *settings)
-            chunk, filled = (tokens, n), filled + n
-        if current is not None:
-            for new in np.asarray(current)[:steps]:
-                made += 1
-                history.append(int(new))
-                yield history[-1]
+    if max_new_tokens == 0:
+        return
+    key_data = jax.random.key_data(jax.random.key(seed))
+    settings = (np.float32(temperature), np.int32(top_k or demo.vocab))
+    half = demo.context // 2
+    history = [int(token) for token in prompt]  # every token so far: a full cache restarts from the latest half
+    window = np.zeros(demo.context, np.int32)
+    window[:len(prompt)] = prompt
+    token, cache = demo.prefill(demo.weights, window, np.int32(len(prompt)), key_data, np.int32(len(prompt)), *settings)
+    history.append(int(token))
+    yield history[-1]  # before the decode program is first compiled: the first token shows at once
+    filled, wanted = len(prompt), len(prompt) + max_new_tokens  # cache positions in use; tokens in the end
+
+    def next_chunk():
+        nonlocal cache, filled
+        room = demo.context - filled if filled < demo.context else demo.context - half + 1  # a restart gives one more
+        n = min(demo.chunk, room, wanted - len(history))
+        recent = np.zeros(half, np.int32)
+        recent[half - min(half, len(history)):] = history[-half:]
+        tokens, cache = demo.decode(demo.weights, cache, recent, np.int32(filled), np.int32(len(history)),
+                                    np.int32(n), key_data, *settings)
+        filled = (filled if filled < demo.context else half - 1) + n
+        return tokens, n
+
+    chunk = next_chunk() if len(history) < wanted else None
+    while chunk is not None:
+        tokens, n = chunk
+        new = [int(token) for token in np.asarray(tokens)[:n]]  # waits for the chunk
+        history.extend(new)
+        chunk = next_chunk() if len(history) < wanted else None  # computes while this one is shown
+        yield from new
 
 
 def continue_text(demo: CompiledDemo, prompt: str, *, max_new_tokens: int = 300, temperature: float = 0.8,

@@ -25,20 +25,39 @@ def test_the_artifact_holds_no_solution_source_and_no_path():
         assert "reference/" not in text and ".py" not in text, "source locations left in the compiled demo"
 
 
-@pytest.mark.parametrize(("temperature", "top_k", "new_tokens"), [(0.8, 40, 200), (1.0, None, 40), (0.0, None, 40)])
-def test_the_artifact_gives_the_reference_models_tokens_for_the_same_key(temperature, top_k, new_tokens):
+def reference_tokens(prompt: np.ndarray, new_tokens: int, temperature: float, top_k: int | None) -> list[int]:
+    """The new tokens of the reference model's cached stream (``course.generate``), key 7."""
     import jax
 
     from course.checkpoint import DEMO_CHECKPOINT, load_checkpoint
     from course.generate import generate_cached
 
-    prompt = tokenizer.encode("def ")
     with active(ROOT / "reference"):
         model, _ = load_checkpoint(DEMO_CHECKPOINT)
-        expected = generate_cached(model, prompt[None], new_tokens, jax.random.key(7), temperature, top_k)[0, len(prompt):]
+        return generate_cached(model, prompt[None], new_tokens, jax.random.key(7), temperature, top_k)[0, len(prompt):].tolist()
+
+
+@pytest.mark.parametrize(("temperature", "top_k", "new_tokens"), [(0.8, 40, 200), (1.0, None, 40), (0.0, None, 40)])
+def test_the_artifact_gives_the_reference_models_tokens_for_the_same_key(temperature, top_k, new_tokens):
+    prompt = tokenizer.encode("def ")
     # 200 new tokens pass the 128-token context: the cache restarts from the latest half-context in both.
     got = list(compiled_demo.stream(compiled_demo.load(), prompt, new_tokens, 7, temperature, top_k))
-    assert got == expected.tolist()
+    assert got == reference_tokens(prompt, new_tokens, temperature, top_k)
+
+
+@pytest.mark.parametrize("prompt_length", [127, 128])
+def test_a_prompt_that_fills_the_context_restarts_the_cache_at_once_as_the_reference_does(prompt_length):
+    # 128: the first decoding call restarts the cache; 127: one step fills it, then it restarts. 70 tokens restart it twice.
+    prompt = np.random.default_rng(prompt_length).integers(32, 127, prompt_length).astype(np.int32)
+    got = list(compiled_demo.stream(compiled_demo.load(), prompt, 70, 7, 0.8, 5))
+    assert got == reference_tokens(prompt, 70, 0.8, 5)
+
+
+def test_it_makes_exactly_the_tokens_asked_for():
+    demo, prompt = compiled_demo.load(), tokenizer.encode("def ")
+    ten = list(compiled_demo.stream(demo, prompt, 10, 7, 0.8, None))
+    assert [len(list(compiled_demo.stream(demo, prompt, n, 7, 0.8, None))) for n in (0, 1, 2)] == [0, 1, 2]
+    assert list(compiled_demo.stream(demo, prompt, 3, 7, 0.8, None)) == ten[:3] and len(ten) == 10
 
 
 def test_a_damaged_artifact_is_one_line_that_says_how_to_rebuild_it(tmp_path):
