@@ -98,23 +98,9 @@ def load(path: Path = ARTIFACT, weights: Path = WEIGHTS) -> CompiledDemo:
         raise DemoLoadError(f"compiled demo: cannot load {path} with jax {jax.__version__} ({detail}); {REBUILD}") from None
     # The prefill comes before the first token: XLA's fast-compilation options compile it in 0.4 s
     # instead of 1.2 s on a 2-core CPU, at a few more milliseconds per run (once per prompt).
-    return CompiledDemo(_compiled(programs[0].call, FAST_COMPILATION_OPTIONS),
-                        _compiled(programs[1].call, _decode_options(), donate_argnums=1), arrays,
+    return CompiledDemo(jax.jit(programs[0].call, compiler_options=FAST_COMPILATION_OPTIONS),
+                        jax.jit(programs[1].call, donate_argnums=1, compiler_options=_decode_options()), arrays,
                         meta["context"], meta["vocab"], meta["chunk"], meta["jax"])
-
-
-def _compiled(fn: Callable, options: dict, **jit_options) -> Callable:
-    """``jax.jit(fn, **jit_options)``, compiled at its first call with XLA's compiler ``options``.
-
-    ``fn``'s arguments keep their shapes from call to call.
-    """
-    jitted, compiled = jax.jit(fn, **jit_options), []
-
-    def call(*args):
-        if not compiled:
-            compiled.append(jitted.lower(*args).compile(compiler_options=options))
-        return compiled[0](*args)
-    return call
 
 
 def _decode_options() -> dict:
