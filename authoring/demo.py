@@ -70,7 +70,7 @@ def sample(logits: jax.Array, noise: jax.Array, temperature: jax.Array, top_k: j
     """
     scaled = logits / jnp.where(temperature > 0, temperature, 1.0)
     # The k-th largest logit is the smallest one with fewer than k logits above it: exact, ties
-    # all kept, and one comparison of every pair instead of a sort (a tenth of a token's time).
+    # all kept, and one comparison of every pair instead of a sort (4 us a token instead of 23 us on 2 cores).
     above = jnp.sum(scaled[..., None, :] > scaled[..., :, None], axis=-1)  # [B, V]
     kth_largest = jnp.min(jnp.where(above < top_k, scaled, jnp.inf), axis=-1, keepdims=True)
     drawn = jnp.argmax(jnp.where(scaled >= kth_largest, scaled, -jnp.inf) + noise, axis=-1)
@@ -113,7 +113,7 @@ def decode_step(model, token: jax.Array, cache: Cache, position: jax.Array) -> t
         heads = weights[..., :-1] @ values + weights[..., -1:] * v
         # The new key and value are written after the cache is read: `+ 0 * heads[...]` makes the write
         # depend on the read, so XLA updates the cache in place instead of copying it at every step
-        # (an optimisation barrier does not order them on a CPU). It is 2.4x the tokens/s on 2 cores.
+        # (an optimisation barrier does not order them on a CPU): 1.45x the loop's tokens/s on 2 cores.
         after_read = heads[0, 0, 0, 0] * 0.0
         keys = jax.lax.dynamic_update_slice_in_dim(keys, jnp.swapaxes(k, -1, -2) + after_read, position, axis=3)
         values = jax.lax.dynamic_update_slice_in_dim(values, v + after_read, position, axis=2)
