@@ -9,7 +9,7 @@ programs (StableHLO, lowered for CPU and CUDA), serialized into
 - ``prefill``: the prompt, padded to the context, through the model into a
   fresh key/value cache (``course.generate.forward_cached``); samples the
   first new token.
-- ``decode``: up to ``context // 2 + 1`` steps of cached
+- ``decode``: up to :func:`chunk_size` steps of cached
   decoding in one ``lax.fori_loop``, each feeding the latest token and
   sampling the next. When the cache is full, it first restarts it from the
   latest half-context, as :func:`course.generate.stream` does, inside the
@@ -124,8 +124,9 @@ def decode_step(model, token: jax.Array, cache: Cache, position: jax.Array) -> t
 
 
 def chunk_size(context: int) -> int:
-    """The most tokens one decode call makes: a restart of the cache and the steps that fill it again."""
-    return context // 2 + 1
+    """The most tokens one decode call makes: a restart of the cache (from ``context // 2`` tokens) and the steps
+    that fill it again."""
+    return context - context // 2 + 1
 
 
 def _programs(model):

@@ -16,8 +16,8 @@ the first notebook.
   ``recent`` (``int32[context // 2]``) holds the latest tokens; the last, not
   yet in the cache, is fed at ``position``. At ``position == context`` the
   cache is full and restarts from ``recent``, as :func:`course.generate.stream`
-  restarts it from the latest half-context. ``chunk = context // 2 + 1``: a
-  restart and the steps that fill the cache again, so one call per restart.
+  restarts it from the latest half-context. ``chunk = context - context // 2 + 1``:
+  a restart and the steps that fill the cache again, so one call per restart.
 Token ``t`` (counting the prompt) is drawn with ``fold_in(key, t)``, as in the
 generation exercise, so for the same seed the tokens are those of the
 reference model's :func:`course.generate.stream` (a test checks it).
@@ -153,7 +153,7 @@ def _tokens(demo, prompt, max_new_tokens, seed, temperature, top_k) -> Iterator[
 
     def next_chunk():
         nonlocal cache, filled
-        room = demo.context - filled if filled < demo.context else demo.context - half + 1  # a restart gives one more
+        room = demo.context - filled if filled < demo.context else demo.chunk  # a restart: its token, then the steps
         n = min(demo.chunk, room, wanted - len(history))
         recent = np.zeros(half, np.int32)
         recent[half - min(half, len(history)):] = history[-half:]
