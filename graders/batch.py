@@ -43,6 +43,7 @@ import tempfile
 import time
 import traceback
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -61,6 +62,9 @@ STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 MAX_ZIP_FILES = 2000
 MAX_ZIP_BYTES = 50 * 2**20  # uncompressed, all entries together
 MAX_ZIP_RATIO = 200  # uncompressed / compressed size of one entry (a zip bomb)
+# What every zip tool writes (stored, deflate); others (deflate64, bzip2 ...) fail on some
+# Python builds, and their errors cannot be told apart from the grader's own.
+ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
 
 
 class BatchError(ValueError):
@@ -152,8 +156,9 @@ def safe_extract(archive: Path, target: Path) -> Path:
     ``exercises/attention/...``) gives that folder.
 
     Raises:
-      Rejected: not a zip, an entry outside ``target`` (absolute or with ``..``),
-        a symbolic link, too many entries, too large or too compressed.
+      Rejected: not a zip or damaged, an entry outside ``target`` (absolute or with ``..``),
+        a symbolic link, encrypted or compressed another way than :data:`ZIP_METHODS`,
+        too many entries, too large or too compressed.
     """
     try:
         with zipfile.ZipFile(archive) as zipped:
@@ -168,8 +173,8 @@ def safe_extract(archive: Path, target: Path) -> Path:
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 with zipped.open(entry) as source, open(destination, "wb") as sink:
                     shutil.copyfileobj(source, sink)
-    except zipfile.BadZipFile as error:
-        raise Rejected(f"not a readable zip file ({error})") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:  # not a zip; damaged data, a wrong CRC; cut short
+        raise Rejected(f"not a readable zip file ({str(error) or 'it ends too early'})") from None
     children = [c for c in target.iterdir() if not c.name.startswith(".") and c.name != "__MACOSX"]
     return children[0] if len(children) == 1 and children[0].is_dir() else target
 
@@ -204,6 +209,11 @@ def _check_entries(entries: Sequence[zipfile.ZipInfo]) -> None:
             raise Rejected(f"the zip entry {name!r} points outside the submission folder")
         if stat.S_ISLNK(entry.external_attr >> 16):
             raise Rejected(f"the zip entry {name!r} is a symbolic link; submit plain files")
+        if entry.flag_bits & 0x1:
+            raise Rejected(f"the zip entry {name!r} is encrypted; submit a zip without a password")
+        if entry.compress_type not in ZIP_METHODS:
+            raise Rejected(f"the zip entry {name!r} is compressed with method {entry.compress_type}; "
+                           f"use {' or '.join(ZIP_METHODS.values())} (any zip tool's default)")
         if entry.file_size > MAX_ZIP_RATIO * max(entry.compress_size, 1024):
             raise Rejected(f"the zip entry {name!r} is compressed more than {MAX_ZIP_RATIO}:1 (a zip bomb?)")
         total += entry.file_size

@@ -28,6 +28,10 @@ from graders.batch import BatchError, Outcome, grade_into, grader_version, outco
 from graders.engine.grading import pytest_server
 from graders.results.layout import STUDENT_FILE
 
+# A scheduler answers in well under a second, also across a cluster's network; Dask's own
+# default (30 s) leaves an instructor with a mistyped address waiting for nothing.
+CONNECT_SECONDS = 10
+
 
 def grade_on_cluster(submissions_dir: Path, submissions: Mapping[str, Path], out: Path, batch: dict, options: dict, *,
                      scheduler: str, force: bool, on_done: Callable[[Outcome], None] | None) -> list[Outcome]:
@@ -54,7 +58,7 @@ def grade_on_cluster(submissions_dir: Path, submissions: Mapping[str, Path], out
             on_done(outcome)
 
     try:
-        client = distributed.Client(scheduler)
+        client = distributed.Client(scheduler, timeout=CONNECT_SECONDS)
     except (OSError, ValueError) as error:
         raise BatchError(f"--scheduler: cannot reach a Dask scheduler at {scheduler!r} ({error})") from None
     with client:

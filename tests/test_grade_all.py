@@ -7,6 +7,7 @@ a syntax error and a missing module.
 """
 
 import csv
+import io
 import json
 import shutil
 import stat
@@ -267,6 +268,45 @@ def test_safe_extract_limits_and_top_folder(tmp_path):
     with pytest.raises(batch.Rejected, match="outside"):
         batch.safe_extract(absolute, tmp_path / "d")
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").rglob("*.py"))
+
+
+def _damaged(blob: bytes, *edits: tuple[int, int]) -> bytes:
+    """``blob`` with each ``(offset, byte)`` of ``edits`` written over it (negative offsets count from the end)."""
+    data = bytearray(blob)
+    for offset, value in edits:
+        data[offset] = value
+    return bytes(data)
+
+
+def test_safe_extract_refuses_damaged_encrypted_and_unusual_zips(tmp_path):
+    """A student's broken zip is the student's fault (rejected, one line), never a grader error or a traceback."""
+    blobs = {}
+    for method in (zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", method) as zipped:
+            zipped.writestr("loss/loss.py", "print('hello')\n" * 200)
+        blobs[method] = buffer.getvalue()
+    good, stored = blobs[zipfile.ZIP_DEFLATED], blobs[zipfile.ZIP_STORED]
+    header = 30 + len("loss/loss.py")  # the local header, then the compressed data
+    central, stored_central = good.rfind(b"PK\x01\x02"), stored.rfind(b"PK\x01\x02")
+    past_end = (len(stored) + 100).to_bytes(4, "little")  # sizes in the central directory that run past the file
+    cases = {
+        "damaged data": (_damaged(good, *((header + i, good[header + i] ^ 0xFF) for i in range(4, 24))),
+                         "not a readable zip .*invalid"),
+        "wrong checksum": (_damaged(good, (14, good[14] ^ 1), (central + 16, good[central + 16] ^ 1)), "Bad CRC"),
+        "cut short": (_damaged(stored, *((stored_central + 20 + i, b) for i, b in enumerate(past_end + past_end))),
+                      r"not a readable zip file \(it ends too early\)"),
+        "encrypted": (_damaged(good, (6, good[6] | 1), (central + 8, good[central + 8] | 1)), "encrypted"),
+        "bzip2": (_damaged(good, (8, 12), (central + 10, 12)), "method 12; use stored or deflate"),
+    }
+    for name, (blob, reason) in cases.items():
+        archive = tmp_path / f"{name}.zip"
+        archive.write_bytes(blob)
+        with pytest.raises(batch.Rejected, match=reason):
+            batch.safe_extract(archive, tmp_path / name)
+    archive.write_bytes(good)
+    assert (batch.safe_extract(archive, tmp_path / "good") / "loss.py").read_text().count("hello") == 200
+
 
 
 def test_discover_rejects_ambiguous_students(tmp_path):

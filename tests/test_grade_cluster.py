@@ -104,7 +104,7 @@ def shard_folder(path: Path, index: int, count: int, *, seed: int = SEED, studen
     return path
 
 
-def test_shards_and_merges_that_cannot_work_are_refused(tmp_path):
+def test_shards_and_merges_that_cannot_work_are_refused(tmp_path, monkeypatch):
     one, two = shard_folder(tmp_path / "a", 0, 2, students=("alice",)), shard_folder(tmp_path / "b", 1, 2, students=("bob",))
     merged = batch.merge_results([one, two], tmp_path / "merged")
     assert [o.student for o in merged.outcomes] == ["alice", "bob"] and merged.seed == SEED
@@ -130,6 +130,11 @@ def test_shards_and_merges_that_cannot_work_are_refused(tmp_path):
         refused = runner.invoke(main, ["grade-all", str(tmp_path / "submissions"), "--out", str(tmp_path / "r"), *args])
         assert refused.exit_code == 2 and message in " ".join(refused.output.split()), refused.output
     assert not (tmp_path / "r").exists()
+    monkeypatch.setattr(cluster, "CONNECT_SECONDS", 1)  # nothing listens on port 1
+    code, output = grade_all(str(tmp_path / "submissions"), "--out", str(tmp_path / "r"), "-e", EXERCISE,
+                             "--scheduler", "tcp://127.0.0.1:1")
+    assert code == 2 and "--scheduler: cannot reach a Dask scheduler at 'tcp://127.0.0.1:1'" in output, output
+    assert "after 1 s" in output and "Traceback" not in output
     # What each worker is checked for, before the run and in every task: this grader version and the submissions.
     assert cluster.worker_problem(str(tmp_path / "submissions"), batch.grader_version()) is None
     assert "runs grader version" in cluster.worker_problem(str(tmp_path / "submissions"), "0" * 16)
