@@ -16,6 +16,7 @@ import sys
 import sysconfig
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -316,14 +317,20 @@ def test_stale_scratch_folders_are_removed_and_live_ones_kept(tmp_path):
     stale = Path(tempfile.mkdtemp(prefix="course-worker-"))
     (stale / "owner.json").write_text(json.dumps({"pid": 2**22 + 1, "created": 0.0}))
     live = sandbox.make_scratch(copy_with_edits(tmp_path / "s"))
+    # Being made by a concurrent grading: no owner file yet, or (an older grader's) one not written whole.
+    young, old = (Path(tempfile.mkdtemp(prefix="course-worker-")) for _ in range(2))
+    for folder in (young, old):
+        (folder / "owner.json").write_text('{"pid": ')
+    os.utime(old, (time.time() - 2 * 86400,) * 2)
     try:
         assert stat.S_IMODE(live.stat().st_mode) == 0o700
+        assert sorted(p.name for p in live.iterdir()) == ["lib", "owner.json", "submission"]  # no partial owner file
         removed = sandbox.remove_stale_scratch()
-        assert stale in removed and not stale.exists()
-        assert live.exists() and live not in removed
+        assert stale in removed and not stale.exists() and old in removed
+        assert live.exists() and young.exists() and not {live, young} & set(removed)
     finally:
-        sandbox.remove_scratch(live)
-        sandbox.remove_scratch(stale)
+        for folder in (live, stale, young, old):
+            sandbox.remove_scratch(folder)
 
 
 def test_concurrent_gradings_hold_different_slots():

@@ -384,7 +384,10 @@ def make_scratch(submission: Path, *, uid: int | None = None, max_mb: int = 64) 
         raise ValueError(f"submission: {size >> 20} MiB is more than the {max_mb} MiB a submission may hold")
     scratch = Path(tempfile.mkdtemp(prefix=_SCRATCH_PREFIX))
     me = psutil.Process()
-    (scratch / _OWNER_FILE).write_text(json.dumps({"pid": me.pid, "created": me.create_time()}))
+    # Written whole, then renamed: a concurrent grading's remove_stale_scratch must never read half a file.
+    partial = scratch / f".{_OWNER_FILE}.partial"
+    partial.write_text(json.dumps({"pid": me.pid, "created": me.create_time()}))
+    partial.replace(scratch / _OWNER_FILE)
     copies = ((RUNTIME, scratch / "lib" / "grader_runtime", _files(RUNTIME)),
               (COURSE, scratch / "lib" / "course", (f for f in _files(COURSE) if f.suffix == ".py")),
               (submission, scratch / "submission", files))
@@ -420,13 +423,12 @@ def remove_stale_scratch() -> list[Path]:
 
 
 def _owner_alive(scratch: Path) -> bool:
-    """Whether the grading that made ``scratch`` may still be running (without an owner file: made less than a day ago)."""
+    """Whether the grading that made ``scratch`` may still be running (without a readable owner file: made less than a
+    day ago)."""
     try:
         owner = json.loads((scratch / _OWNER_FILE).read_text())
-    except FileNotFoundError:  # an older grader's folder, or one still being made
+    except (OSError, ValueError):  # one still being made, an older grader's folder
         return time.time() - scratch.lstat().st_mtime < 86400
-    except (OSError, ValueError):
-        return False
     try:
         return psutil.Process(int(owner["pid"])).create_time() == float(owner["created"])
     except (KeyError, TypeError, ValueError, psutil.Error):
