@@ -7,10 +7,10 @@ module-scoped ``building_blocks`` fixture (the plugin's default is none)::
     def building_blocks(dims):
         return known_good.attention(d_k=(dims[4],))
 
-The grader exports the reference's functions (imported here, in the trusted
-process: ``exercises.*`` is the reference) with ``jax.export``: StableHLO with
-symbolic sizes, serialized with its VJP (``vjp_order=1``) and without source
-locations (no file names, no code). The worker's stand-ins
+The grader exports the reference's functions, and its modules as functions of
+their weights (imported here, in the trusted process: ``exercises.*`` is the
+reference) with ``jax.export``: StableHLO with symbolic sizes, serialized with
+its VJP (``vjp_order=1``) and without source locations (no file names, no code). The worker's stand-ins
 (``graders.runtime.known_good``) run them in place of the submission's
 modules while the dependent exercise's module is imported.
 """
@@ -23,10 +23,13 @@ import importlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from graders.engine import reference_store
 
 DTYPES = ("float32", "bfloat16")
+# The nnx.Linear layers of the transformer's modules, in the order the stand-ins pass their weights.
+LAYERS = {"multi_head_attention": ("query", "key", "value", "out"), "feed_forward": ("up", "down")}
 
 
 @contextlib.contextmanager
@@ -108,3 +111,69 @@ def _loss(dtypes: tuple[str, ...], masked: tuple[bool, ...]) -> dict[str, np.nda
             programs[f"loss/next_token_loss/{dtype}/{'padded' if mask else 'all'}"] = _serialized(
                 module.next_token_loss, sequences, tokens, *[jax.ShapeDtypeStruct((), jnp.int32)] * mask)
     return programs
+
+
+def transformer(multi_head_attention: tuple[tuple[int, int], ...] = (),
+                feed_forward: tuple[tuple[int, int], ...] = ()) -> dict[str, np.ndarray]:
+    """``MultiHeadAttention`` for each ``(d_model, num_heads)`` and ``FeedForward`` for each ``(d_model, d_ff)``,
+    float32, as functions of their weights.
+
+    A module's program takes its weights as ``{layer: {"kernel", "bias"}}``
+    (the layers of :data:`LAYERS`), then the inputs with the leading axes
+    flattened into ``N``: attention ``x`` ``[N, T_q, d_model]``, ``context``
+    ``[N, T_k, d_model]`` (``x`` again for self-attention) and a ``bool[N,
+    num_heads, T_q, T_k]`` mask; the feed-forward ``x`` ``[N, d_model]``.
+    ``N``, ``T_q`` and ``T_k`` are symbolic. Exported once per grading seed (the reference store).
+    """
+    return reference_store.outputs("known_good.transformer", (tuple(multi_head_attention), tuple(feed_forward)),
+                                   lambda: _transformer(multi_head_attention, feed_forward))
+
+
+def _transformer(multi_head_attention, feed_forward) -> dict[str, np.ndarray]:
+    module = _reference("transformer")
+    N, T_q, T_k = jax.export.symbolic_shape("N, T_q, T_k")
+    f32 = jnp.float32
+    programs = {}
+    for d_model, heads in multi_head_attention:
+        call = _as_function_of_weights(lambda: module.MultiHeadAttention(d_model, heads, rngs=nnx.Rngs(0)))
+        programs[f"transformer/multi_head_attention/float32/{d_model}/{heads}"] = _serialized(
+            lambda weights, x, context, mask, call=call: call(weights, x, context=context, mask=mask),
+            _weights("multi_head_attention", [(d_model, d_model)] * 4), jax.ShapeDtypeStruct((N, T_q, d_model), f32),
+            jax.ShapeDtypeStruct((N, T_k, d_model), f32), jax.ShapeDtypeStruct((N, heads, T_q, T_k), jnp.bool_))
+    for d_model, d_ff in feed_forward:
+        call = _as_function_of_weights(lambda: module.FeedForward(d_model, d_ff, rngs=nnx.Rngs(0)))
+        programs[f"transformer/feed_forward/float32/{d_model}/{d_ff}"] = _serialized(
+            call, _weights("feed_forward", [(d_model, d_ff), (d_ff, d_model)]), jax.ShapeDtypeStruct((N, d_model), f32))
+    return programs
+
+
+def _weights(module: str, shapes: list[tuple[int, int]]) -> dict:
+    """The abstract weights of ``module``'s layers: ``{layer: {"kernel": float32[n_in, n_out], "bias": float32[n_out]}}``."""
+    return {layer: {"kernel": jax.ShapeDtypeStruct(shape, jnp.float32), "bias": jax.ShapeDtypeStruct(shape[1:], jnp.float32)}
+            for layer, shape in zip(LAYERS[module], shapes, strict=True)}
+
+
+def _as_function_of_weights(build):
+    """``(weights, *args, **kwargs) -> output``: the module ``build()`` makes, with ``weights`` as its parameters."""
+    graph, abstract = nnx.split(nnx.eval_shape(build))
+
+    def call(weights, *args, **kwargs):
+        state = jax.tree.map(lambda leaf: leaf, abstract)  # a copy: replace_by_pure_dict updates it in place
+        nnx.replace_by_pure_dict(state, weights)
+        return nnx.merge(graph, state)(*args, **kwargs)
+
+    return call
+
+
+def positional_encoding(d_model: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """``sinusoidal_positional_encoding`` for widths ``d_model`` and the default base: a program of an anchor
+    ``bool[T]`` (``T`` symbolic: the number of positions) to ``float32[T, d_model]``."""
+    return reference_store.outputs("known_good.positional_encoding", tuple(d_model), lambda: _positional_encoding(d_model))
+
+
+def _positional_encoding(d_model: tuple[int, ...]) -> dict[str, np.ndarray]:
+    module = _reference("positional_encoding")
+    (T,) = jax.export.symbolic_shape("T")
+    return {f"positional_encoding/sinusoidal_positional_encoding/{width}": _serialized(
+        lambda anchor, width=width: module.sinusoidal_positional_encoding(anchor.shape[0], width),
+        jax.ShapeDtypeStruct((T,), jnp.bool_)) for width in d_model}

@@ -1,14 +1,17 @@
-"""Known-good building blocks in the worker: the reference's functions as compiled programs, without their source.
+"""Known-good building blocks in the worker: the reference's functions and modules as compiled programs, without their source.
 
 An exercise that builds on others (``transformer`` on ``attention``,
-``training`` on ``loss``) is graded with known-good building blocks in place
-of the submission's own, so that a mistake costs points in its own exercise
+``training`` on ``loss``, ``encoder_decoder`` on all of them and the
+positional encoding) is graded with known-good building blocks in place of
+the submission's own, so that a mistake costs points in its own exercise
 only. The grader exports the reference's functions with ``jax.export``
 (StableHLO with symbolic sizes, and the VJP: ``graders.engine.known_good``)
 and sends the serialized programs with the ``load`` request; here each
 exercise's programs become a stand-in module (``exercises.attention.attention``
 with ``causal_mask`` and ``scaled_dot_product_attention``) that the dependent
 exercise's module imports instead of the submission's (:func:`import_module`).
+A stand-in ``nnx.Module`` (``MultiHeadAttention``, ``FeedForward``) has the
+specification's parameters and runs the reference's program of them.
 
 The stand-ins check their arguments as the specification says, broadcast and
 flatten them to the programs' fixed layouts (rows first) and call the
@@ -17,7 +20,10 @@ deserialized program: they run plainly, under ``jax.jit`` / ``nnx.jit``,
 axis is folded into the rows). Program keys: ``attention/causal_mask``,
 ``attention/scaled_dot_product_attention/<dtype>/<d_k>``,
 ``loss/cross_entropy_loss/<dtype>/<all|masked>``,
-``loss/next_token_loss/<dtype>/<all|padded>``.
+``loss/next_token_loss/<dtype>/<all|padded>``,
+``transformer/multi_head_attention/float32/<d_model>/<num_heads>``,
+``transformer/feed_forward/float32/<d_model>/<d_ff>``,
+``positional_encoding/sinusoidal_positional_encoding/<d_model>``.
 """
 
 from __future__ import annotations
@@ -162,7 +168,94 @@ def loss_module(programs: Programs) -> types.ModuleType:
     return _module("loss", cross_entropy_loss=cross_entropy_loss, next_token_loss=next_token_loss)
 
 
-STAND_INS = {"attention": attention_module, "loss": loss_module}
+def transformer_module(programs: Programs) -> types.ModuleType:
+    """The stand-in for ``exercises.transformer.transformer``: ``MultiHeadAttention`` and ``FeedForward``.
+
+    Their parameters are the specification's (``nnx.Linear`` layers of the same
+    names and sizes, so the grader's weights load by name); their forward pass
+    is the reference's program of those weights.
+    """
+    from flax import nnx  # only where a grading asks for these stand-ins
+
+    def weights(module, layers):
+        return {name: {"kernel": getattr(module, name).kernel[...], "bias": getattr(module, name).bias[...]}
+                for name in layers}
+
+    def _float32(x, what):
+        if x.dtype != jnp.float32:
+            raise TypeError(f"{what}: the grader's known-good version covers float32 inputs, got {x.dtype}")
+
+    class MultiHeadAttention(nnx.Module):
+        """The grader's known-good multi-head attention (a compiled program of the weights)."""
+
+        def __init__(self, d_model: int, num_heads: int, *, rngs: nnx.Rngs):
+            if num_heads <= 0 or d_model % num_heads:
+                raise ValueError(f"d_model and num_heads: d_model must be divisible by num_heads, got "
+                                 f"d_model={d_model} and num_heads={num_heads}")
+            self.num_heads = num_heads
+            self.query = nnx.Linear(d_model, d_model, rngs=rngs)
+            self.key = nnx.Linear(d_model, d_model, rngs=rngs)
+            self.value = nnx.Linear(d_model, d_model, rngs=rngs)
+            self.out = nnx.Linear(d_model, d_model, rngs=rngs)
+
+        def __call__(self, x, context=None, mask=None):
+            x = jnp.asarray(x)
+            context = x if context is None else jnp.asarray(context)
+            d_model, H = self.query.kernel.shape[0], self.num_heads
+            for name, y in (("x", x), ("context", context)):
+                if y.ndim < 2 or y.shape[-1] != d_model:
+                    raise ValueError(f"{name}: expected shape [..., T, {d_model}], got {y.shape}")
+            _float32(x, "x")
+            _float32(context, "context")
+            T_q, T_k = x.shape[-2], context.shape[-2]
+            mask = jnp.ones((T_q, T_k), bool) if mask is None else jnp.asarray(mask).astype(bool)
+            lead = jnp.broadcast_shapes(x.shape[:-2], context.shape[:-2], mask.shape[:-3])
+            exported = programs.get(f"transformer/multi_head_attention/float32/{d_model}/{H}", "MultiHeadAttention")
+            output = exported.call(weights(self, ("query", "key", "value", "out")),
+                                   jnp.broadcast_to(x, (*lead, T_q, d_model)).reshape(-1, T_q, d_model),
+                                   jnp.broadcast_to(context, (*lead, T_k, d_model)).reshape(-1, T_k, d_model),
+                                   jnp.broadcast_to(mask, (*lead, H, T_q, T_k)).reshape(-1, H, T_q, T_k))
+            return output.reshape(*lead, T_q, d_model)
+
+    class FeedForward(nnx.Module):
+        """The grader's known-good feed-forward network (a compiled program of the weights)."""
+
+        def __init__(self, d_model: int, d_ff: int, *, rngs: nnx.Rngs):
+            self.up = nnx.Linear(d_model, d_ff, rngs=rngs)
+            self.down = nnx.Linear(d_ff, d_model, rngs=rngs)
+
+        def __call__(self, x):
+            x = jnp.asarray(x)
+            d_model, d_ff = self.up.kernel.shape
+            if x.ndim < 1 or x.shape[-1] != d_model:
+                raise ValueError(f"x: expected shape [..., {d_model}], got {x.shape}")
+            _float32(x, "x")
+            exported = programs.get(f"transformer/feed_forward/float32/{d_model}/{d_ff}", "FeedForward")
+            return exported.call(weights(self, ("up", "down")), x.reshape(-1, d_model)).reshape(x.shape)
+
+    return _module("transformer", MultiHeadAttention=MultiHeadAttention, FeedForward=FeedForward)
+
+
+def positional_encoding_module(programs: Programs) -> types.ModuleType:
+    """The stand-in for ``exercises.positional_encoding.positional_encoding``."""
+
+    def sinusoidal_positional_encoding(seq_len: int, d_model: int, base: float = 10000.0) -> jax.Array:
+        """``float32[seq_len, d_model]``, the sinusoidal table (the grader's known-good version)."""
+        for name, value in (("seq_len", seq_len), ("d_model", d_model)):
+            if not isinstance(value, int | np.integer) or value <= 0:
+                raise ValueError(f"{name}: expected a positive int, got {value}")
+        if d_model % 2:
+            raise ValueError(f"d_model: expected an even number, got {d_model}")
+        if base != 10000.0:
+            raise TypeError(f"sinusoidal_positional_encoding: the grader's known-good version covers base=10000.0, got {base}")
+        exported = programs.get(f"positional_encoding/sinusoidal_positional_encoding/{d_model}", "sinusoidal_positional_encoding")
+        return exported.call(jnp.zeros((int(seq_len),), bool))
+
+    return _module("positional_encoding", sinusoidal_positional_encoding=sinusoidal_positional_encoding)
+
+
+STAND_INS = {"attention": attention_module, "loss": loss_module, "transformer": transformer_module,
+             "positional_encoding": positional_encoding_module}
 
 
 def _module(exercise: str, **functions) -> types.ModuleType:

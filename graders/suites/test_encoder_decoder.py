@@ -4,10 +4,10 @@ and ``greedy_decode``.
 As for the transformer (whose helpers this suite reuses: ``graders/suites/test_transformer.py``), each case
 builds the student's module in the worker and the reference's here, checks the parameter structure, draws every
 parameter at random with numpy, loads them into both modules, and compares outputs and the VJP with respect to
-the floating inputs and every parameter. The submission's modules are imported over the reference's attention
-and cross-entropy (``building_blocks``: exported programs, no source), so a mistake in the attention or loss
-exercise costs nothing here; they run on the submission's own ``MultiHeadAttention``, ``FeedForward`` and
-positional encoding, so a mistake in the transformer or positional-encoding exercise shows here too.
+the floating inputs and every parameter. The submission's modules are imported over the reference's causal mask,
+cross-entropy, positional encoding, ``MultiHeadAttention`` and ``FeedForward`` (``building_blocks``: exported
+programs, no source), so a mistake in the exercises it builds on costs points there, and here only in the
+integration case that runs the student's model over their own building blocks.
 
 The input space of the contract (the reference's docstrings): block inputs ``float[B, T, d_model]``, memory
 ``float[B, S, d_model]``, ``source_mask`` ``None`` or ``bool[B, S]``; tokens ``int[B, S]`` and ``int[B, T]``
@@ -27,7 +27,7 @@ import pytest
 from course.params import param_arrays
 from graders.engine import known_good, reference_store
 from graders.engine.compare import check, expect_array, expect_raises, known_mistakes
-from graders.engine.failures import Mismatch
+from graders.engine.failures import Mismatch, SubmissionFailure
 from graders.suites.test_transformer import _build, _compare, _normal
 
 
@@ -41,9 +41,12 @@ def dims(suite_rng):
 
 @pytest.fixture(scope="module")
 def building_blocks(dims):
-    """The reference's attention (this run's head width) and loss, which the student's modules are imported over:
-    a mistake there costs points in its own exercise only (the transformer's modules are the student's)."""
-    return {**known_good.attention(d_k=(dims[4],), dtypes=("float32",)), **known_good.loss(masked=(False, True))}
+    """The reference's causal mask, loss, positional encoding and transformer modules (this run's sizes), which the
+    student's modules are imported over: a mistake there costs points in its own exercise only."""
+    _, _, _, H, d_head, d_ff, _, _ = dims
+    return {**known_good.attention(d_k=()), **known_good.loss(masked=(False, True)),
+            **known_good.positional_encoding(d_model=(H * d_head,)),
+            **known_good.transformer(multi_head_attention=((H * d_head, H),), feed_forward=((H * d_head, d_ff),))}
 
 
 def _lengths(rng, B: int, S: int) -> np.ndarray:
@@ -146,6 +149,25 @@ def test_model_uses_its_pad_id(student, reference, rng, dims):
     module, ref = _build(student, reference, "EncoderDecoder", _model_kwargs(dims, pad_id), rng)
     source, target = _tokens(rng, B, S, V, pad_id), _tokens(rng, B, T + 1, V, pad_id, bos=True)
     _compare_loss(module, ref, source, target, reference, what=f"EncoderDecoder(pad_id={pad_id})")
+
+
+@pytest.mark.points(1)
+@pytest.mark.requires_values("EncoderDecoder")
+def test_with_your_own_building_blocks(student, reference, rng, dims):
+    """Integration: the model over the student's own attention, loss, positional encoding and transformer modules
+    (the other cases use the reference's)."""
+    B, S, T, *_ = dims
+    V = dims[6]
+    source, target_in = _tokens(rng, B, S, V, 0), _tokens(rng, B, T, V, 0, bos=True)
+    try:  # outputs only: the gradients are graded in the other cases, the building blocks' in their own exercises
+        module, ref = _build(student.with_own_building_blocks(), reference, "EncoderDecoder", _model_kwargs(dims), rng)
+        waiting = module.submit(source, target_in, transform="jit")
+        check(waiting(), reference_store.module_outputs(ref, "__call__", (source, target_in), transform="jit"),
+              what="EncoderDecoder: logits")
+    except SubmissionFailure as failure:
+        raise Mismatch(f"with your own building blocks: {failure}. Where the other EncoderDecoder cases pass, your building "
+                       "blocks make the difference: fix the exercises it builds on first (attention, loss, "
+                       "positional_encoding, transformer: those losing points)") from None
 
 
 @pytest.mark.points(3)

@@ -136,8 +136,8 @@ def test_with_your_own_loss(student, reference, rng, dims):
         check(model.get_params(), param_arrays(ref), what="train_step: the parameters after a step")
         check(loss, np.asarray(want_loss), what="train_step: the loss returned by a step")
     except SubmissionFailure as failure:
-        raise Mismatch(f"with your own loss: {failure}. Your train_step is right with the grader's loss: "
-                       "fix exercises/loss first") from None
+        raise Mismatch(f"with your own loss: {failure}. Where the other train_step cases pass, your loss makes the "
+                       "difference: fix exercises/loss first") from None
 
 
 # Meshes: (axis names, shape), over the worker's CPU devices, and whether their order is drawn.

@@ -252,5 +252,5 @@ def test_with_your_own_attention(student, reference, rng, dims):
         waiting = module.submit(x, kwargs=kwargs)
         check(waiting(), reference_store.module_outputs(ref, "__call__", (x,), kwargs, compile=True), what="DecoderBlock: output")
     except SubmissionFailure as failure:
-        raise Mismatch(f"with your own attention: {failure}. Your DecoderBlock is right with the grader's attention: "
-                       "fix exercises/attention first") from None
+        raise Mismatch(f"with your own attention: {failure}. Where the other DecoderBlock cases pass, your attention makes "
+                       "the difference: fix exercises/attention first") from None
