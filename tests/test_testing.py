@@ -131,6 +131,28 @@ def test_compilation_cache_folder_is_per_user_and_can_be_turned_off(tmp_path):
     assert cache_dir({"COURSE_COMPILATION_CACHE": "OFF"}) is None
 
 
+def test_the_compilation_cache_keeps_recent_programs_within_its_bound(tmp_path):
+    """JAX deletes the least recently loaded programs past the bound (here 60 KB instead of MAX_BYTES)."""
+    import subprocess
+    import sys
+
+    script = """
+import sys, jax, jax.numpy as jnp
+from course.testing import compilation_cache
+compilation_cache.MAX_BYTES = 60_000
+compilation_cache.persist_compilations(sys.argv[1])
+for n in range(1, 31):  # 60 programs (jnp.ones too) of two or three kilobytes each
+    jax.jit(lambda x: jnp.sin(x) * 3.0)(jnp.ones(n)).block_until_ready()
+"""
+    for _ in range(2):  # the second run loads most programs and evicts while it writes the rest
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "xla")], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        entries = [p for p in (tmp_path / "xla").iterdir() if p.name.endswith("-cache")]
+        assert 5 <= len(entries) < 60 and sum(p.stat().st_size for p in entries) <= 60_000, sorted(
+            (p.name, p.stat().st_size) for p in entries)
+
+
 def test_visible_tests_multiply_float32_matrices_at_full_precision_and_compile_fast(tmp_path):
     """On a GPU, JAX's default precision (TF32) errs beyond the float32 tolerances: the visible tests' conftest turns it
     off. It also asks XLA for fast compilation (course/compile_flags.py), keeping a flag the student set."""

@@ -7,7 +7,9 @@ JAX can keep compiled programs on disk, keyed by the program itself, the
 compile options, the devices and the jax and jaxlib versions, so a rerun loads
 them instead of compiling again; only what the edit changed is compiled. A
 stale or wrong entry cannot be loaded for another program, so the cache is
-safe to keep, and safe to delete at any time.
+safe to keep, and safe to delete at any time. It is bounded: past
+:data:`MAX_BYTES`, JAX deletes the programs loaded least recently (a semester
+of edits would otherwise fill the disk, one program per change).
 
 Only the visible tests turn it on (``exercises/conftest.py``), for the
 student's own runs. The grader's worker never uses a persistent cache: it runs
@@ -24,6 +26,7 @@ import jax
 
 ENV_VAR = "COURSE_COMPILATION_CACHE"  # a folder for the cache; "0" or "off" turns it off
 OFF = frozenset({"0", "off"})
+MAX_BYTES = 1 << 30  # of one cache folder: a few thousand of the course's programs
 
 
 def cache_dir(environ: Mapping[str, str] = os.environ) -> Path | None:
@@ -53,9 +56,18 @@ def use_compilation_cache(environ: Mapping[str, str] = os.environ) -> Path | Non
     folder = cache_dir(environ)
     if folder is None:
         return None
+    persist_compilations(folder)
+    return folder
+
+
+def persist_compilations(folder: str | os.PathLike[str]) -> None:
+    """Keeps every program this process compiles in ``folder``, the least recently loaded deleted past :data:`MAX_BYTES`.
+
+    Must run before the first compilation of the process.
+    """
     jax.config.update("jax_compilation_cache_dir", str(folder))
     # JAX's defaults keep only programs that took a second to compile; the
     # tests' hundred small ones take milliseconds each, and they are the cost.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return folder
+    jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)  # eviction locks the folder with filelock

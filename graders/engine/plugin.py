@@ -100,12 +100,11 @@ class Grading:
 
         from course import submission
         from course.testing import use_full_float32_matmuls
+        from course.testing.compilation_cache import persist_compilations
 
         use_full_float32_matmuls()  # the reference's side; the worker's is each request's precision
         if settings.get("cache_dir"):
-            jax.config.update("jax_compilation_cache_dir", settings["cache_dir"])
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-            jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+            persist_compilations(settings["cache_dir"])
         self.compile_seconds = 0.0
         jax.monitoring.register_event_duration_secs_listener(self._on_event)
         submission.activate(settings["reference"])  # this process only ever imports the reference's exercises
