@@ -89,3 +89,36 @@ def test_a_whole_frame_unpacks_and_a_cut_one_is_a_protocol_error():
     np.testing.assert_array_equal(wire.decode(header["outputs"], arrays)[0], np.arange(3))
     with pytest.raises(wire.ProtocolError, match="size differs"):
         wire.unpack_frame(frame[:-1])
+
+
+def test_prune_removes_seeds_unused_for_long_or_least_recently_used_past_the_bound(tmp_path, monkeypatch):
+    import os
+    import time
+
+    monkeypatch.setattr(reference_store, "MAX_BYTES", 1500)
+    stores, now = tmp_path / "reference-outputs", time.time()
+
+    def seed(path: str, hours_ago: float, size: int = 600):
+        folder = stores / path
+        (folder / "cpu").mkdir(parents=True)
+        (folder / "cpu" / "entry.frame").write_bytes(b"x" * size)
+        os.utime(folder, (now - hours_ago * 3600,) * 2)
+        return folder
+
+    old = seed("code-a/seed-1", 24 * 40)  # unused for 40 days
+    kept = seed("code-a/seed-2", 2)
+    over = seed("code-b/seed-3", 3)  # the least recently used once the bound is passed
+    in_use = seed("code-b/seed-4", 0.2)  # a concurrent grading's, perhaps: never removed for size
+    (stores / "code-a" / ".removed-seed-9-123" / "cpu").mkdir(parents=True)  # an interrupted prune's
+    (stores / "code-d").mkdir()
+    os.utime(stores / "code-d", (now - 7200,) * 2)  # an empty grading code's folder
+    used = stores / "code-c" / "seed-5"
+    assert sorted(reference_store.prune(stores, used)) == [old, over]
+    assert kept.exists() and in_use.exists() and used.is_dir() and now - 5 < used.stat().st_mtime
+    assert sorted(p.name for p in stores.iterdir()) == [".pruned", "code-a", "code-b", "code-c"]
+    assert sorted(p.name for p in (stores / "code-a").iterdir()) == ["seed-2"]
+    # Once an hour: a second grading marks its seed used and prunes nothing, until the hour has passed.
+    again = seed("code-a/seed-6", 24 * 40)
+    assert reference_store.prune(stores, used) == []
+    os.utime(stores / ".pruned", (now - 2 * 3600,) * 2)
+    assert reference_store.prune(stores, used) == [again] and kept.exists()

@@ -110,7 +110,9 @@ class Grading:
         submission.activate(settings["reference"])  # this process only ever imports the reference's exercises
         self.store = None
         if settings.get("reference_store"):  # the platform's outputs differ in rounding: a store per platform
-            self.store = reference_store.ReferenceStore(Path(settings["reference_store"]) / jax.default_backend())
+            seed_folder = Path(settings["reference_store"])  # <stores>/<grading code>/seed-<n>
+            reference_store.prune(seed_folder.parents[1], seed_folder)
+            self.store = reference_store.ReferenceStore(seed_folder / jax.default_backend())
         reference_store.activate(self.store)
         self.students: dict = {}
         self.references: dict = {}

@@ -23,13 +23,21 @@ that cannot be digested (an object) is computed every time. Entries are the
 worker protocol's frames (:mod:`graders.runtime.wire`: JSON and ``.npz``,
 never pickles), written to a temporary name and renamed, so concurrent jobs
 and an interrupted grading leave only whole entries.
+
+The store is bounded (:func:`prune`): a seed's folder unused for
+:data:`MAX_AGE_DAYS` goes, and so do the least recently used ones past
+:data:`MAX_BYTES` (a student's ``course grade`` draws a new seed each run,
+and every change of the grading code starts a new folder).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -40,6 +48,10 @@ from graders.runtime import transforms, wire
 
 T = TypeVar("T")
 _ACTIVE: list[ReferenceStore] = []  # the pytest process's store, when its grading has one
+MAX_AGE_DAYS = 30
+MAX_BYTES = 1 << 30
+IN_USE_SECONDS = 3600  # a seed used this recently may be a concurrent grading's: never removed for size
+_PRUNED = ".pruned"  # in the stores' folder: its time is the last prune's (one an hour is enough)
 
 
 class Undigestible(TypeError):
@@ -171,3 +183,57 @@ def _write(path: Path, result) -> None:
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".", suffix=".tmp", delete=False) as file:
         file.write(wire.pack(header, arrays))
     os.replace(file.name, path)
+
+
+def prune(stores: Path, used: Path) -> list[Path]:
+    """Marks the seed folder ``used`` (``stores/<grading code>/seed-<n>``) as used now, then, at most once an hour,
+    removes the seed folders under ``stores`` unused for :data:`MAX_AGE_DAYS`, and the least recently used
+    ones while the rest holds more than :data:`MAX_BYTES`; returns what it removed.
+
+    A folder is renamed before it is deleted, so a grading that still reads it
+    finds nothing (and computes) rather than half of it. Concurrent gradings
+    may prune at once: each folder goes once, and one in use is kept.
+    """
+    used.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.utime(used)
+    marker, now = stores / _PRUNED, time.time()
+    if marker.exists() and now - marker.stat().st_mtime < IN_USE_SECONDS:
+        return []
+    marker.touch()
+    for trash in stores.glob("*/.removed-*"):  # what an interrupted prune left
+        shutil.rmtree(trash, ignore_errors=True)
+    seeds = sorted((u for u in map(_usage, stores.glob("*/seed-*")) if u), reverse=True)  # most recently used first
+    removed, total = [], 0
+    for last_used, size, seed in seeds:
+        age = now - last_used
+        if age > MAX_AGE_DAYS * 86400 or (total + size > MAX_BYTES and age > IN_USE_SECONDS):
+            if _remove(seed):
+                removed.append(seed)
+        else:
+            total += size
+    for code in stores.iterdir():  # a grading code's folder left empty
+        if code.is_dir() and not code.is_symlink() and not any(code.iterdir()) and now - code.stat().st_mtime > IN_USE_SECONDS:
+            with contextlib.suppress(OSError):  # a grading has just put a seed in it
+                code.rmdir()
+    return removed
+
+
+def _usage(seed: Path) -> tuple[float, int, Path] | None:
+    """When ``seed`` was last used and how many bytes it holds; ``None`` when it is no seed folder (or gone meanwhile)."""
+    try:
+        if seed.is_symlink() or not seed.is_dir():
+            return None
+        return seed.stat().st_mtime, sum(f.stat().st_size for f in seed.rglob("*") if f.is_file()), seed
+    except FileNotFoundError:  # another grading's prune removed it
+        return None
+
+
+def _remove(folder: Path) -> bool:
+    """Removes ``folder``; ``False`` when another grading's prune got to it first."""
+    trash = folder.with_name(f".removed-{folder.name}-{os.getpid()}")
+    try:
+        folder.rename(trash)
+    except FileNotFoundError:
+        return False
+    shutil.rmtree(trash, ignore_errors=True)
+    return True
