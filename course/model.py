@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from course.submission import exercise_module

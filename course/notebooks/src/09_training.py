@@ -12,7 +12,6 @@
 # %%
 import time
 
-import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
 
