@@ -117,6 +117,7 @@ def test_module_stand_ins_compute_the_reference_with_parameter_gradients(program
                                    lambda m, x: m(x, context=x[:, :1] + memory, mask=padding[:, None, None, :])),
         "feed-forward": ("FeedForward", (D, F), lambda m, x: m(x)),
     }
+    stacked = rng.standard_normal((3, *x.shape)).astype(np.float32)  # under vmap: three batches, one at a time
     for name, (cls, sizes, call) in calls.items():
         mine, theirs = getattr(good, cls)(*sizes, rngs=nnx.Rngs(0)), getattr(ref, cls)(*sizes, rngs=nnx.Rngs(1))
         assert jax.tree.map(np.shape, param_arrays(mine)) == jax.tree.map(np.shape, param_arrays(theirs)), name
@@ -126,13 +127,17 @@ def test_module_stand_ins_compute_the_reference_with_parameter_gradients(program
             out = call(module, x)
             return jnp.sum(out * np.cos(np.arange(out.size).reshape(out.shape)))
 
-        with jax.default_matmul_precision("highest"):
-            got = nnx.jit(nnx.value_and_grad(objective, argnums=(0, 1)))(mine, x)
-            want = nnx.value_and_grad(objective, argnums=(0, 1))(theirs, x)
-        got, want = jax.tree.leaves(jax.tree.map(np.asarray, got)), jax.tree.leaves(jax.tree.map(np.asarray, want))
-        assert len(got) == len(want) == len(jax.tree.leaves(param_arrays(mine))) + 2, name
-        for a, b in zip(got, want):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=name)
+        def mapped(module, xs, call=call):  # a submission may vmap its call over examples
+            return jnp.sum(nnx.vmap(call, in_axes=(None, 0))(module, xs) ** 3)
+
+        for f, inputs in ((objective, x), (mapped, stacked)):
+            with jax.default_matmul_precision("highest"):
+                got = nnx.jit(nnx.value_and_grad(f, argnums=(0, 1)))(mine, inputs)
+                want = nnx.value_and_grad(f, argnums=(0, 1))(theirs, inputs)
+            got, want = jax.tree.leaves(jax.tree.map(np.asarray, got)), jax.tree.leaves(jax.tree.map(np.asarray, want))
+            assert len(got) == len(want) == len(jax.tree.leaves(param_arrays(mine))) + 2, name
+            for a, b in zip(got, want):
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4, err_msg=f"{name}, {f.__name__}")
     np.testing.assert_allclose(good_pe.sinusoidal_positional_encoding(7, D), ref_pe.sinusoidal_positional_encoding(7, D),
                                rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="divisible"):

@@ -16,8 +16,9 @@ specification's parameters and runs the reference's program of them.
 The stand-ins check their arguments as the specification says, broadcast and
 flatten them to the programs' fixed layouts (rows first) and call the
 deserialized program: they run plainly, under ``jax.jit`` / ``nnx.jit``,
-``jax.vjp`` (the exported VJP) and, for attention, ``jax.vmap`` (the mapped
-axis is folded into the rows). Program keys: ``attention/causal_mask``,
+``jax.vjp`` (the exported VJP) and ``jax.vmap`` (for attention the mapped
+axis is folded into the rows; a module's program runs once per mapped
+example, its weights mapped or not). Program keys: ``attention/causal_mask``,
 ``attention/scaled_dot_product_attention/<dtype>/<d_k>``,
 ``loss/cross_entropy_loss/<dtype>/<all|masked>``,
 ``loss/next_token_loss/<dtype>/<all|padded>``,
@@ -61,23 +62,41 @@ def _rows(fn):
 
     @f.def_vmap
     def rule(axis_size, in_batched, *args):
-        args = [a if batched else jnp.broadcast_to(a, (axis_size, *a.shape)) for a, batched in zip(args, in_batched)]
-        out = f(*(a.reshape(-1, *a.shape[2:]) for a in args))
+        out = f(*jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), _mapped_axis_first(axis_size, in_batched, args)))
         return jax.tree.map(lambda o: o.reshape(axis_size, -1, *o.shape[1:]), out), jax.tree.map(lambda _: True, out)
 
     return f
 
 
-def _row_wise(exported, differentiated: int):
-    """The program as a function with its exported VJP for the first ``differentiated`` arguments, mappable by vmap."""
-    forward = _rows(lambda *args: tuple(exported.call(*args)))
+def _examples(fn):
+    """``fn`` that ``jax.vmap`` maps one example at a time (``lax.map``): for a module's program, whose weights have
+    no rows axis to fold into, whether they are mapped too or not."""
+    f = jax.custom_batching.custom_vmap(fn)
 
-    def pullback(*args_and_cotangents):
-        args, cotangents = args_and_cotangents[:len(exported.in_avals)], args_and_cotangents[len(exported.in_avals):]
+    @f.def_vmap
+    def rule(axis_size, in_batched, *args):
+        out = jax.lax.map(lambda example: f(*example), _mapped_axis_first(axis_size, in_batched, args))
+        return out, jax.tree.map(lambda _: True, out)
+
+    return f
+
+
+def _mapped_axis_first(axis_size, in_batched, args):
+    """``args`` with vmap's mapped axis in front of every array: broadcast where an argument is not mapped."""
+    return jax.tree.map(lambda a, batched: a if batched else jnp.broadcast_to(a, (axis_size, *a.shape)),
+                        args, tuple(in_batched))
+
+
+def _differentiable(exported, differentiated: int, mappable=_rows):
+    """The program as a function with its exported VJP for the first ``differentiated`` arguments; ``vmap`` maps it
+    (forward and backward) as ``mappable`` (:func:`_rows` or :func:`_examples`) says."""
+    forward = mappable(exported.call)
+
+    def pullback(args, cotangents):
         _, vjp = jax.vjp(lambda *d: exported.call(*d, *args[differentiated:]), *args[:differentiated])
-        return tuple(vjp(tuple(cotangents)))
+        return vjp(cotangents)
 
-    backward = _rows(pullback)
+    backward = mappable(pullback)
 
     @jax.custom_vjp
     def f(*args):
@@ -87,7 +106,7 @@ def _row_wise(exported, differentiated: int):
         return forward(*args), args
 
     def f_backward(args, cotangents):
-        return (*backward(*args, *cotangents), *[None] * (len(args) - differentiated))
+        return (*backward(args, cotangents), *[None] * (len(args) - differentiated))
 
     f.defvjp(f_forward, f_backward)
     return f
@@ -123,7 +142,7 @@ def attention_module(programs: Programs) -> types.ModuleType:
 
         exported = programs.get(f"attention/scaled_dot_product_attention/{jnp.dtype(query.dtype).name}/{d_k}",
                                 "scaled_dot_product_attention")
-        output, weights = _row_wise(exported, 3)(rows(query, T_q, d_k), rows(key, T_k, d_k), rows(value, T_k, d_v),
+        output, weights = _differentiable(exported, 3)(rows(query, T_q, d_k), rows(key, T_k, d_k), rows(value, T_k, d_v),
                                                 rows(mask, T_q, T_k))
         return output.reshape(*lead, T_q, d_v), weights.reshape(*lead, T_q, T_k)
 
@@ -211,7 +230,7 @@ def transformer_module(programs: Programs) -> types.ModuleType:
             mask = jnp.ones((T_q, T_k), bool) if mask is None else jnp.asarray(mask).astype(bool)
             lead = jnp.broadcast_shapes(x.shape[:-2], context.shape[:-2], mask.shape[:-3])
             exported = programs.get(f"transformer/multi_head_attention/float32/{d_model}/{H}", "MultiHeadAttention")
-            output = exported.call(weights(self, ("query", "key", "value", "out")),
+            output = _differentiable(exported, 3, _examples)(weights(self, ("query", "key", "value", "out")),
                                    jnp.broadcast_to(x, (*lead, T_q, d_model)).reshape(-1, T_q, d_model),
                                    jnp.broadcast_to(context, (*lead, T_k, d_model)).reshape(-1, T_k, d_model),
                                    jnp.broadcast_to(mask, (*lead, H, T_q, T_k)).reshape(-1, H, T_q, T_k))
@@ -231,7 +250,7 @@ def transformer_module(programs: Programs) -> types.ModuleType:
                 raise ValueError(f"x: expected shape [..., {d_model}], got {x.shape}")
             _float32(x, "x")
             exported = programs.get(f"transformer/feed_forward/float32/{d_model}/{d_ff}", "FeedForward")
-            return exported.call(weights(self, ("up", "down")), x.reshape(-1, d_model)).reshape(x.shape)
+            return _differentiable(exported, 2, _examples)(weights(self, ("up", "down")), x.reshape(-1, d_model)).reshape(x.shape)
 
     return _module("transformer", MultiHeadAttention=MultiHeadAttention, FeedForward=FeedForward)
 
