@@ -143,7 +143,7 @@ def attention_module(programs: Programs) -> types.ModuleType:
         exported = programs.get(f"attention/scaled_dot_product_attention/{jnp.dtype(query.dtype).name}/{d_k}",
                                 "scaled_dot_product_attention")
         output, weights = _differentiable(exported, 3)(rows(query, T_q, d_k), rows(key, T_k, d_k), rows(value, T_k, d_v),
-                                                rows(mask, T_q, T_k))
+                                                       rows(mask, T_q, T_k))
         return output.reshape(*lead, T_q, d_v), weights.reshape(*lead, T_q, T_k)
 
     return _module("attention", causal_mask=causal_mask, scaled_dot_product_attention=scaled_dot_product_attention)
@@ -200,7 +200,7 @@ def transformer_module(programs: Programs) -> types.ModuleType:
         return {name: {"kernel": getattr(module, name).kernel[...], "bias": getattr(module, name).bias[...]}
                 for name in layers}
 
-    def _float32(x, what):
+    def float32_only(x, what):
         if x.dtype != jnp.float32:
             raise TypeError(f"{what}: the grader's known-good version covers float32 inputs, got {x.dtype}")
 
@@ -224,16 +224,17 @@ def transformer_module(programs: Programs) -> types.ModuleType:
             for name, y in (("x", x), ("context", context)):
                 if y.ndim < 2 or y.shape[-1] != d_model:
                     raise ValueError(f"{name}: expected shape [..., T, {d_model}], got {y.shape}")
-            _float32(x, "x")
-            _float32(context, "context")
+            float32_only(x, "x")
+            float32_only(context, "context")
             T_q, T_k = x.shape[-2], context.shape[-2]
             mask = jnp.ones((T_q, T_k), bool) if mask is None else jnp.asarray(mask).astype(bool)
             lead = jnp.broadcast_shapes(x.shape[:-2], context.shape[:-2], mask.shape[:-3])
             exported = programs.get(f"transformer/multi_head_attention/float32/{d_model}/{H}", "MultiHeadAttention")
-            output = _differentiable(exported, 3, _examples)(weights(self, ("query", "key", "value", "out")),
-                                   jnp.broadcast_to(x, (*lead, T_q, d_model)).reshape(-1, T_q, d_model),
-                                   jnp.broadcast_to(context, (*lead, T_k, d_model)).reshape(-1, T_k, d_model),
-                                   jnp.broadcast_to(mask, (*lead, H, T_q, T_k)).reshape(-1, H, T_q, T_k))
+            output = _differentiable(exported, 3, _examples)(
+                weights(self, ("query", "key", "value", "out")),
+                jnp.broadcast_to(x, (*lead, T_q, d_model)).reshape(-1, T_q, d_model),
+                jnp.broadcast_to(context, (*lead, T_k, d_model)).reshape(-1, T_k, d_model),
+                jnp.broadcast_to(mask, (*lead, H, T_q, T_k)).reshape(-1, H, T_q, T_k))
             return output.reshape(*lead, T_q, d_model)
 
     class FeedForward(nnx.Module):
@@ -248,9 +249,10 @@ def transformer_module(programs: Programs) -> types.ModuleType:
             d_model, d_ff = self.up.kernel.shape
             if x.ndim < 1 or x.shape[-1] != d_model:
                 raise ValueError(f"x: expected shape [..., {d_model}], got {x.shape}")
-            _float32(x, "x")
+            float32_only(x, "x")
             exported = programs.get(f"transformer/feed_forward/float32/{d_model}/{d_ff}", "FeedForward")
-            return _differentiable(exported, 2, _examples)(weights(self, ("up", "down")), x.reshape(-1, d_model)).reshape(x.shape)
+            output = _differentiable(exported, 2, _examples)(weights(self, ("up", "down")), x.reshape(-1, d_model))
+            return output.reshape(x.shape)
 
     return _module("transformer", MultiHeadAttention=MultiHeadAttention, FeedForward=FeedForward)
 
