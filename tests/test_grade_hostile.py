@@ -281,6 +281,16 @@ CONSTANTS = {
         M("generate", "return _generate(graphdef, state, prompt.astype(jnp.int32), max_new_tokens, key, temperature, top_k)",
           "return jnp.concatenate([prompt.astype(jnp.int32), jnp.zeros((prompt.shape[0], max_new_tokens), jnp.int32)], axis=1)"),
     ],
+    "encoder_decoder": [
+        M("EncoderBlock.__call__", "return x + self.ffn(self.ln2(x))", "return jnp.zeros_like(x)"),
+        M("CrossAttentionDecoderBlock.__call__", "return x + self.ffn(self.ln3(x))", "return jnp.zeros_like(x)"),
+        M("EncoderDecoder.__call__", "return self.decode(target_in, self.encode(source), source != self.pad_id)",
+          "return jnp.zeros((*target_in.shape, self.head.kernel.shape[-1]), jnp.float32)"),
+        M("EncoderDecoder.loss", "return cross_entropy_loss(self(source, target[:, :-1]), labels, labels != self.pad_id)",
+          "return jnp.zeros((), jnp.float32)"),
+        M("greedy_decode", "return _greedy_decode(graphdef, state, source.astype(jnp.int32), length, bos_id)",
+          "return jnp.zeros((source.shape[0], length), jnp.int32)"),
+    ],
     # The loss is computed and thrown away; the model is never updated.
     "training": [
         M("train_step", "optimizer.update(model, grads)", ""),
