@@ -187,6 +187,10 @@ def loss_module(programs: Programs) -> types.ModuleType:
     return _module("loss", cross_entropy_loss=cross_entropy_loss, next_token_loss=next_token_loss)
 
 
+# The nnx.Linear layers of the transformer's modules, whose weights their programs take (graders.engine.known_good).
+LAYERS = {"multi_head_attention": ("query", "key", "value", "out"), "feed_forward": ("up", "down")}
+
+
 def transformer_module(programs: Programs) -> types.ModuleType:
     """The stand-in for ``exercises.transformer.transformer``: ``MultiHeadAttention`` and ``FeedForward``.
 
@@ -231,7 +235,7 @@ def transformer_module(programs: Programs) -> types.ModuleType:
             lead = jnp.broadcast_shapes(x.shape[:-2], context.shape[:-2], mask.shape[:-3])
             exported = programs.get(f"transformer/multi_head_attention/float32/{d_model}/{H}", "MultiHeadAttention")
             output = _differentiable(exported, 3, _examples)(
-                weights(self, ("query", "key", "value", "out")),
+                weights(self, LAYERS["multi_head_attention"]),
                 jnp.broadcast_to(x, (*lead, T_q, d_model)).reshape(-1, T_q, d_model),
                 jnp.broadcast_to(context, (*lead, T_k, d_model)).reshape(-1, T_k, d_model),
                 jnp.broadcast_to(mask, (*lead, H, T_q, T_k)).reshape(-1, H, T_q, T_k))
@@ -251,7 +255,7 @@ def transformer_module(programs: Programs) -> types.ModuleType:
                 raise ValueError(f"x: expected shape [..., {d_model}], got {x.shape}")
             float32_only(x, "x")
             exported = programs.get(f"transformer/feed_forward/float32/{d_model}/{d_ff}", "FeedForward")
-            output = _differentiable(exported, 2, _examples)(weights(self, ("up", "down")), x.reshape(-1, d_model))
+            output = _differentiable(exported, 2, _examples)(weights(self, LAYERS["feed_forward"]), x.reshape(-1, d_model))
             return output.reshape(x.shape)
 
     return _module("transformer", MultiHeadAttention=MultiHeadAttention, FeedForward=FeedForward)
