@@ -112,7 +112,7 @@ def site(out_dir: Path, target: str | None, quick: bool, jobs: int | None, secti
 
 @click.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Replace the contents of a non-empty OUT_DIR.")
+@click.option("--force", is_flag=True, help="Replace the contents of a non-empty OUT_DIR (its .git is kept).")
 @click.option("--allow-edited-stubs", is_flag=True,
               help="Release exercises/ as it is, even where a stub differs from the one `course stubs` generates.")
 def release(out_dir: Path, force: bool, allow_edited_stubs: bool) -> None:

@@ -23,6 +23,7 @@ import jinja2
 
 from authoring import stubs
 from course import catalog
+from course.folders import replacing
 from course.submission import is_skipped, repo_root
 
 SHIPPED = ("course", "exercises")
@@ -133,9 +134,12 @@ def edited_stubs(root: Path) -> list[str]:
 def release(out_dir: str | Path, *, force: bool = False, allow_edited_stubs: bool = False, root: Path | None = None) -> Path:
     """Writes the student repository to ``out_dir``.
 
+    The release is written and scanned beside ``out_dir``, and takes its place
+    only when complete: a refused or failed release leaves ``out_dir`` as it was.
+
     Args:
-      out_dir: a new or empty directory.
-      force: replace the contents of a non-empty ``out_dir``.
+      out_dir: a new or empty directory (a ``.git`` in it does not count, and is kept).
+      force: replace the contents of a non-empty ``out_dir`` (all but its ``.git``).
       allow_edited_stubs: release ``exercises/`` as it is, even where a stub
         differs from the one generated from ``reference/``.
       root: the course repository (default: this one).
@@ -146,33 +150,31 @@ def release(out_dir: str | Path, *, force: bool = False, allow_edited_stubs: boo
     Raises:
       ReleaseError: ``out_dir`` is not empty (without ``force``), a stub differs
         from the generated one (without ``allow_edited_stubs``), or the
-        release would leak hidden text (the partial release is removed).
+        release would leak hidden text.
     """
     root = root or repo_root()
     out_dir = Path(out_dir).resolve()
     if out_dir == root or root in out_dir.parents:
         raise ReleaseError(f"out_dir: {out_dir} is inside the course repository; choose a folder outside it")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not force:
-            raise ReleaseError(f"out_dir: {out_dir} is not empty; pass --force to replace its contents")
-        shutil.rmtree(out_dir)
+    if out_dir.exists() and not force and any(p.name != ".git" for p in out_dir.iterdir()):
+        raise ReleaseError(f"out_dir: {out_dir} is not empty; pass --force to replace its contents (its .git is kept)")
     edited = [] if allow_edited_stubs else edited_stubs(root)
     if edited:
         raise ReleaseError("\n".join(edited) + "\nRun `course stubs` to regenerate them (this overwrites the edits), "
                            "or pass --allow-edited-stubs to release them as they are.")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for folder in SHIPPED:
-        shutil.copytree(root / folder, out_dir / folder, ignore=lambda _, names: [n for n in names if is_skipped(Path(n))])
-    readme = (TEMPLATES / "student_README.md").read_text().format(
-        title="Introduction to Transformers with JAX", exercise_table=exercise_table())
-    (out_dir / "README.md").write_text(readme)
-    (out_dir / "pyproject.toml").write_text(student_pyproject(root))
-    (out_dir / ".gitignore").write_text("__pycache__/\n*.egg-info/\nruns/\n.ipynb_checkpoints/\n")
-    workflow = out_dir / ".github" / "workflows" / "tests.yml"
-    workflow.parent.mkdir(parents=True)
-    shutil.copyfile(TEMPLATES / "tests.yml", workflow)
-    problems = leaks(out_dir, root)
-    if problems:
-        shutil.rmtree(out_dir)
-        raise ReleaseError("the release would leak hidden material:\n" + "\n".join(problems[:20]))
+    with replacing(out_dir, keep=(".git",)) as new:  # the student repository's history stays
+        for folder in SHIPPED:
+            shutil.copytree(root / folder, new / folder, ignore=lambda _, names: [n for n in names if is_skipped(Path(n))])
+        readme = (TEMPLATES / "student_README.md").read_text().format(
+            title="Introduction to Transformers with JAX", exercise_table=exercise_table())
+        (new / "README.md").write_text(readme)
+        (new / "pyproject.toml").write_text(student_pyproject(root))
+        (new / ".gitignore").write_text("__pycache__/\n*.egg-info/\nruns/\n.ipynb_checkpoints/\n")
+        workflow = new / ".github" / "workflows" / "tests.yml"
+        workflow.parent.mkdir(parents=True)
+        shutil.copyfile(TEMPLATES / "tests.yml", workflow)
+        problems = leaks(new, root)
+        if problems:
+            raise ReleaseError("the release would leak hidden material:\n" + "\n".join(problems[:20]))
+        new.chmod(0o755)  # a repository, not a private folder (mkdtemp makes it 0700)
     return out_dir

@@ -68,8 +68,7 @@ def build_bundle(out: str | os.PathLike[str], *, seed: int | None = None, exerci
     if path.suffix != ".zip":
         raise ValueError(f"--gradescope: expected a path ending in .zip, got {str(out)!r}")
     seed = draw_seed() if seed is None else check_seed(seed)
-    names = list(exercises) if exercises else grading.graded_exercises()
-    grading.check_graded(names)
+    names = grading.to_grade(exercises)
     root = submissions.repo_root()
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bundle:

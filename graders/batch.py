@@ -40,6 +40,7 @@ import re
 import shutil
 import stat
 import tempfile
+import threading
 import time
 import traceback
 import zipfile
@@ -49,6 +50,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from course.folders import replacing, tidy
 from course.seeds import check_seed, draw_seed
 from course.submission import is_skipped
 from graders.engine import grading, sandbox
@@ -73,6 +75,10 @@ class BatchError(ValueError):
 
 class Rejected(Exception):
     """One submission cannot be graded (a bad zip, an unsafe entry); it scores zero with this reason."""
+
+
+class Stopped(Exception):
+    """The class run was stopped (Ctrl-C) while this grading ran: it is dropped, and the grade recorded before stays."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,8 @@ def discover(submissions_dir: str | os.PathLike[str]) -> dict[str, Path]:
         student = entry.name if entry.is_dir() else entry.stem
         if not STUDENT_ID.match(student):
             raise BatchError(f"SUBMISSIONS_DIR: {entry.name!r} is not a usable student id (letters, digits, . _ @ + -)")
+        if student == BATCH_FILE:
+            raise BatchError(f"SUBMISSIONS_DIR: {entry.name!r} would be graded into the results folder's own {BATCH_FILE}; rename it")
         if student in found:
             raise BatchError(f"SUBMISSIONS_DIR: two submissions for student {student!r}: {found[student].name} and {entry.name}")
         found[student] = entry
@@ -230,7 +238,10 @@ def read_batch(results_dir: Path, *, option: str = "--out") -> dict | None:
     batch_file = results_dir / BATCH_FILE
     if not batch_file.is_file():
         return None
-    record = json.loads(batch_file.read_text())
+    try:
+        record = json.loads(batch_file.read_text())
+    except (ValueError, OSError) as error:
+        raise BatchError(f"{option}: {batch_file} cannot be read ({error})") from None
     if not isinstance(record, dict) or record.get("schema") != BATCH_SCHEMA:
         raise BatchError(f"{option}: {batch_file} is not a batch file of schema {BATCH_SCHEMA}")
     return record
@@ -274,6 +285,7 @@ def prepare_results_dir(results_dir: Path, *, seed: int | None, exercises: Seque
     record = batch_record(grader_version=version, seed=seed, exercises=exercises, shard=shard,
                           started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     results_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # grades and the seed: the course staff's only
+    tidy(results_dir)
     write_json(results_dir / BATCH_FILE, record)
     return record
 
@@ -291,50 +303,56 @@ def recorded_outcome(out: Path, student: str, key: dict) -> Outcome | None:
     A grader error is the grader's fault, never final: only graded or rejected submissions are kept.
     """
     record_file = out / STUDENT_FILE
-    if not record_file.is_file():
+    try:
+        record = json.loads(record_file.read_text())
+    except (ValueError, OSError):  # none, or damaged: graded again
         return None
-    record = json.loads(record_file.read_text())
-    final = record.get("status") in (SubmissionStatus.GRADED, SubmissionStatus.REJECTED)
+    final = isinstance(record, dict) and record.get("status") in (SubmissionStatus.GRADED, SubmissionStatus.REJECTED)
     return _recorded(record, student) if final and all(record.get(k) == v for k, v in key.items()) else None
 
 
 def grade_one(student: str, source: Path, results_dir: Path, batch: dict, *, limits: sandbox.Limits | None,
               force: bool, isolation: str = "auto", open_interpreter_path: bool = False,
-              cores: Sequence[int] | None = None, server: PytestServer | None = None) -> Outcome:
+              cores: Sequence[int] | None = None, server: PytestServer | None = None,
+              stop: threading.Event | None = None) -> Outcome:
     """Grades one student's submission into ``results_dir/<student>/`` on ``cores`` (in the job's pytest ``server``),
-    or skips it when nothing changed."""
+    or skips it when nothing changed; ``stop``: as for :func:`grade_into`."""
     key = skip_key(source, batch)
     out = results_dir / student
     recorded = None if force else recorded_outcome(out, student, key)
     if recorded is not None:
         return recorded
     return grade_into(out, student, source, key, limits=limits, isolation=isolation, open_interpreter_path=open_interpreter_path,
-                      cores=cores, server=server)
+                      cores=cores, server=server, stop=stop)
 
 
 def grade_into(out: Path, student: str, source: Path, key: dict, *, limits: sandbox.Limits | None, isolation: str,
                open_interpreter_path: bool, cores: Sequence[int] | None = None,
-               server: PytestServer | None = None) -> Outcome:
-    """Grades ``source`` into the folder ``out`` (emptied first): the score files and ``submission.json`` (``key`` and
-    the outcome)."""
+               server: PytestServer | None = None, stop: threading.Event | None = None) -> Outcome:
+    """Grades ``source`` into the folder ``out``: the score files and ``submission.json`` (``key`` and the outcome),
+    which replace what ``out`` held only once complete (:func:`replacing`).
+
+    Raises:
+      Stopped: ``stop`` was set (the class run was interrupted) before the grading ended; ``out`` is left as it was.
+    """
     started = time.monotonic()
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, mode=0o700)
-    try:
-        with unpacked(source) as folder:
-            result = grading.grade(folder, exercises=key["exercises"], out=out, seed=key["seed"], limits=limits,
-                                   isolation=isolation, open_interpreter_path=open_interpreter_path, cores=cores,
-                                   server=server)
-    except (Rejected, ValueError) as error:  # the submission's own faults: a bad zip, a link, graders.grade's refusals
-        outcome = Outcome(student, SubmissionStatus.REJECTED, reason=str(error), seconds=time.monotonic() - started)
-    except Exception as error:  # the grader's side failed (a read-only cache, a full disk): never final, regraded next run
-        outcome = Outcome(student, SubmissionStatus.GRADER_ERROR, reason=f"grading this submission failed: {error!r}",
-                          seconds=time.monotonic() - started)
-    else:
-        status = SubmissionStatus.GRADED if result.status == RunStatus.OK else SubmissionStatus.GRADER_ERROR
-        outcome = Outcome(student, status, result.score, result.max_score, _reason(result), time.monotonic() - started)
-    write_json(out / STUDENT_FILE, {**key, "student": student, "source": source.name, **asdict(outcome), "skipped": False})
+    with replacing(out) as folder:
+        try:
+            with unpacked(source) as submission:
+                result = grading.grade(submission, exercises=key["exercises"], out=folder, seed=key["seed"], limits=limits,
+                                       isolation=isolation, open_interpreter_path=open_interpreter_path, cores=cores,
+                                       server=server)
+        except (Rejected, ValueError) as error:  # the submission's own faults: a bad zip, a link, graders.grade's refusals
+            outcome = Outcome(student, SubmissionStatus.REJECTED, reason=str(error), seconds=time.monotonic() - started)
+        except Exception as error:  # the grader's side failed (a read-only cache, a full disk): never final, regraded next run
+            outcome = Outcome(student, SubmissionStatus.GRADER_ERROR, reason=f"grading this submission failed: {error!r}",
+                              seconds=time.monotonic() - started)
+        else:
+            status = SubmissionStatus.GRADED if result.status == RunStatus.OK else SubmissionStatus.GRADER_ERROR
+            outcome = Outcome(student, status, result.score, result.max_score, _reason(result), time.monotonic() - started)
+        if stop is not None and stop.is_set():
+            raise Stopped(student)
+        write_json(folder / STUDENT_FILE, {**key, "student": student, "source": source.name, **asdict(outcome), "skipped": False})
     return outcome
 
 
@@ -398,17 +416,24 @@ def grade_all(
     if shard is not None:
         submissions = {s: p for s, p in submissions.items() if shard_of(s, shard[1]) == shard[0]}
     out = Path(results_dir)
-    batch = prepare_results_dir(out, seed=seed, exercises=names, force=force, shard=shard)
-    if on_start is not None:
-        on_start(len(submissions))
+    if out.resolve().is_relative_to(root.resolve()):
+        raise BatchError(f"--out: {out} lies inside SUBMISSIONS_DIR, where its folders would be graded as students; "
+                         "choose a folder outside it")
     options = {"limits": limits, "isolation": isolation, "open_interpreter_path": open_interpreter_path}
     if scheduler is None:
+        batch = prepare_results_dir(out, seed=seed, exercises=names, force=force, shard=shard)
+        if on_start is not None:
+            on_start(len(submissions))
         grade = functools.partial(grade_one, force=force, **options)
         outcomes = _grade_in_pool(submissions, out, batch, grade, jobs=jobs or os.cpu_count() or 1, on_done=on_done)
     else:
-        from graders.cluster import grade_on_cluster  # Dask is an optional extra
+        from graders.cluster import connect, grade_on_cluster  # Dask is an optional extra
 
-        outcomes = grade_on_cluster(root, submissions, out, batch, options, scheduler=scheduler, force=force, on_done=on_done)
+        with connect(scheduler, root) as client:  # before the results folder is touched
+            batch = prepare_results_dir(out, seed=seed, exercises=names, force=force, shard=shard)
+            if on_start is not None:
+                on_start(len(submissions))
+            outcomes = grade_on_cluster(client, submissions, out, batch, options, force=force, on_done=on_done)
     return BatchResult(out, batch["seed"], batch["grader_version"], tuple(names),
                        tuple(sorted(outcomes, key=lambda o: o.student)), time.monotonic() - started)
 
@@ -449,8 +474,7 @@ def _checked_arguments(jobs: int | None, seed: int | None, exercises: Sequence[s
         parse_shard(f"{shard[0]}/{shard[1]}")
         if seed is None:
             raise BatchError("--shard: give --seed too, so that every shard grades with the same inputs")
-    names = list(exercises) if exercises else grading.graded_exercises()
-    grading.check_graded(names)
+    names = grading.to_grade(exercises)
     return names
 
 
@@ -464,24 +488,32 @@ def _grade_in_pool(submissions: dict[str, Path], out: Path, batch: dict, grade: 
     for cores in sandbox.core_slices(jobs, sandbox.check_cores(None)):
         servers.append(grading.pytest_server())
         free.put((cores, servers[-1]))
+    stop = threading.Event()
 
     def on_a_free_slice(*args):
         cores, server = free.get()  # never waits: at most `jobs` gradings run at once, and there are `jobs` slices
         try:
-            return grade(*args, cores=cores, server=server)
+            return grade(*args, cores=cores, server=server, stop=stop)
         finally:
             free.put((cores, server))
 
     outcomes = []
+    pool = ThreadPoolExecutor(max_workers=jobs)  # threads suffice: each grading is its own processes
     try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads suffice: each grading is its own processes
-            futures = {pool.submit(on_a_free_slice, s, p, out, batch): s for s, p in submissions.items()}
-            for future in as_completed(futures):
-                outcome = outcome_of(future, futures[future], out)
-                outcomes.append(outcome)
-                if on_done is not None:
-                    on_done(outcome)
+        futures = {pool.submit(on_a_free_slice, s, p, out, batch): s for s, p in submissions.items()}
+        for future in as_completed(futures):
+            outcome = outcome_of(future, futures[future], out)
+            outcomes.append(outcome)
+            if on_done is not None:
+                on_done(outcome)
+    except BaseException:  # Ctrl-C: nothing more starts, the gradings under way end now, and their students keep their grades
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for server in servers:
+            server.stop()
+        raise
     finally:
+        pool.shutdown(wait=True)
         for server in servers:
             server.close()
     return outcomes
@@ -545,14 +577,30 @@ def merge_results(shard_dirs: Sequence[str | os.PathLike[str]], results_dir: str
             if entry.name in students:
                 raise BatchError(f"SHARD_DIR: student {entry.name!r} is in both {students[entry.name].parent} and {folder}")
             students[entry.name] = entry
-    out.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for student, entry in students.items():
-        shutil.copytree(entry, out / student, ignore=shutil.ignore_patterns(".*"))
+    records = {student: _student_record(entry, option="SHARD_DIR") for student, entry in students.items()}
     merged = batch_record(started=min(record["started"] for _, record in shards.values()), **{k: first[k] for k in same})
-    write_json(out / BATCH_FILE, merged)
-    outcomes = tuple(_recorded(json.loads((out / s / STUDENT_FILE).read_text()), s) for s in sorted(students))
+    with replacing(out) as new:  # out appears whole, or not at all
+        for student, entry in students.items():
+            shutil.copytree(entry, new / student, ignore=shutil.ignore_patterns(".*"))
+        write_json(new / BATCH_FILE, merged)
+    outcomes = tuple(_recorded(records[s], s) for s in sorted(students))
     return BatchResult(out, merged["seed"], merged["grader_version"], tuple(merged["exercises"]), outcomes,
                        time.monotonic() - started)
+
+
+def _student_record(folder: Path, *, option: str) -> dict:
+    """The ``submission.json`` of a student's results ``folder``.
+
+    Raises:
+      BatchError: it has none or it is damaged (a grading cut short, or a folder that is not a student's).
+    """
+    try:
+        record = json.loads((folder / STUDENT_FILE).read_text())
+        SubmissionStatus(record["status"])
+        return record
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise BatchError(f"{option}: {folder} holds no readable {STUDENT_FILE} ({type(error).__name__}): not a student's "
+                         "finished results; grade it again with course grade-all, or remove it") from None
 
 
 def _recorded(record: dict, student: str) -> Outcome:

@@ -6,6 +6,7 @@ only where ``graders`` is installed (never in a student's repository).
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import click
@@ -14,6 +15,7 @@ from rich.markup import escape
 from course import submission as submissions
 from course.cli import console, seed_range
 
+DAY_SECONDS = 86_400  # longer limits are typos, and past the worker's clock arithmetic
 seed_option = click.option("--seed", type=seed_range,
                            help="Seed of the inputs (default: random, recorded); the same seed reproduces a grade.")
 
@@ -113,6 +115,13 @@ def shard_option(ctx: click.Context, param: click.Parameter, value: str | None) 
         raise click.BadParameter(str(error), ctx=ctx, param=param) from None
 
 
+def seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Click callback of the time limits: a number of seconds, more than 0 and at most a day."""
+    if value is not None and not 0 < value <= DAY_SECONDS:  # nan fails too
+        raise click.BadParameter(f"expected seconds, more than 0 and at most {DAY_SECONDS}, got {value}", ctx=ctx, param=param)
+    return value
+
+
 @click.command("grade-all")
 @click.argument("submissions_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="The results folder: one folder per student.")
@@ -120,8 +129,8 @@ def shard_option(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--force", is_flag=True, help="Regrade every submission, even unchanged ones or another grader version's results.")
 @click.option("--seed", type=seed_range, help="One seed for the whole class (default: the results folder's, or random).")
 @graded_option
-@click.option("--call-seconds", type=click.FloatRange(min=0, min_open=True), help="Time limit of one call of a student's function.")
-@click.option("--submission-seconds", type=click.FloatRange(min=0, min_open=True), help="Time limit of one submission's calls together.")
+@click.option("--call-seconds", type=float, callback=seconds, help="Time limit of one call of a student's function.")
+@click.option("--submission-seconds", type=float, callback=seconds, help="Time limit of one submission's calls together.")
 @sandbox_options
 @click.option("--scheduler", metavar="ADDRESS", help="Grade on the workers of this Dask scheduler (tcp://host:8786); they must "
               "see SUBMISSIONS_DIR at the same path. Needs pip install -e \".[cluster]\".")
@@ -154,6 +163,8 @@ def grade_all(submissions_dir, out, jobs, force, seed, exercises, call_seconds, 
                     + (" (unchanged, skipped)" if outcome.skipped else ""))
             bar.update(done, line=line, rate=f"{60 * done / max(bar.elapsed, 1e-9):.1f}", failures=str(failures))
 
+        # A scheduler's or CI's stop (SIGTERM) stops the run as Ctrl-C does: no student's code runs on unwatched.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             result = run_grade_all(submissions_dir, out, jobs=jobs, force=force, seed=seed, exercises=exercises,
                                    limits=limits, isolation=isolation, open_interpreter_path=open_interpreter_path,
@@ -208,8 +219,8 @@ def report(results_dir: Path, out: Path, published: bool) -> None:
 
     try:
         summary = write_report(results_dir, out, published=published)
-    except ReportError as error:
-        raise click.BadParameter(str(error), param_hint="RESULTS_DIR") from None
+    except ReportError as error:  # its message names the argument
+        raise click.UsageError(str(error)) from None
     console.print(f"{len(summary.students)} students, average {summary.average_total:.1f}/{summary.total_max:g}; "
                   f"wrote {escape(str(out))}/ (grades.csv, summary.json, feedback/, report.html)")
 

@@ -18,29 +18,23 @@ Dask is an optional extra (``pip install -e ".[cluster]"``), imported here only.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from course.folders import replacing
 from graders.batch import BatchError, Outcome, grade_into, grader_version, outcome_of, recorded_outcome, skip_key
 from graders.engine.grading import pytest_server
-from graders.results.layout import STUDENT_FILE
 
 # A scheduler answers in well under a second, also across a cluster's network; Dask's own
 # default (30 s) leaves an instructor with a mistyped address waiting for nothing.
 CONNECT_SECONDS = 10
 
 
-def grade_on_cluster(submissions_dir: Path, submissions: Mapping[str, Path], out: Path, batch: dict, options: dict, *,
-                     scheduler: str, force: bool, on_done: Callable[[Outcome], None] | None) -> list[Outcome]:
-    """Grades ``submissions`` (student -> folder or zip, absolute paths in ``submissions_dir``) on the workers of the
-    Dask scheduler at ``scheduler`` into ``out``, and tells ``on_done`` of each outcome as it completes (from this
-    thread).
-
-    Args:
-      options: :func:`graders.batch.grade_into`'s keyword arguments (limits, isolation, open_interpreter_path).
+def connect(scheduler: str, submissions_dir: Path):
+    """A Dask client of the scheduler at ``scheduler`` whose workers run this grader version and see
+    ``submissions_dir``; checked before the results folder is touched. Use it as a context manager.
 
     Raises:
       BatchError: Dask is not installed, the scheduler cannot be reached, or a worker runs another grader version
@@ -50,6 +44,27 @@ def grade_on_cluster(submissions_dir: Path, submissions: Mapping[str, Path], out
         import distributed
     except ImportError:
         raise BatchError('--scheduler: Dask is not installed; pip install -e ".[cluster]"') from None
+    try:
+        client = distributed.Client(scheduler, timeout=CONNECT_SECONDS)
+    except (OSError, ValueError) as error:
+        raise BatchError(f"--scheduler: cannot reach a Dask scheduler at {scheduler!r} ({error})") from None
+    problems = client.run(worker_problem, str(submissions_dir), grader_version())
+    if any(problems.values()):  # workers that join later (an adaptive cluster) are checked by each task
+        client.close()
+        raise BatchError("--scheduler: " + "; ".join(f"the worker {a} {p}" for a, p in sorted(problems.items()) if p))
+    return client
+
+
+def grade_on_cluster(client, submissions: Mapping[str, Path], out: Path, batch: dict, options: dict, *,
+                     force: bool, on_done: Callable[[Outcome], None] | None) -> list[Outcome]:
+    """Grades ``submissions`` (student -> folder or zip, absolute paths) on the workers of ``client`` (:func:`connect`)
+    into ``out``, and tells ``on_done`` of each outcome as it completes (from this thread).
+
+    Args:
+      options: :func:`graders.batch.grade_into`'s keyword arguments (limits, isolation, open_interpreter_path).
+    """
+    import distributed
+
     outcomes = []
 
     def done(outcome: Outcome) -> None:
@@ -57,25 +72,17 @@ def grade_on_cluster(submissions_dir: Path, submissions: Mapping[str, Path], out
         if on_done is not None:
             on_done(outcome)
 
-    try:
-        client = distributed.Client(scheduler, timeout=CONNECT_SECONDS)
-    except (OSError, ValueError) as error:
-        raise BatchError(f"--scheduler: cannot reach a Dask scheduler at {scheduler!r} ({error})") from None
-    with client:
-        problems = client.run(worker_problem, str(submissions_dir), batch["grader_version"])
-        if any(problems.values()):  # workers that join later (an adaptive cluster) are checked by each task
-            raise BatchError("--scheduler: " + "; ".join(f"the worker {a} {p}" for a, p in sorted(problems.items()) if p))
-        futures = {}
-        for student, source in submissions.items():
-            key = skip_key(source, batch)
-            recorded = None if force else recorded_outcome(out / student, student, key)
-            if recorded is not None:
-                done(recorded)
-            else:  # pure=False: a regrade is a new task, never a result the scheduler still holds
-                futures[client.submit(grade_remotely, student, source, key, options, pure=False)] = student
-        for future in distributed.as_completed(futures):
-            student = futures[future]
-            done(outcome_of(future, student, out, finish=lambda result, folder=out / student: store(folder, *result)))
+    futures = {}
+    for student, source in submissions.items():
+        key = skip_key(source, batch)
+        recorded = None if force else recorded_outcome(out / student, student, key)
+        if recorded is not None:
+            done(recorded)
+        else:  # pure=False: a regrade is a new task, never a result the scheduler still holds
+            futures[client.submit(grade_remotely, student, source, key, options, pure=False)] = student
+    for future in distributed.as_completed(futures):
+        student = futures[future]
+        done(outcome_of(future, student, out, finish=lambda result, folder=out / student: store(folder, *result)))
     return outcomes
 
 
@@ -113,11 +120,9 @@ def grade_remotely(student: str, source: Path, key: dict, options: dict) -> tupl
 
 
 def store(folder: Path, outcome: Outcome, files: Mapping[str, bytes]) -> Outcome:
-    """Writes a task's ``files`` into the student's ``folder`` (emptied first), ``submission.json`` last: a folder
-    without it is never a grade to keep. Returns ``outcome``."""
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, mode=0o700)
-    for name in sorted(files, key=lambda n: n == STUDENT_FILE):
-        (folder / name).write_bytes(files[name])
+    """Writes a task's ``files`` as the student's ``folder``, in place of what it held once all are written
+    (:func:`course.folders.replacing`). Returns ``outcome``."""
+    with replacing(folder) as new:
+        for name, data in files.items():
+            (new / name).write_bytes(data)
     return outcome

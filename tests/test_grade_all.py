@@ -352,7 +352,7 @@ def test_parallel_jobs_grade_on_disjoint_slices_of_the_cores(tmp_path, monkeypat
     monkeypatch.setattr(batch.sandbox, "check_cores", lambda cores: [0, 1, 2, 3])
     lock, running, seen, servers = threading.Lock(), [], [], {}
 
-    def grade(student, source, out, key, *, cores, server):
+    def grade(student, source, out, key, *, cores, server, stop):
         with lock:
             assert not any(set(cores) & set(other) for other in running), (cores, running)
             running.append(cores)
@@ -368,3 +368,109 @@ def test_parallel_jobs_grade_on_disjoint_slices_of_the_cores(tmp_path, monkeypat
     assert sorted(o.student for o in outcomes) == sorted(students)
     assert {tuple(c) for c in seen} == {(0, 1), (2, 3)}
     assert [len(ids) for ids in servers.values()] == [1, 1] and len(set.union(*servers.values())) == 2, servers
+
+
+def test_report_refuses_students_of_another_run_or_cut_short(graded_class, tmp_path):
+    base, _, _ = graded_class
+    runner = CliRunner()
+    results = shutil.copytree(base / "results", tmp_path / "results")
+
+    def report() -> str:
+        done = runner.invoke(main, ["report", str(results), "--out", str(tmp_path / "rep")])
+        assert done.exit_code == 2 and "Traceback" not in done.output, done.output
+        return " ".join(done.output.split())
+
+    record_file = results / "wrong0" / layout.STUDENT_FILE
+    record = json.loads(record_file.read_text())
+    record_file.write_text(json.dumps({**record, "seed": SEED + 1, "exercises": ["jax_basics"]}))
+    assert "graded in another run than batch.json's (seed 7" in report() and f"wrong0 (seed {SEED + 1}, exercises ['jax_basics'])" in report()
+    record_file.unlink()  # a grading cut short: the student must not vanish from the grade sheet
+    assert "wrong0/submission.json" in report() and "grade-all" in report()
+    for damaged in ("{oops", "[]"):
+        (results / layout.BATCH_FILE).write_text(damaged)
+        assert "batch.json" in report()
+        refused = runner.invoke(main, ["grade-all", str(base / "submissions"), "--out", str(results), "-e", EXERCISE])
+        assert refused.exit_code == 2 and "batch.json" in refused.output and "Traceback" not in refused.output
+    assert not (tmp_path / "rep").exists()
+
+
+def test_report_replaces_its_own_folder_and_no_other(graded_class, tmp_path):
+    base, _, _ = graded_class
+    results, out = shutil.copytree(base / "results", tmp_path / "results"), tmp_path / "report"
+    reports.write_report(results, out)
+    assert (out / "feedback" / "wrong0.md").is_file()
+    shutil.rmtree(results / "wrong0")  # a student removed from the class: no feedback left behind for them
+    reports.write_report(results, out)
+    assert not (out / "feedback" / "wrong0.md").exists() and (out / "feedback" / "wrong1.md").is_file()
+    assert "wrong0" not in (out / "grades.csv").read_text()
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "mine.txt").write_text("mine")
+    refused = CliRunner().invoke(main, ["report", str(results), "--out", str(foreign)])
+    assert refused.exit_code == 2 and "--out" in refused.output and "not a report folder" in refused.output
+    assert [p.name for p in foreign.iterdir()] == ["mine.txt"]
+
+
+def test_grade_all_refuses_results_inside_the_submissions_and_unusable_limits(tmp_path):
+    runner = CliRunner()
+    submissions = tmp_path / "submissions"
+    copy_with_edits(submissions / "alice")
+
+    def refused(*args: str) -> str:
+        done = runner.invoke(main, ["grade-all", str(submissions), "-e", EXERCISE, *args])
+        assert done.exit_code == 2 and "Traceback" not in done.output, done.output
+        return " ".join(done.output.split())
+
+    # Its folders would be graded as students by the next run.
+    assert "inside SUBMISSIONS_DIR" in refused("--out", str(submissions / "results"))
+    for option, value in (("--call-seconds", "nan"), ("--submission-seconds", "inf"), ("--call-seconds", "0")):
+        assert option in refused("--out", str(tmp_path / "r"), option, value)
+    copy_with_edits(submissions / layout.BATCH_FILE)  # a student id that is the results folder's own file
+    assert "rename it" in refused("--out", str(tmp_path / "r"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["submissions"]
+    assert sorted(p.name for p in submissions.iterdir()) == ["alice", layout.BATCH_FILE]
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])  # Ctrl-C, and a scheduler's or CI's stop
+def test_ctrl_c_stops_the_class_run_and_every_recorded_grade_stays(graded_class, tmp_path, stop):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    base, _, _ = graded_class
+    students = ("correct0", "wrong0", "correct1", "wrong1", "correct2", "wrong2")
+    submissions, results = tmp_path / "submissions", tmp_path / "results"
+    for student in students:
+        shutil.copytree(base / "submissions" / student, submissions / student)
+        shutil.copytree(base / "results" / student, results / student)
+    shutil.copy(base / "results" / layout.BATCH_FILE, results)
+    before = {s: (results / s / layout.STUDENT_FILE).read_bytes() for s in students}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "course", "grade-all", str(submissions), "--out", str(results), "--force", "--jobs", "1",
+         "-e", EXERCISE, "--seed", str(SEED), "--call-seconds", str(LIMITS.call_seconds)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+    def regraded() -> list[str]:
+        return [s for s in students if (results / s / layout.STUDENT_FILE).read_bytes() != before[s]]
+
+    deadline = time.monotonic() + 240
+    while not regraded() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    while not list(results.glob(".*.new-*")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # the second grading is under way, in the job's pytest server
+    helpers = psutil.Process(process.pid).children(recursive=True)  # that server, and the grading's worker
+    assert regraded() and helpers and process.poll() is None, process.communicate()[0]
+    process.send_signal(getattr(signal, stop))
+    output, _ = process.communicate(timeout=240)
+    assert process.returncode not in (0, None), output
+    assert len(regraded()) <= 2, (regraded(), output)  # the queue was dropped, not graded to its end
+    for student in students:  # each keeps a whole grade, this run's or the last
+        assert json.loads((results / student / layout.STUDENT_FILE).read_text())["status"] == "graded", student
+    assert not [p.name for p in results.iterdir() if p.name.startswith(".")]
+    psutil.wait_procs(helpers, timeout=30)
+    assert not [p for p in helpers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], helpers

@@ -122,6 +122,17 @@ def test_shards_and_merges_that_cannot_work_are_refused(tmp_path, monkeypatch):
         batch.merge_results([one, shutil.copytree(one, tmp_path / "e")], tmp_path / "m4")
     with pytest.raises(batch.BatchError, match="holds no batch.json of a shard"):
         batch.merge_results([one, tmp_path / "merged"], tmp_path / "m5")
+    # A student's folder without its record (a grading cut short) or a stray folder: refused, nothing written.
+    cut = shard_folder(tmp_path / "f", 1, 2, students=("bob", "carol"))
+    (cut / "carol" / layout.STUDENT_FILE).unlink()
+    with pytest.raises(batch.BatchError, match=r"f/carol holds no readable submission.json"):
+        batch.merge_results([one, cut], tmp_path / "m6")
+    (tmp_path / "m7").mkdir()
+    (cut / "carol" / layout.STUDENT_FILE).write_text("{cut sho")
+    with pytest.raises(batch.BatchError, match="grade it again"):
+        batch.merge_results([one, cut], tmp_path / "m7")
+    assert not (tmp_path / "m6").exists() and list((tmp_path / "m7").iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
     copy_with_edits(tmp_path / "submissions" / "alice")
     runner = CliRunner()
@@ -135,6 +146,7 @@ def test_shards_and_merges_that_cannot_work_are_refused(tmp_path, monkeypatch):
                              "--scheduler", "tcp://127.0.0.1:1")
     assert code == 2 and "--scheduler: cannot reach a Dask scheduler at 'tcp://127.0.0.1:1'" in output, output
     assert "after 1 s" in output and "Traceback" not in output
+    assert not (tmp_path / "r").exists()  # no batch.json with a seed that a next run would have to --force
     # What each worker is checked for, before the run and in every task: this grader version and the submissions.
     assert cluster.worker_problem(str(tmp_path / "submissions"), batch.grader_version()) is None
     assert "runs grader version" in cluster.worker_problem(str(tmp_path / "submissions"), "0" * 16)

@@ -181,6 +181,9 @@ def test_a_case_requiring_values_counts_only_once_they_pass(tmp_path):
     assert cases["test_raises"].status == "failed" and cases["test_raises"].points == 0
     assert cases["test_raises"].message == "counts only once cross_entropy_loss computes correct values (see test_values[b])"
     assert cases["test_other_raises"].status == "passed" and cases["test_other_raises"].points == 2
+    hidden = {**values[1], "user_properties": [{"grader": {**values[1]["user_properties"][0]["grader"], "visibility": "hidden"}}]}
+    (gated,) = [c for c in convert(values[0], hidden, raises).exercises[0].cases if c.name == "test_raises"]
+    assert gated.points == 0 and "test_values" not in gated.message and "not shown yet" in gated.message
     assert result.score == 2 + 2 + 2 and result.status == "ok"
     # Both writers read the gated case from the score model.
     scores.write_json(tmp_path / "score.json", result.to_json())
@@ -612,3 +615,17 @@ def test_the_plugin_and_client_import_no_jax():
     done = subprocess.run([sys.executable, "-c", script], cwd=repo_root(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_the_exercises_to_grade_are_each_graded_once_in_catalogue_order():
+    # A repeated -e counted the exercise twice (36/36 for an 18-point exercise); another order refused a re-run.
+    assert grading.to_grade(["positional_encoding", "jax_basics", "positional_encoding"]) == ["jax_basics", "positional_encoding"]
+    assert grading.to_grade(None) == grading.to_grade([]) == grading.graded_exercises()
+    with pytest.raises(KeyError, match="nosuch"):
+        grading.to_grade(["jax_basics", "nosuch"])
+
+
+def test_limits_must_be_finite():
+    for value in (float("nan"), float("inf"), 0, -1):
+        with pytest.raises(ValueError, match="limits.call_seconds: expected a positive finite number"):
+            sandbox.Limits(call_seconds=value)

@@ -190,3 +190,15 @@ def test_release_names_edited_stubs_and_releases_them_only_when_asked(tmp_path, 
     allowed = CliRunner().invoke(main, ["release", str(out), "--allow-edited-stubs"])
     assert allowed.exit_code == 0, allowed.output
     assert (out / "exercises" / "loss" / "loss.py").read_text() == stub.read_text()
+    # A re-release over the last one (the student repository's clone) keeps its history; a refused one changes nothing.
+    (out / ".git").mkdir()
+    (out / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (out / "exercises" / "old_exercise").mkdir()
+    kept = sorted(p.relative_to(out) for p in out.rglob("*"))
+    refused = CliRunner().invoke(main, ["release", str(out), "--force"])
+    assert refused.exit_code == 1 and "differs from the stub" in refused.output, refused.output
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == kept
+    replaced = CliRunner().invoke(main, ["release", str(out), "--force", "--allow-edited-stubs"])
+    assert replaced.exit_code == 0, replaced.output
+    assert (out / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n" and not (out / "exercises" / "old_exercise").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["root", "student"]  # no half-written release beside it

@@ -52,6 +52,19 @@ def graded_exercises() -> list[str]:
     return [e.name for e in catalog.EXERCISES if suite_path(e.name).is_file()]
 
 
+def to_grade(names: Sequence[str] | None) -> list[str]:
+    """The exercises to grade: ``names`` (default: every one with a suite), checked, each once, in catalogue order,
+    so that a repeated ``-e`` cannot count an exercise twice and the order given does not change a class run.
+
+    Raises:
+      KeyError: as :func:`check_graded`.
+    """
+    if not names:
+        return graded_exercises()
+    check_graded(names)
+    return [name for name in graded_exercises() if name in names]
+
+
 def check_graded(names: Sequence[str]) -> None:
     """Checks that every exercise of ``names`` is in the catalogue and has a grader suite.
 
@@ -218,8 +231,7 @@ def _plan(
     """Checks :func:`grade`'s arguments (raising as it documents) and fills in their defaults; chooses the
     isolation level and makes the compilation cache's folder."""
     root = check_submission(submission)
-    names = list(exercises) if exercises else graded_exercises()
-    check_graded(names)
+    names = to_grade(exercises)
     seed = draw_seed() if seed is None else check_seed(seed)
     cores = sandbox.check_cores(cores)
     routines = {name: list((forbidden or {}).get(name, catalog.get(name).forbidden)) for name in names}
@@ -255,9 +267,11 @@ def _run_child(plan: _Plan, uid: int | None, server: PytestServer | None) -> tup
     with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
         settings = _write_settings(Path(tmp), plan, uid)
         pytest_started = time.monotonic()
-        report, log = _run_suites(plan, settings, server)
-        pytest_seconds = time.monotonic() - pytest_started
-        sandbox.kill_recorded(Path(tmp) / PID_FILE)  # the pytest process kills its workers; this covers its own death
+        try:
+            report, log = _run_suites(plan, settings, server)
+            pytest_seconds = time.monotonic() - pytest_started
+        finally:
+            sandbox.kill_recorded(Path(tmp) / PID_FILE)  # the pytest process kills its workers; this covers its own death
     return report, log, pytest_seconds
 
 

@@ -56,6 +56,7 @@ class PytestServer:
         self.cwd, self.env = Path(cwd), dict(env)
         self.process: subprocess.Popen | None = None
         self.gradings = 0  # run by the current process
+        self.stopped = False  # by stop(): no grading runs any more
 
     def run(self, args: Sequence[str], *, timeout: float) -> tuple[dict | None, str]:
         """As :func:`course.pytest_child.run_pytest` with a new session, in the server.
@@ -78,6 +79,8 @@ class PytestServer:
 
     def _exchange(self, request: dict, timeout: float) -> str | None:
         """Sends ``request`` and waits for its answer; what went wrong, or ``None``."""
+        if self.stopped:
+            return "the class run was stopped"
         if self.process is None or self.process.poll() is not None:
             self.process = subprocess.Popen([sys.executable, "-m", "graders.engine.pytest_server"], cwd=self.cwd,
                                             env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -105,6 +108,17 @@ class PytestServer:
         except (ValueError, KeyError, TypeError):
             return f"the pytest server answered {answer[:200]!r}"
         return None if isinstance(exit_code, int) and exit_code >= 0 else f"the pytest server failed (exit {exit_code})"
+
+    def stop(self) -> None:
+        """From another thread: ends the grading in progress at once (its :meth:`run` returns no report) and every
+        later one."""
+        self.stopped = True
+        process = self.process
+        if process is not None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def close(self) -> None:
         """Stops the server and everything in its session."""

@@ -44,6 +44,7 @@ import ctypes
 import fcntl
 import functools
 import json
+import math
 import os
 import shutil
 import signal
@@ -113,8 +114,8 @@ class Limits:
 
     def __post_init__(self):
         for name, value in vars(self).items():
-            if not value > 0:
-                raise ValueError(f"limits.{name}: expected a positive number, got {value!r}")
+            if not 0 < value < math.inf:
+                raise ValueError(f"limits.{name}: expected a positive finite number, got {value!r}")
 
 
 # -- choosing the isolation -------------------------------------------------------------------------

@@ -62,7 +62,8 @@ def gate(cases: list[Case], values: Mapping[str, str], requires: Mapping[str, st
         failed = next((c for c in evidence if c.status == CaseStatus.FAILED), None)
         if evidence and failed is None:
             return case
-        why = f"see {failed.name}" if failed else "none of its cases ran"
+        why = ("none of its cases ran" if failed is None else f"see {failed.name}" if failed.visibility == "visible"
+               else "a case not shown yet says where")  # a hidden case's name is not the student's to read
         message = f"counts only once {function} computes correct values ({why})"
         return replace(case, points=0, status=CaseStatus.FAILED, message=message)
 

@@ -17,13 +17,16 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from course.folders import replacing
 from graders.results.layout import BATCH_FILE, BATCH_SCHEMA, STUDENT_FILE
 from graders.results.scores import CaseStatus, GradingResult, SubmissionStatus, load, write_json
 
 SUMMARY_SCHEMA = "course-class-summary/1"
+SUMMARY_FILE = "summary.json"
 # Gradescope's visibility settings: what a student sees of a case before the results are published.
 FULL_VISIBILITY = {"visible"}
 HARDEST_SHOWN = 10
+RUN_KEYS = ("grader_version", "seed", "exercises")  # what every student of a results folder shares with its batch.json
 
 
 class ReportError(ValueError):
@@ -90,25 +93,50 @@ def load_results(results_dir: str | os.PathLike[str]) -> tuple[dict, list[Studen
     """Reads a results folder: its ``batch.json`` and every student's records, sorted by student id.
 
     Raises:
-      ReportError: not a results folder of this grader's schema, or no student in it.
+      ReportError: not a results folder of this grader's schema, no student in it, a student's folder without its
+        record (a grading cut short), or a student graded with another seed, exercises or grader version than the
+        folder's ``batch.json`` (left by an earlier run: their grades are not comparable).
     """
     root = Path(results_dir)
     batch_file = root / BATCH_FILE
     if not batch_file.is_file():
         raise ReportError(f"RESULTS_DIR: {root} holds no {BATCH_FILE}; expected the --out folder of course grade-all")
-    meta = json.loads(batch_file.read_text())
-    if meta.get("schema") != BATCH_SCHEMA:
+    meta = _json(batch_file)
+    if not isinstance(meta, dict) or meta.get("schema") != BATCH_SCHEMA:
         raise ReportError(f"RESULTS_DIR: {batch_file} is not of schema {BATCH_SCHEMA}")
-    records = []
-    for record_file in sorted(root.glob(f"*/{STUDENT_FILE}")):
-        record = json.loads(record_file.read_text())
-        status = SubmissionStatus(record["status"])
-        score_file = record_file.parent / "score.json"
+    records, stale = [], []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        record = _json(folder / STUDENT_FILE)
+        try:
+            status = SubmissionStatus(record["status"])
+        except (TypeError, KeyError, ValueError):
+            raise ReportError(f"RESULTS_DIR: {folder / STUDENT_FILE} is not a student's record") from None
+        differs = [f"{key} {record[key]!r}" for key in RUN_KEYS if key in record and record[key] != meta.get(key)]
+        if differs:
+            stale.append(f"{folder.name} ({', '.join(differs)})")
+        score_file = folder / "score.json"
         result = load(score_file) if status != SubmissionStatus.REJECTED and score_file.is_file() else None
-        records.append(StudentRecord(record["student"], status, record.get("reason", ""), result))
+        records.append(StudentRecord(record.get("student", folder.name), status, record.get("reason", ""), result))
+    if stale:
+        raise ReportError(f"RESULTS_DIR: graded in another run than {BATCH_FILE}'s (seed "
+                          f"{meta.get('seed')}, exercises {meta.get('exercises')}): {'; '.join(stale[:5])}"
+                          f"{' ...' if len(stale) > 5 else ''}; grade them again with course grade-all, or remove their folders")
     if not records:
         raise ReportError(f"RESULTS_DIR: {root} holds no graded student")
     return meta, records
+
+
+def _json(path: Path):
+    """The JSON document at ``path``.
+
+    Raises:
+      ReportError: it is missing or damaged (for a student's record: a grading cut short).
+    """
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ReportError(f"RESULTS_DIR: cannot read {path} ({type(error).__name__}); a grading cut short? "
+                          "Run course grade-all on the folder again") from None
 
 
 def class_summary(meta: dict, records: list[StudentRecord]) -> ClassSummary:
@@ -213,12 +241,15 @@ def write_report(results_dir: str | os.PathLike[str], out: str | os.PathLike[str
     meta, records = load_results(results_dir)
     summary = class_summary(meta, records)
     out_dir = Path(out)
-    (out_dir / "feedback").mkdir(parents=True, exist_ok=True)
-    write_csv(summary, out_dir / "grades.csv")
-    write_json(out_dir / "summary.json", summary.to_json())
-    for record in records:
-        (out_dir / "feedback" / f"{record.student}.md").write_text(feedback(record, published=published))
-    (out_dir / "report.html").write_text(html_report.render(summary))
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / SUMMARY_FILE).is_file():
+        raise ReportError(f"--out: {out_dir} is not empty and holds no {SUMMARY_FILE}: not a report folder to replace")
+    with replacing(out_dir) as new:  # a report of this run only: no feedback of a student since removed
+        (new / "feedback").mkdir()
+        write_csv(summary, new / "grades.csv")
+        write_json(new / SUMMARY_FILE, summary.to_json())
+        for record in records:
+            (new / "feedback" / f"{record.student}.md").write_text(feedback(record, published=published))
+        (new / "report.html").write_text(html_report.render(summary))
     return summary
 
 
