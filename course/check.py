@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from course import catalog, submission
 from course.notebook_helpers import NOT_IMPLEMENTED
@@ -77,7 +79,8 @@ def is_broken(test: dict) -> bool:
     test (``ValueError``, ``TypeError``, a shape error of JAX), a timeout, or an
     error in a fixture's setup or teardown (outcome ``error``). A test module
     that fails to import (a syntax or import error in the exercise) is broken
-    too; :func:`run_visible_tests` records it from the report's ``collectors``.
+    too; :func:`run_visible_tests` records each test it lost, from the report's
+    ``collectors`` and :func:`visible_test_ids`.
     """
     if test["outcome"] in ("passed", "skipped", "xfailed", "xpassed"):
         return False
@@ -101,6 +104,67 @@ def _first_line(report: dict) -> str:
             lines = [line for line in longrepr.strip().splitlines() if line.startswith("E ")]
             return (lines[0][1:] if lines else longrepr.strip().splitlines()[-1]).strip()
     return report.get("outcome", "")
+
+
+# The module each exercise's folder holds in a stand-in submission: any name imported from it is a class that does
+# nothing, so the visible tests' modules import and their tests are collected whatever the real submission holds.
+STAND_IN = """class StandIn:
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        return self
+
+
+def __getattr__(name):
+    return StandIn
+"""
+
+
+def import_error_message(longrepr: str, target_dir: Path) -> str:
+    """The line that says why a test module did not import, with the submission's file and line that broke it.
+
+    A syntax error names its own place (``File "...", line N``); another
+    exception the last traceback entry in the submission (``path:N: in <module>``):
+    ``"SyntaxError in attention/attention.py, line 97: invalid syntax"``. An
+    error with no place in the submission (a missing module) keeps its own line.
+    """
+    lines = longrepr.strip().splitlines()
+    errors = [re.sub(r"^E\s+", "", line) for line in lines if line.startswith("E ")]  # pytest's "E   " margin
+    last = errors[-1] if errors else (lines[-1] if lines else "the test module did not import")
+    found = re.match(r"(?P<type>[\w.]+): ?(?P<message>.*)$", last)
+    places = [m for m in map(re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)').search, errors) if m]
+    places += reversed([m for m in map(re.compile(r"^(?P<file>\S+\.py):(?P<line>\d+): in ").match, lines) if m])
+    root = submission.repo_root()
+    for place in places if found is not None else ():
+        file = (root / place["file"]).resolve()  # pytest writes the paths under its rootdir relative to it
+        if file.is_relative_to(target_dir):
+            return f"{found['type']} in {file.relative_to(target_dir)}, line {place['line']}: {found['message']}"
+    return last
+
+
+def visible_test_ids(names: list[str], *, timeout: float = 300.0) -> dict[str, list[str]]:
+    """The node ids of the visible tests of the exercises ``names``, by test file, whatever the submission.
+
+    pytest collects them over a stand-in submission (:data:`STAND_IN` for
+    every exercise's module), so a submission whose module does not import
+    still counts every test it lost. A test file that does not collect even
+    so (an error in the test file itself) is left out: its caller counts it as one.
+    """
+    root = submission.repo_root()
+    with tempfile.TemporaryDirectory(prefix="course-stand-in-") as stand_in:
+        for exercise in catalog.EXERCISES:
+            (Path(stand_in) / exercise.name).mkdir()
+            (Path(stand_in) / exercise.name / f"{exercise.name}.py").write_text(STAND_IN)
+        env = {**os.environ, submission.ENV_VAR: stand_in, "PYTHONDONTWRITEBYTECODE": "1"}
+        report, _ = run_pytest(["--collect-only", f"--rootdir={root}", *(str(root / "exercises" / n) for n in names)],
+                               cwd=root, env=env, timeout=timeout)
+    found: dict[str, list[str]] = {}
+    for collector in (report or {}).get("collectors", []):
+        for item in collector.get("result", []):
+            if item.get("type") == "Function":
+                found.setdefault(collector["nodeid"], []).append(item["nodeid"])
+    return found
 
 
 def run_visible_tests(
@@ -140,9 +204,13 @@ def run_visible_tests(
         name = test["nodeid"].split("/")[1]
         message = "" if test["outcome"] == "passed" else _first_line(test)
         by_exercise[name].append(TestOutcome(test["nodeid"], test["outcome"], message, is_broken(test)))
-    for collector in report.get("collectors", []):
-        if collector.get("outcome") == "failed":  # an import error: every test of that exercise is lost
-            name = collector["nodeid"].split("/")[1]
-            message = re.sub(r"^E\s+", "", collector.get("longrepr", "").strip().splitlines()[-1])  # pytest's "E   " margin
-            by_exercise[name].append(TestOutcome(collector["nodeid"], "error", message, broken=True))
+    # A test module that did not import (a syntax or import error) lost its tests: each counts, as broken, so that the
+    # number of tests (`course check --progress`'s Points X/Y) is the same whatever the submission.
+    failed = [c for c in report.get("collectors", []) if c.get("outcome") == "failed"]
+    lost = visible_test_ids(sorted({c["nodeid"].split("/")[1] for c in failed})) if failed else {}
+    for collector in failed:
+        name = collector["nodeid"].split("/")[1]
+        message = import_error_message(collector.get("longrepr", ""), target_dir)
+        for nodeid in lost.get(collector["nodeid"], [collector["nodeid"]]):
+            by_exercise[name].append(TestOutcome(nodeid, "error", message, broken=True))
     return [ExerciseCheck(e, tuple(by_exercise[e.name])) for e in chosen]

@@ -10,8 +10,10 @@ verbs only.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -82,16 +84,28 @@ def main() -> None:
 
 
 def exercise_names(ctx: click.Context, param: click.Parameter, names: tuple[str, ...]) -> list[str] | None:
-    """Click callback of ``-e/--exercise``: known names, checked at parse time; ``None`` for all."""
+    """Click callback of ``-e/--exercise``: known names, checked at parse time, each once (first seen first); ``None`` for all."""
     for name in names:
         try:
             catalog.get(name)
         except KeyError as error:
             raise click.BadParameter(error.args[0], ctx=ctx, param=param) from None
-    return list(names) or None
+    return list(dict.fromkeys(names)) or None  # a repeated name would run, and score, an exercise twice
 
 
 seed_range = click.IntRange(0, SEED_LIMIT - 1)  # course.seeds' range, checked when the command line is read
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A ``click.FloatRange`` that refuses NaN and the infinities, which pass its comparisons (NaN fails none)."""
+
+    name = "finite float range"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 exercise_option = click.option("-e", "--exercise", "exercises", multiple=True, callback=exercise_names,
                                help="Only this exercise (repeatable).")
@@ -117,6 +131,31 @@ def activate(target: Path | None, param_hint: str = "--submission") -> None:
         submission.activate(target)
     except (FileNotFoundError, NotADirectoryError) as error:
         raise click.BadParameter(str(error), param_hint=param_hint) from None
+
+
+def submission_problem(error: BaseException) -> str | None:
+    """One line for an exercise module of the active submission that is missing or does not parse; ``None`` otherwise."""
+    if isinstance(error, SyntaxError) and error.filename:
+        root, file = submission.active_submission(), Path(error.filename).resolve()
+        if file.is_relative_to(root):
+            return f"{type(error).__name__} in {file.relative_to(root)}, line {error.lineno}: {error.msg}"
+    if isinstance(error, ImportError) and (error.name or "").startswith(submission.PACKAGE + "."):
+        return str(error)
+    return None
+
+
+@contextlib.contextmanager
+def submission_errors(target: Path | None) -> Iterator[None]:
+    """Turns a missing or unparsable module of the active submission into one line naming --submission (when given)."""
+    try:
+        yield
+    except (ImportError, SyntaxError) as error:
+        problem = submission_problem(error)
+        if problem is None:
+            raise
+        if target is not None:
+            raise click.BadParameter(problem, param_hint="--submission") from None
+        raise click.ClickException(problem) from None
 
 
 # The student's verbs.
@@ -161,7 +200,9 @@ def check(target: Path | None, exercises: list[str] | None, progress: bool) -> N
             failure = result.first_failure
             console.print(escape(f"{failure.nodeid}\n    {failure.message}"), soft_wrap=True)
     passed, total = sum(r.passed for r in results), sum(r.total for r in results)
-    console.print(f"{passed}/{total} visible tests pass. Details: pytest exercises/<name>")
+    unfinished = [f"exercises/{r.exercise.name}" for r in results if not r.ok]
+    command = ("" if target is None else f"{submission.ENV_VAR}={target} ") + "pytest " + " ".join(unfinished)
+    console.print(escape(f"{passed}/{total} visible tests pass." + (f" Details: {command}" if unfinished else "")), soft_wrap=True)
     if progress:
         click.echo(f"Points {passed}/{total}")
         for result in (r for r in results if r.broken):
@@ -179,7 +220,7 @@ def check(target: Path | None, exercises: list[str] | None, progress: bool) -> N
 @click.option("--corpus", help="stdlib, a UTF-8 text file, or a synthetic task (reverse, sort). Default: the run's.")
 @click.option("--steps", type=click.IntRange(min=1), help="Total optimizer steps. Default: the run's.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Sequences per step, split over the devices. Default: the run's.")
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), help="Peak AdamW learning rate. Default: the run's.")
+@click.option("--learning-rate", type=FiniteFloatRange(min=0, min_open=True), help="Peak AdamW learning rate. Default: the run's.")
 @click.option("--seed", type=seed_range, help="Seed of the weights and the data order. Default: the run's.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/latest"), show_default=True, help="The run directory.")
 @click.option("--resume", is_flag=True, help="Continue the checkpoint in --out, bit for bit.")
@@ -215,7 +256,8 @@ def train(run, corpus, steps, batch_size, learning_rate, seed, out_dir, resume, 
     console.print(f"[bold]model[/bold] {CONFIGS[config.model]}")
     console.print(f"[bold]submission[/bold] {submission.active_submission()}")
     try:
-        result = _train_with_progress(run_training, config, out_dir, resume)
+        with submission_errors(target):
+            result = _train_with_progress(run_training, config, out_dir, resume)
     except (CheckpointError, ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from None
     console.print(
@@ -246,7 +288,7 @@ def _train_with_progress(run_training, config, out_dir, resume):
 @click.option("--checkpoint", "directory", type=click.Path(path_type=Path), help="A run directory of `course train` (default: the shipped demo model, course/demo).")
 @click.option("--prompt", required=True, help="The text to continue.")
 @click.option("--max-new-tokens", type=click.IntRange(min=0), default=300, show_default=True)
-@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.8, show_default=True, help="0 is greedy; higher is more random.")
+@click.option("--temperature", type=FiniteFloatRange(min=0.0), default=0.8, show_default=True, help="0 is greedy; higher is more random.")
 @click.option("--top-k", type=click.IntRange(min=1), help="Sample only among the k most likely tokens.")
 @click.option("--seed", type=seed_range, default=0, show_default=True, help="Seed of the sampling.")
 @click.option("--submission", "target", type=click.Path(file_okay=False, path_type=Path),
@@ -263,10 +305,10 @@ def generate(directory, prompt, max_new_tokens, temperature, top_k, seed, target
     """
     settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
     if directory is None and target is None and not no_cache:
-        pieces = _compiled_demo_pieces(prompt, settings)
-    else:
-        pieces = _model_pieces(directory, target, prompt, settings, cache=not no_cache)
-    _print_stream(prompt, pieces)
+        _print_stream(prompt, _compiled_demo_pieces(prompt, settings))
+        return
+    with submission_errors(target):  # the model's modules are imported as it is built, and as the tokens come
+        _print_stream(prompt, _model_pieces(directory, target, prompt, settings, cache=not no_cache))
 
 
 def _compiled_demo_pieces(prompt: str, settings: dict):
@@ -342,6 +384,9 @@ def notebooks(execute: bool, target: str | None, quick: bool, sections, jobs: in
     if not execute:
         if output is not None:
             raise click.UsageError("--output needs --execute: only executed notebooks are written")
+        given = [option for option, value in (("--with", target), ("--quick", quick), ("--jobs", jobs)) if value]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} needs --execute: without it the notebooks are only listed, not run")
         for section in sections:
             console.print(f"{section.number}. {section.title} ({section.level}): {shown(section.notebook)}")
         return

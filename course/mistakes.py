@@ -201,6 +201,18 @@ def _exp_overflow(ref):
     return loss
 
 
+DIVIDED_BY_ALL_POSITIONS = "divided by the number of positions, not by the number counted by the mask"
+
+
+def _next_token_divided_by_all_positions(ref):
+    # next_token_loss reuses cross_entropy_loss: a wrong denominator there shows here too, whenever pad_id hides targets.
+    def loss(logits, tokens, pad_id=None):
+        scored = tokens[:, 1:]
+        counted = None if pad_id is None else scored != pad_id
+        return ref.next_token_loss(logits, tokens, pad_id) * _counted(scored, counted) / scored.size
+    return loss
+
+
 LOSS = (
     Mistake("loss", "cross_entropy_loss", "summed", "the loss is summed, not averaged",
             lambda ref: lambda z, t, mask=None: ref.cross_entropy_loss(z, t, mask) * _counted(t, mask)),
@@ -208,8 +220,7 @@ LOSS = (
             lambda ref: lambda z, t, mask=None: -ref.cross_entropy_loss(z, t, mask)),
     Mistake("loss", "cross_entropy_loss", "loss_mask_ignored", "the mask is not applied (every position counted)",
             lambda ref: lambda z, t, mask=None: ref.cross_entropy_loss(z, t)),
-    Mistake("loss", "cross_entropy_loss", "divided_by_all_positions",
-            "divided by the number of positions, not by the number counted by the mask",
+    Mistake("loss", "cross_entropy_loss", "divided_by_all_positions", DIVIDED_BY_ALL_POSITIONS,
             lambda ref: lambda z, t, mask=None: ref.cross_entropy_loss(z, t, mask) * _counted(t, mask) / t.size),
     Mistake("loss", "cross_entropy_loss", "exp_overflow",
             "exp overflowed: subtract the largest logit first (or use jax.nn.log_softmax)", _exp_overflow),
@@ -230,6 +241,8 @@ LOSS = (
     Mistake("loss", "next_token_loss", "token_zero_dropped",
             "token 0 is treated as padding: drop only the targets equal to pad_id (none when pad_id is None)",
             lambda ref: lambda z, tokens, pad_id=None: ref.next_token_loss(z, tokens, 0)),
+    Mistake("loss", "next_token_loss", "divided_by_all_positions", DIVIDED_BY_ALL_POSITIONS,
+            _next_token_divided_by_all_positions),
 )
 
 

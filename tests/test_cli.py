@@ -30,6 +30,7 @@ def test_check_stubs_exits_non_zero_with_the_hint():
     assert result.exit_code == 1
     assert "0/14" in result.output
     assert "not implemented yet: implement causal_mask in exercises/attention/attention.py" in result.output
+    assert "0/14 visible tests pass. Details: pytest exercises/attention\n" in result.output  # the exercise, not <name>
 
 
 def test_check_bad_arguments_are_named():
@@ -98,6 +99,12 @@ def test_verbs_that_run_stubs_say_one_line(verb, tmp_path):
     (["train", "--learning-rate", "0"], "--learning-rate"),
     (["train", "--devices", "0"], "--devices"),
     (["generate", "--prompt", "def ", "--seed", "-1"], "--seed"),
+    # NaN passes every comparison of a range as false, and the infinities pass a lower bound: both are refused.
+    (["train", "--learning-rate", "nan"], "--learning-rate"),
+    (["train", "--learning-rate", "inf"], "--learning-rate"),
+    (["generate", "--prompt", "def ", "--temperature", "nan"], "--temperature"),
+    (["generate", "--prompt", "def ", "--temperature", "inf"], "--temperature"),
+    (["generate", "--prompt", "def ", "--temperature", "-inf"], "--temperature"),
 ])
 def test_bad_option_values_are_refused_when_the_command_line_is_read(args, option, tmp_path):
     # A submission that does not exist would be the first error once the verb's body runs: the value's must come before.
@@ -213,3 +220,66 @@ def test_every_student_verb_on_the_stubs_names_the_function_to_write_and_shows_n
     assert done.returncode == 1, output
     assert "Traceback" not in output and 'File "' not in output, output
     assert re.search(r"not implemented yet: implement [\w.]+ in exercises/\w+/\w+\.py", output), output
+
+
+def test_a_repeated_exercise_is_checked_once():
+    from course.cli import exercise_names
+
+    ctx = click.Context(main)
+    param = next(p for p in main.commands["check"].params if p.name == "exercises")
+    assert exercise_names(ctx, param, ("jax_basics", "attention", "jax_basics")) == ["jax_basics", "attention"]
+    assert exercise_names(ctx, param, ()) is None
+    result = run("check", str(ROOT / "reference"), "-e", "positional_encoding", "-e", "positional_encoding", "--progress")
+    assert result.exit_code == 0 and "Points 10/10" in result.output, result.output
+    assert "Details" not in result.output  # nothing left to look at
+
+
+def test_check_progress_counts_every_visible_test_whatever_the_submission(tmp_path):
+    # The total of `Points X/Y` is the visible tests' number, whatever fails to import; the error names its file and line.
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(ROOT / "reference", broken)
+    module = broken / "attention" / "attention.py"
+    module.write_text(module.read_text() + "def oops(:\n")
+    line = len(module.read_text().splitlines())
+    (tmp_path / "empty").mkdir()
+    chosen = ["-e", "attention", "-e", "transformer"]
+    whole = run("check", "--progress", str(ROOT / "reference"), *chosen)
+    assert whole.exit_code == 0 and "Points 29/29" in whole.output, whole.output
+    for target in (broken, tmp_path / "empty"):
+        result = run("check", "--progress", str(target), *chosen)
+        assert result.exit_code == 1 and "Points 0/29" in result.output, result.output
+        assert "0/14" in result.output and "0/15" in result.output, result.output
+    result = run("check", "--progress", str(broken), *chosen)
+    assert f"SyntaxError in attention/attention.py, line {line}: invalid syntax" in result.output, result.output
+    assert f"Details: COURSE_SUBMISSION={broken} pytest exercises/attention exercises/transformer" in result.output.replace("\n", "")
+
+
+@pytest.mark.parametrize("verb", [["train", "--corpus", "reverse", "--steps", "2"], ["generate", "--prompt", "def "]])
+@pytest.mark.parametrize("submission", ["empty", "partial", "syntax_error"])
+def test_train_and_generate_on_an_incomplete_submission_say_one_line_naming_it(verb, submission, tmp_path):
+    import shutil
+
+    target = tmp_path / "submission"
+    target.mkdir()
+    if submission != "empty":  # every module but the transformer's
+        for name in ("jax_basics", "positional_encoding", "attention", "loss", "training", "generation"):
+            shutil.copytree(ROOT / "reference" / name, target / name)
+    if submission == "syntax_error":
+        shutil.copytree(ROOT / "reference" / "transformer", target / "transformer")
+        module = target / "transformer" / "transformer.py"
+        module.write_text(module.read_text() + "def oops(:\n")
+    result = run(*verb, "--submission", str(target), *(["--out", str(tmp_path / "run")] if verb[0] == "train" else []))
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert "--submission" in line, result.output
+    assert ("SyntaxError in transformer/transformer.py, line" if submission == "syntax_error" else "has no ") in line, line
+
+
+def test_notebook_options_that_need_execute_are_refused_without_it(tmp_path):
+    for args in (["--with", "reference"], ["--with", str(tmp_path / "nowhere")], ["--quick"], ["-j", "3"]):
+        result = run("notebooks", *args)
+        assert result.exit_code == 2 and "needs --execute" in result.output, (args, result.output)
+        assert args[0].replace("-j", "--jobs") in result.output, (args, result.output)
+    assert run("notebooks").exit_code == 0

@@ -180,3 +180,45 @@ def test_each_exercise_shows_three_mistakes_in_its_visible_tests():
     for exercise in catalog.EXERCISES:
         assert len({mistake for _, _, mistake in VISIBLE[exercise.name]}) >= 3, exercise.name
     assert sorted(n for group in TOGETHER for n in group) == sorted(e.name for e in catalog.EXERCISES)
+
+
+# The visible tests of a property (causal, blind to padding, averaging to the batch gradient) compare your outputs after a change with your own outputs
+# before it, not with the reference's: a mistake elsewhere fails the comparison with the reference, never the property.
+# Per exercise: (the property's test, a mistake that keeps the property, a mistake that breaks it).
+PROPERTIES = {
+    "jax_basics": ("test_per_example_grads_average_to_the_batch_gradient",
+                   M("predict", "return x @ W + b", "return jnp.tanh(x @ W + b)"),
+                   M("per_example_grads", "return jax.vmap(jax.grad(mse_loss), in_axes=(None, 0))(params, batch)",
+                     "return jax.tree.map(lambda g: g / len(batch[0]), jax.vmap(jax.grad(mse_loss), in_axes=(None, 0))(params, batch))")),
+    "transformer": ("test_causal_block_ignores_the_future",
+                    M("DecoderBlock.__call__", "x = x + self.attn(self.ln1(x), mask=mask)\nreturn x + self.ffn(self.ln2(x))",
+                      "x = self.ln1(x + self.attn(x, mask=mask))\nreturn self.ln2(x + self.ffn(x))"),
+                    M("DecoderBlock.__call__", "self.attn(self.ln1(x), mask=mask)", "self.attn(self.ln1(x))")),
+    "encoder_decoder": ("test_decoder_is_causal",
+                        M("CrossAttentionDecoderBlock.__call__", "self.cross_attn(self.ln2(x), context=memory, mask=padding)",
+                          "self.cross_attn(self.ln2(x), context=memory)"),
+                        M("CrossAttentionDecoderBlock.__call__", "self.self_attn(self.ln1(x), mask=causal_mask(x.shape[-2]))",
+                          "self.self_attn(self.ln1(x))")),
+    "loss": ("test_next_token_loss_ignores_pad_targets",
+             M("cross_entropy_loss", "return jnp.sum(nll * weights) / jnp.maximum(jnp.sum(weights), 1.0)",
+               "return jnp.mean(nll * weights)"),
+             M("next_token_loss", "mask = None if pad_id is None else targets != pad_id", "mask = None")),
+}
+
+
+@pytest.mark.parametrize("breaks", [False, True], ids=["other_mistake", "property_broken"])
+def test_property_tests_fail_only_when_the_property_breaks(tmp_path, breaks):
+    edits = {f"{name}/{name}.py": mutations[2 if breaks else 1] for name, mutations in PROPERTIES.items()}
+    results = run_visible_tests(copy_with_edits(tmp_path / "wrong", edits), list(PROPERTIES))
+    for result in results:
+        test = PROPERTIES[result.exercise.name][0]
+        failed = {o.nodeid.split("::")[1]: o.message for o in result.outcomes if o.outcome != "passed"}
+        assert failed, f"{result.exercise.name}: the mistake went unnoticed"
+        if breaks:
+            assert test in failed and "your" in failed[test], (result.exercise.name, failed)
+        else:
+            assert test not in failed, (result.exercise.name, failed[test])
+    if not breaks:  # the loss's wrong denominator shows in next_token_loss with a pad_id too, and is named there
+        loss = {o.nodeid.split("::")[1]: o.message for r in results if r.exercise.name == "loss" for o in r.outcomes}
+        for case in ("cross_entropy_masked", "next_token_pad0"):
+            assert KNOWN_MISTAKE.format(hint=mistakes.hint("divided_by_all_positions")) in loss[f"test_matches_reference[{case}]"]

@@ -28,7 +28,8 @@ def test_causal_mask_matches_reference():
 
 
 def test_causal_mask_lets_each_position_see_itself():
-    assert np.asarray(causal_mask(5)).diagonal().all(), "causal_mask: the diagonal must be True (a position may attend to itself)"
+    diagonal_true = bool(np.asarray(causal_mask(5)).diagonal().all())
+    assert diagonal_true, "causal_mask: the diagonal must be True (a position may attend to itself)"
 
 
 @pytest.mark.parametrize("case", ["unmasked", "masked"])
@@ -51,13 +52,15 @@ def test_weights_are_a_distribution_over_keys():
     assert_shape_dtype(weights, (2, 3, 5, 6), jnp.float32, what="weights")
     weights = np.asarray(weights)
     assert_close(weights.sum(-1), np.ones((2, 3, 5), np.float32), what="sum of weights over keys (the softmax runs over the last axis)")
-    assert bool((weights >= 0).all()), "weights: every weight must be >= 0"
+    non_negative = bool((weights >= 0).all())
+    assert non_negative, "weights: every weight must be >= 0"
 
 
 def test_masked_weights_are_exactly_zero():
     _, weights = scaled_dot_product_attention(Q, K, V, MASK)
     leaked = np.asarray(weights)[~np.broadcast_to(np.asarray(MASK), weights.shape)]
-    assert (leaked == 0).all(), f"weights: {int((leaked != 0).sum())} masked positions got nonzero weight (largest {np.abs(leaked).max():.3g}); mask True means 'may attend'"
+    none_leaked = bool((leaked == 0).all())
+    assert none_leaked, f"weights: {int((leaked != 0).sum())} masked positions got nonzero weight (largest {np.abs(leaked).max():.3g}); mask True means 'may attend'"
 
 
 def test_causal_attention_ignores_the_future():
@@ -94,14 +97,16 @@ def test_jit_and_vmap():
 def test_bfloat16_stays_bfloat16():
     q, k, v = (jax.device_put(FX[n].astype(jnp.bfloat16)) for n in ("query", "key", "value"))  # cast on the host
     output, weights = scaled_dot_product_attention(q, k, v, MASK)
-    assert output.dtype == jnp.bfloat16, f"output: expected bfloat16 for bfloat16 inputs, got {output.dtype}"
+    stays_bfloat16 = output.dtype == jnp.bfloat16
+    assert stays_bfloat16, f"output: expected bfloat16 for bfloat16 inputs, got {output.dtype}"
     assert_close(output, FX["masked.output"], what="output in bfloat16", mistakes=stored_mistakes(FX, "masked.output"), dtype=jnp.bfloat16)
     assert_close(weights, FX["masked.weights"], what="weights in bfloat16", mistakes=stored_mistakes(FX, "masked.weights"), dtype=jnp.bfloat16)
 
 
 def test_large_scores_do_not_overflow():
     output, weights = scaled_dot_product_attention(jax.device_put(FX["query"] * 1e3), jax.device_put(FX["key"] * 1e3), V, MASK)
-    assert bool(np.isfinite(np.asarray(weights)).all()), "weights: NaN or inf for large scores; softmax must subtract the row maximum (jax.nn.softmax does)"
+    finite = bool(np.isfinite(np.asarray(weights)).all())
+    assert finite, "weights: NaN or inf for large scores; softmax must subtract the row maximum (jax.nn.softmax does)"
 
 
 def test_mismatched_d_k_raises_value_error():

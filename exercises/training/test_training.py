@@ -70,7 +70,8 @@ def test_train_step_compiles_once():
         train_step(model, optimizer, tokens)
         per_step.append(len(traces) - before)
     # The first step traces (the model may be called more than once in that trace); later steps reuse the program.
-    assert per_step[0] >= 1 and per_step[1:] == [0] * (len(per_step) - 1), (
+    traced_once = per_step[0] >= 1 and not any(per_step[1:])
+    assert traced_once, (
         f"the model ran in Python at steps {[i for i, n in enumerate(per_step) if n]} of {len(per_step)}: train_step is "
         "traced again at every step; compile it once with nnx.jit (same shapes, same program)")
 
@@ -82,13 +83,15 @@ def test_shard_batch_splits_rows_over_the_data_axis():
     sharded = shard_batch(tokens, mesh)
     assert_close(sharded, np.asarray(tokens), what="shard_batch must not change the values")
     rows = sorted((s.index[0].start or 0, s.data.shape) for s in sharded.addressable_shards)
-    assert rows == [(2 * i, (2, 3)) for i in range(n)], f"shards (first row, shape): expected 2 rows on each of {n} devices, got {rows}"
+    expected = [(2 * i, (2, 3)) for i in range(n)]
+    assert rows == expected, f"shards (first row, shape): expected 2 rows on each of {n} devices, got {rows}"
 
 
 def test_data_parallel_step_equals_single_device_step():
     devices = jax.local_devices()
     if devices[0].platform == "cpu":
-        assert len(devices) == 8, "expected 8 virtual CPU devices (exercises/conftest.py sets XLA_FLAGS)"
+        count = len(devices)
+        assert count == 8, f"expected 8 virtual CPU devices, got {count} (exercises/conftest.py sets XLA_FLAGS)"
     mesh = data_mesh(devices)
     single_model, single_opt = fresh_model_and_optimizer()
     parallel_model, parallel_opt = fresh_model_and_optimizer()

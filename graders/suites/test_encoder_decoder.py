@@ -174,15 +174,18 @@ def test_with_your_own_building_blocks(student, reference, rng, dims):
 @pytest.mark.values("greedy_decode")
 def test_greedy_decode_matches_reference(student, reference, rng, dims):
     B, S, T, *_ = dims
-    module, ref = _build(student, reference, "EncoderDecoder", _model_kwargs(dims), rng)
-    source, length = _tokens(rng, B, S, dims[6], 0), T + 2
-    got = student.greedy_decode(module.ref, source, length, 1)
-    want = reference_store.outputs("greedy_decode", (param_arrays(ref), source, length, 1),
-                                   lambda: np.asarray(reference.greedy_decode(ref, source, length, 1)))
-    got = expect_array(got, dtype=np.int32, shape=want.shape, what="greedy_decode: tokens")
+    V = dims[6]
+    pad_id, bos_id = V - 1, V - 2  # neither is a default: a decoder that hard-codes 0 or 1 writes other tokens
+    module, ref = _build(student, reference, "EncoderDecoder", _model_kwargs(dims, pad_id), rng)
+    source, length = _tokens(rng, B, S, V, pad_id), T + 2
+    got = student.greedy_decode(module.ref, source, length, bos_id)
+    want = reference_store.outputs("greedy_decode", (param_arrays(ref), source, length, bos_id),
+                                   lambda: np.asarray(reference.greedy_decode(ref, source, length, bos_id)))
+    what = f"greedy_decode(bos_id={bos_id}) of a model with pad_id={pad_id}: tokens"
+    got = expect_array(got, dtype=np.int32, shape=want.shape, what=what)
     differ = np.argwhere(got != want)
     if differ.size:
-        check(got, want, what=f"greedy_decode: tokens (first difference at example, step {differ[0].tolist()})")
+        check(got, want, what=f"{what} (first difference at example, step {differ[0].tolist()})")
 
 
 @pytest.mark.points(1)
