@@ -12,6 +12,7 @@ the locked environment on a Python that jax supports.
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import zipfile
@@ -120,6 +121,21 @@ def test_bundle_holds_scripts_grader_reference_and_the_locks(bundle):
     assert locked == (ROOT / lock.LOCKS / lock.GRADING_LOCK).read_text()
     assert config == {"seed": 9, "exercises": [EXERCISE]}
     assert modes["run_autograder"] & 0o111 and modes["setup.sh"] & 0o111
+
+
+def test_a_failed_build_leaves_the_last_bundle_whole(bundle, tmp_path, monkeypatch):
+    from graders import autograder
+
+    previous = shutil.copyfile(bundle, tmp_path / "autograder.zip")
+
+    def fails(folder):
+        raise OSError(f"cannot read {folder}")
+
+    monkeypatch.setattr(autograder, "_files", fails)
+    with pytest.raises(OSError, match="cannot read"):
+        autograder.build_bundle(previous, seed=1, exercises=[EXERCISE])
+    assert previous.read_bytes() == bundle.read_bytes() and [p.name for p in tmp_path.iterdir()] == ["autograder.zip"]
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o644  # a bundle to share, not the temporary file's 0600
 
 
 def test_the_locks_match_pyproject_and_leave_out_the_notebook_stack():
