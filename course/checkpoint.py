@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
+from course.folders import replacing_file
 from course.model import TransformerConfig, TransformerLM
 from course.params import SEPARATOR, arrays_under, load_param_arrays, param_arrays
 
@@ -74,20 +74,10 @@ def save(
         arrays |= _flat(optimizer, "optimizer")
     document = {"format": FORMAT_VERSION, "model_config": dataclasses.asdict(model.config), **meta}
     arrays[_META] = np.frombuffer(json.dumps(document).encode(), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a checkpoint is an ordinary file
-    try:
-        with os.fdopen(fd, "wb") as file:
-            np.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replacing_file(path) as new, open(new, "wb") as file:
+        np.savez(file, **arrays)
+        file.flush()
+        os.fsync(file.fileno())
     return path
 
 

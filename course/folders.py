@@ -1,12 +1,14 @@
-"""Folders written whole: built beside their place, then swapped in, so that a run killed half-way loses nothing.
+"""Folders and files written whole: built beside their place, then swapped in, so that a run killed half-way loses nothing.
 
 Used for every folder a tool replaces: a student's results and a merged or
-reported class (``graders``), and a released student repository (``authoring``).
+reported class (``graders``), and a released student repository (``authoring``);
+and for large files: a checkpoint, an autograder bundle.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import tempfile
@@ -40,6 +42,24 @@ def replacing(folder: Path, *, keep: Sequence[str] = ()) -> Iterator[Path]:
         folder.rename(old)
     new.rename(folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def replacing_file(path: Path) -> Iterator[Path]:
+    """A new hidden file beside ``path`` to write, which takes ``path``'s place (an ordinary file: the umask's
+    permissions) when the ``with`` block ends without an error, and is removed otherwise."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # 0600
+    os.close(handle)
+    new = Path(name)
+    try:
+        yield new
+        umask = os.umask(0)
+        os.umask(umask)
+        new.chmod(0o666 & ~umask)
+        os.replace(new, path)
+    finally:
+        new.unlink(missing_ok=True)
 
 
 def tidy(parent: Path) -> None:

@@ -32,7 +32,6 @@ import json
 import os
 import stat
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
@@ -40,6 +39,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from course import submission as submissions
+from course.folders import replacing_file
 from course.seeds import check_seed, draw_seed
 from graders.engine import grading
 from graders.results import gradescope
@@ -71,26 +71,17 @@ def build_bundle(out: str | os.PathLike[str], *, seed: int | None = None, exerci
     seed = draw_seed() if seed is None else check_seed(seed)
     names = grading.to_grade(exercises)
     root = submissions.repo_root()
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Written beside it and renamed when whole: a failed build never leaves a bundle that looks ready to upload.
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    os.close(handle)
-    partial = Path(name)
-    try:
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as bundle:
-            for script in SCRIPTS:
-                _add_text(bundle, script, (TEMPLATES / script).read_text(), executable=True)
-            for lock in LOCKS:
-                _add_text(bundle, lock, (TEMPLATES / lock).read_text())
-            _add_text(bundle, CONFIG_FILE, json.dumps({"seed": seed, "exercises": names}, indent=1))
-            bundle.write(root / "pyproject.toml", "pyproject.toml")
-            for top in BUNDLED:
-                for file in _files(root / top):
-                    bundle.write(file, file.relative_to(root).as_posix())
-        partial.chmod(0o644)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with replacing_file(path) as new, zipfile.ZipFile(new, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for script in SCRIPTS:
+            _add_text(bundle, script, (TEMPLATES / script).read_text(), executable=True)
+        for lock in LOCKS:
+            _add_text(bundle, lock, (TEMPLATES / lock).read_text())
+        _add_text(bundle, CONFIG_FILE, json.dumps({"seed": seed, "exercises": names}, indent=1))
+        bundle.write(root / "pyproject.toml", "pyproject.toml")
+        for top in BUNDLED:
+            for file in _files(root / top):
+                bundle.write(file, file.relative_to(root).as_posix())
     return path
 
 

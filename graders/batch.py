@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import os
 import queue
 import re
@@ -56,6 +55,7 @@ from course.submission import is_skipped
 from graders.engine import grading, sandbox
 from graders.engine.grading import grader_version
 from graders.engine.pytest_server import PytestServer
+from graders.results import layout
 from graders.results.layout import BATCH_FILE, BATCH_SCHEMA, STUDENT_FILE
 from graders.results.scores import CaseStatus, RunStatus, SubmissionStatus, write_json
 
@@ -235,16 +235,12 @@ def read_batch(results_dir: Path, *, option: str = "--out") -> dict | None:
     Raises:
       BatchError: the file is not a batch file of :data:`BATCH_SCHEMA` (named with ``option``).
     """
-    batch_file = results_dir / BATCH_FILE
-    if not batch_file.is_file():
+    if not (results_dir / BATCH_FILE).is_file():
         return None
     try:
-        record = json.loads(batch_file.read_text())
-    except (ValueError, OSError) as error:
-        raise BatchError(f"{option}: {batch_file} cannot be read ({error})") from None
-    if not isinstance(record, dict) or record.get("schema") != BATCH_SCHEMA:
-        raise BatchError(f"{option}: {batch_file} is not a batch file of schema {BATCH_SCHEMA}")
-    return record
+        return layout.read_batch(results_dir)
+    except ValueError as error:
+        raise BatchError(f"{option}: {error}") from None
 
 
 def batch_record(*, grader_version: str, seed: int, exercises: Sequence[str], started: str,
@@ -302,12 +298,11 @@ def recorded_outcome(out: Path, student: str, key: dict) -> Outcome | None:
 
     A grader error is the grader's fault, never final: only graded or rejected submissions are kept.
     """
-    record_file = out / STUDENT_FILE
     try:
-        record = json.loads(record_file.read_text())
-    except (ValueError, OSError):  # none, or damaged: graded again
+        record = layout.read_student(out)
+    except ValueError:  # none, or damaged: graded again
         return None
-    final = isinstance(record, dict) and record.get("status") in (SubmissionStatus.GRADED, SubmissionStatus.REJECTED)
+    final = record["status"] in (SubmissionStatus.GRADED, SubmissionStatus.REJECTED)
     return _recorded(record, student) if final and all(record.get(k) == v for k, v in key.items()) else None
 
 
@@ -577,7 +572,13 @@ def merge_results(shard_dirs: Sequence[str | os.PathLike[str]], results_dir: str
             if entry.name in students:
                 raise BatchError(f"SHARD_DIR: student {entry.name!r} is in both {students[entry.name].parent} and {folder}")
             students[entry.name] = entry
-    records = {student: _student_record(entry, option="SHARD_DIR") for student, entry in students.items()}
+    records = {}
+    for student, entry in students.items():
+        try:
+            records[student] = layout.read_student(entry)
+        except ValueError as error:
+            raise BatchError(f"SHARD_DIR: {entry} holds no readable {STUDENT_FILE} ({error}): not a student's finished "
+                             "results; grade it again with course grade-all, or remove it") from None
     merged = batch_record(started=min(record["started"] for _, record in shards.values()), **{k: first[k] for k in same})
     with replacing(out) as new:  # out appears whole, or not at all
         for student, entry in students.items():
@@ -586,21 +587,6 @@ def merge_results(shard_dirs: Sequence[str | os.PathLike[str]], results_dir: str
     outcomes = tuple(_recorded(records[s], s) for s in sorted(students))
     return BatchResult(out, merged["seed"], merged["grader_version"], tuple(merged["exercises"]), outcomes,
                        time.monotonic() - started)
-
-
-def _student_record(folder: Path, *, option: str) -> dict:
-    """The ``submission.json`` of a student's results ``folder``.
-
-    Raises:
-      BatchError: it has none or it is damaged (a grading cut short, or a folder that is not a student's).
-    """
-    try:
-        record = json.loads((folder / STUDENT_FILE).read_text())
-        SubmissionStatus(record["status"])
-        return record
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise BatchError(f"{option}: {folder} holds no readable {STUDENT_FILE} ({type(error).__name__}): not a student's "
-                         "finished results; grade it again with course grade-all, or remove it") from None
 
 
 def _recorded(record: dict, student: str) -> Outcome:

@@ -135,7 +135,9 @@ def test_a_failed_build_leaves_the_last_bundle_whole(bundle, tmp_path, monkeypat
     with pytest.raises(OSError, match="cannot read"):
         autograder.build_bundle(previous, seed=1, exercises=[EXERCISE])
     assert previous.read_bytes() == bundle.read_bytes() and [p.name for p in tmp_path.iterdir()] == ["autograder.zip"]
-    assert stat.S_IMODE(bundle.stat().st_mode) == 0o644  # a bundle to share, not the temporary file's 0600
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o666 & ~umask  # a bundle to share, not the temporary file's 0600
 
 
 def test_the_locks_match_pyproject_and_leave_out_the_notebook_stack():

@@ -42,3 +42,23 @@ def test_tidy_removes_unfinished_folders_and_puts_back_an_old_one_never_replaced
     tidy(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".git", "alice", "bob", "carol"]
     assert (tmp_path / "bob" / "score").is_dir()
+
+
+def test_a_file_is_replaced_whole_with_ordinary_permissions_or_not_at_all(tmp_path):
+    import os
+    import stat
+
+    from course.folders import replacing_file
+
+    path = tmp_path / "bundle.zip"
+    path.write_text("old")
+    with pytest.raises(OSError), replacing_file(path) as new:
+        new.write_text("half")
+        raise OSError
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["bundle.zip"]
+    with replacing_file(path) as new:
+        new.write_text("new")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.read_text() == "new" and stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle.zip"]

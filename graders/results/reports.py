@@ -11,14 +11,14 @@ becomes ``feedback/<student>.md`` (only what that student may see).
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from course.folders import replacing
-from graders.results.layout import BATCH_FILE, BATCH_SCHEMA, STUDENT_FILE
+from graders.results import layout
+from graders.results.layout import BATCH_FILE
 from graders.results.scores import CaseStatus, GradingResult, SubmissionStatus, load, write_json
 
 SUMMARY_SCHEMA = "course-class-summary/1"
@@ -101,16 +101,18 @@ def load_results(results_dir: str | os.PathLike[str]) -> tuple[dict, list[Studen
     batch_file = root / BATCH_FILE
     if not batch_file.is_file():
         raise ReportError(f"RESULTS_DIR: {root} holds no {BATCH_FILE}; expected the --out folder of course grade-all")
-    meta = _json(batch_file)
-    if not isinstance(meta, dict) or meta.get("schema") != BATCH_SCHEMA:
-        raise ReportError(f"RESULTS_DIR: {batch_file} is not of schema {BATCH_SCHEMA}")
+    try:
+        meta = layout.read_batch(root)
+    except ValueError as error:
+        raise ReportError(f"RESULTS_DIR: {error}") from None
+    try:
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        students = [(folder, layout.read_student(folder)) for folder in folders]
+    except ValueError as error:
+        raise ReportError(f"RESULTS_DIR: {error}; a grading cut short? Run course grade-all on the folder again") from None
     records, stale = [], []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        record = _json(folder / STUDENT_FILE)
-        try:
-            status = SubmissionStatus(record["status"])
-        except (TypeError, KeyError, ValueError):
-            raise ReportError(f"RESULTS_DIR: {folder / STUDENT_FILE} is not a student's record") from None
+    for folder, record in students:
+        status = SubmissionStatus(record["status"])
         differs = [f"{key} {record[key]!r}" for key in RUN_KEYS if key in record and record[key] != meta.get(key)]
         if differs:
             stale.append(f"{folder.name} ({', '.join(differs)})")
@@ -124,19 +126,6 @@ def load_results(results_dir: str | os.PathLike[str]) -> tuple[dict, list[Studen
     if not records:
         raise ReportError(f"RESULTS_DIR: {root} holds no graded student")
     return meta, records
-
-
-def _json(path: Path):
-    """The JSON document at ``path``.
-
-    Raises:
-      ReportError: it is missing or damaged (for a student's record: a grading cut short).
-    """
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ReportError(f"RESULTS_DIR: cannot read {path} ({type(error).__name__}); a grading cut short? "
-                          "Run course grade-all on the folder again") from None
 
 
 def class_summary(meta: dict, records: list[StudentRecord]) -> ClassSummary:
